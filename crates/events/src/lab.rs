@@ -1,0 +1,37 @@
+//! Laboratory events. `lab.test.ordered.v1` is published by the patient service when a
+//! clinician orders tests for a patient (000 §2.1.1); the lab service consumes it.
+
+use crate::{EventPayload, Topic};
+use chrono::{DateTime, Utc};
+use kernel::ids::{LabOrderId, PatientId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabTestOrderedV1 {
+    pub order_id: LabOrderId,
+    pub patient_id: PatientId,
+    pub mrn: String,
+    pub tests: Vec<OrderedTest>,
+    /// `STAT`, `URGENT` or `ROUTINE` (000 §4.1, lab_orders).
+    pub priority: String,
+    pub ordering_provider_id: String,
+    pub ordering_provider_name: String,
+    #[serde(default)]
+    pub diagnosis_codes: Vec<String>,
+    pub ordered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderedTest {
+    pub test_code: String,
+    pub test_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loinc_code: Option<String>,
+}
+
+impl EventPayload for LabTestOrderedV1 {
+    const EVENT_TYPE: &'static str = "lab.test.ordered.v1";
+    const TOPIC: Topic = Topic::LabEvents;
+}

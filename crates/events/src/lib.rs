@@ -1,0 +1,10 @@
+//! The events MediTrack publishes: one envelope, one typed payload per event type, and the
+//! topic each type travels on (000 §2, §3.1).
+
+pub mod envelope;
+pub mod lab;
+pub mod patient;
+pub mod topic;
+
+pub use envelope::{EventEnvelope, EventMeta, EventPayload, topic_of};
+pub use topic::Topic;

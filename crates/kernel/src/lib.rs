@@ -1,0 +1,15 @@
+//! The shared vocabulary of MediTrack. Everything here is pure: no I/O, no HTTP, no SQL.
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod paging;
+pub mod principal;
+pub mod sensitive;
+pub mod tenant;
+
+pub use clock::{Clock, SystemClock};
+pub use error::{ErrorKind, FieldError, FieldErrors, OperationError};
+pub use principal::Principal;
+pub use sensitive::Sensitive;
+pub use tenant::TenantId;

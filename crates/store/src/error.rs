@@ -1,0 +1,97 @@
+use std::fmt;
+
+/// A failure of the database itself (unreachable, timed out, a bug in our SQL).
+///
+/// `Display` says only what kind of failure it was: database messages can quote row values
+/// (PostgreSQL's `DETAIL: Key (ssn)=(…)`), and those must not reach logs or clients.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {}", summary(.0))]
+    Sqlx(#[from] sqlx::Error),
+    #[error("cannot create the data directory: {0}")]
+    DataDir(std::io::Error),
+    #[error(
+        "migration {component}/{version} was changed after it was applied; migrations are never edited once landed"
+    )]
+    MigrationEdited { component: String, version: i64 },
+    #[error(
+        "the database has migration {component}/{version}, which this build does not know; is it older than the database?"
+    )]
+    MigrationUnknown { component: String, version: i64 },
+}
+
+/// The kind of a sqlx error plus, for database errors, the SQLSTATE/primary message only.
+fn summary(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => {
+            format!(
+                "{} ({})",
+                db.message(),
+                db.code().as_deref().unwrap_or("no code")
+            )
+        }
+        sqlx::Error::PoolTimedOut => "timed out waiting for a connection".to_owned(),
+        sqlx::Error::Io(io) => format!("I/O: {io}"),
+        sqlx::Error::RowNotFound => "row not found".to_owned(),
+        other => other_kind(other).to_owned(),
+    }
+}
+
+fn other_kind(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::Configuration(_) => "configuration",
+        sqlx::Error::Tls(_) => "TLS",
+        sqlx::Error::Protocol(_) => "protocol",
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => "decoding a column",
+        sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
+            "unknown column"
+        }
+        sqlx::Error::PoolClosed => "pool closed",
+        sqlx::Error::WorkerCrashed => "driver worker crashed",
+        _ => "other",
+    }
+}
+
+/// A unique-constraint violation, told apart by constraint name (PostgreSQL) or by the
+/// columns SQLite names in its message.
+#[derive(Debug)]
+pub struct UniqueViolation<'a> {
+    constraint: Option<String>,
+    message: &'a str,
+}
+
+impl UniqueViolation<'_> {
+    /// `true` when the violated constraint is `pg_constraint` on PostgreSQL, or, on SQLite,
+    /// the unique index over `sqlite_columns` (as SQLite spells them: `patients.tenant_id, patients.mrn`).
+    pub fn is(&self, pg_constraint: &str, sqlite_columns: &str) -> bool {
+        match &self.constraint {
+            Some(c) => c == pg_constraint,
+            None => self.message.ends_with(sqlite_columns),
+        }
+    }
+}
+
+impl fmt::Display for UniqueViolation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.constraint.as_deref().unwrap_or(self.message))
+    }
+}
+
+pub fn unique_violation(e: &sqlx::Error) -> Option<UniqueViolation<'_>> {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Some(UniqueViolation {
+            constraint: db.constraint().map(str::to_owned),
+            message: db.message(),
+        }),
+        _ => None,
+    }
+}
+
+impl DbError {
+    pub fn unique_violation(&self) -> Option<UniqueViolation<'_>> {
+        match self {
+            DbError::Sqlx(e) => unique_violation(e),
+            _ => None,
+        }
+    }
+}

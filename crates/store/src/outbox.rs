@@ -1,0 +1,87 @@
+//! The transactional outbox: events are written in the same transaction as the state they
+//! describe, so both commit or neither does. A relay publishes them onward (issue 4).
+
+use crate::{DbError, Migration, MigrationSet, Tx};
+use chrono::{DateTime, Utc};
+use events::EventEnvelope;
+use sqlx::types::Json;
+
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    component: "outbox",
+    sqlite: &[Migration {
+        version: 1,
+        name: "create outbox",
+        sql: "CREATE TABLE outbox (
+            position INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id BLOB NOT NULL UNIQUE,
+            event_type TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            envelope TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            published_at TEXT
+        );
+        CREATE INDEX idx_outbox_unpublished ON outbox (position) WHERE published_at IS NULL;",
+    }],
+    postgres: &[Migration {
+        version: 1,
+        name: "create outbox",
+        sql: "CREATE TABLE outbox (
+            position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            event_id UUID NOT NULL UNIQUE,
+            event_type VARCHAR(100) NOT NULL,
+            topic VARCHAR(100) NOT NULL,
+            tenant_id VARCHAR(50) NOT NULL,
+            event_key VARCHAR(100) NOT NULL,
+            envelope JSONB NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            published_at TIMESTAMPTZ
+        );
+        CREATE INDEX idx_outbox_unpublished ON outbox (position) WHERE published_at IS NULL;",
+    }],
+};
+
+/// Appends `events` inside `tx`. Events without a known topic are a programming error and
+/// fail the whole transaction rather than being dropped.
+pub async fn append(tx: &mut Tx, events: &[EventEnvelope]) -> Result<(), DbError> {
+    for event in events {
+        let topic = event.topic().map(|t| t.name()).unwrap_or("unrouted");
+        crate::execute!(
+            &mut *tx,
+            sqlx::query(
+                "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(event.event_id.as_uuid())
+            .bind(&event.event_type)
+            .bind(topic)
+            .bind(&event.tenant_id)
+            .bind(&event.key)
+            .bind(Json(event))
+            .bind(Utc::now())
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub position: i64,
+    pub topic: String,
+    pub envelope: Json<EventEnvelope>,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// Rows after `after`, oldest first: for the relay, and for tests that look at the outbox.
+pub async fn read(db: &crate::Db, after: i64, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
+    Ok(crate::on_pool!(db, |c| {
+        sqlx::query_as(
+            "SELECT position, topic, envelope, published_at FROM outbox WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(c)
+        .await
+    })?)
+}

@@ -1,0 +1,45 @@
+//! Prometheus metrics (000 §6.1). The recorder is process-wide; `/metrics` renders it.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const HTTP_REQUESTS: &str = "http_server_requests_seconds";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder once per process (several in-process hubs in tests share it) and
+/// returns the handle that renders it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(HTTP_REQUESTS.to_owned()),
+                    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; then ours just isn't global.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    metrics::histogram!(
+        HTTP_REQUESTS,
+        "method" => method.to_owned(),
+        "route" => route.to_owned(),
+        "status" => status.to_string(),
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+pub async fn render(
+    axum::extract::State(handle): axum::extract::State<PrometheusHandle>,
+) -> String {
+    handle.render()
+}

@@ -1,0 +1,156 @@
+//! RFC 9457 problem details: the one way any HTTP error leaves MediTrack.
+//!
+//! Every problem has a stable `code` (clients match on it), a human `detail` (no PHI), the
+//! per-field `errors` when input was rejected, and the `requestId` to quote to support.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kernel::{ErrorKind, FieldError, OperationError};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: &'static str,
+    #[serde(serialize_with = "serialize_status")]
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+fn serialize_status<S: serde::Serializer>(s: &StatusCode, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_u16(s.as_u16())
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            type_uri: format!("https://meditrack.dev/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            request_id: None,
+        }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// A 422 listing what is wrong with each field.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.len() {
+            1 => "1 field is invalid".to_owned(),
+            n => format!("{n} fields are invalid"),
+        };
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation.failed",
+            detail,
+        )
+        .with_errors(errors)
+    }
+
+    pub fn not_found(code: &'static str, what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))
+    }
+
+    /// The answer to a failure that is ours: details go to the log under the request id,
+    /// the caller gets only the id.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; quote the request id when reporting it",
+        )
+    }
+
+    pub fn from_operation<E: OperationError>(e: &E) -> Self {
+        let status = status_of(e.kind());
+        match e.kind() {
+            ErrorKind::Internal => {
+                tracing::error!(code = e.code(), error = %e, "operation failed");
+                Self::internal()
+            }
+            ErrorKind::Unavailable => {
+                tracing::warn!(code = e.code(), error = %e, "dependency unavailable");
+                Self::new(
+                    status,
+                    e.code(),
+                    "a dependency is unavailable; try again shortly",
+                )
+            }
+            _ => Self::new(status, e.code(), e.to_string()).with_errors(e.field_errors().to_vec()),
+        }
+    }
+}
+
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(mut self) -> Response {
+        if self.request_id.is_none() {
+            self.request_id = crate::request::current_request_id();
+        }
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("patient not found")]
+    struct Missing;
+
+    impl OperationError for Missing {
+        fn code(&self) -> &'static str {
+            "patient.not_found"
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::NotFound
+        }
+    }
+
+    #[test]
+    fn operation_errors_keep_their_code_and_map_their_kind() {
+        let p = Problem::from_operation(&Missing);
+        assert_eq!(p.status, StatusCode::NOT_FOUND);
+        assert_eq!(p.code, "patient.not_found");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["status"], 404);
+        assert_eq!(
+            json["type"],
+            "https://meditrack.dev/problems/patient.not_found"
+        );
+        assert!(json.get("errors").is_none());
+    }
+}
