@@ -1,1 +1,125 @@
-fn main() {}
+//! `meditrack`: the healthcare interoperability hub, one binary for every role.
+
+use clap::{Parser, Subcommand};
+use meditrack::{Config, config::LogFormat};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// MediTrack: patient records, lab orders and results, claims and prescriptions, exchanged
+/// as REST, HL7 v2, X12 and NCPDP, with every change published as an event.
+///
+/// Configuration comes from defaults, then meditrack.toml (or --config), then environment:
+/// MEDITRACK_LISTEN (127.0.0.1:8080), MEDITRACK_DATA_DIR (./data), MEDITRACK_DATABASE_URL
+/// (unset: embedded SQLite; postgres://… for PostgreSQL), MEDITRACK_LOG_FORMAT (json|text),
+/// MEDITRACK_LOG_LEVEL (info), MEDITRACK_DEFAULT_TENANT (default), MEDITRACK_MAX_BODY_BYTES
+/// (1048576), MEDITRACK_DB_MAX_CONNECTIONS (10).
+#[derive(Debug, Parser)]
+#[command(name = "meditrack", version)]
+struct Cli {
+    /// Configuration file (TOML, same keys as the MEDITRACK_* variables in lower case).
+    #[arg(long, global = true, env = "MEDITRACK_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub: every service in one process, the API on --listen.
+    Serve {
+        /// Address to listen on (overrides MEDITRACK_LISTEN).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Create or upgrade every service's database, then exit.
+    Migrate,
+    /// Print the effective configuration (passwords hidden), then exit.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref(), |k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meditrack: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Serve { listen: Some(addr) } = &cli.command {
+        config.listen = *addr;
+    }
+    meditrack::logging::init(&config, std::io::stdout);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meditrack: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { .. } => serve(config).await,
+            Command::Migrate => meditrack::open_databases(&config)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Command::Config => {
+                print_config(&config);
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "meditrack stopped");
+            eprintln!("meditrack: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let hub = meditrack::build(&config).await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        storage = if config.database_url.is_some() { "postgres" } else { "embedded sqlite" },
+        data_dir = %config.data_dir.display(),
+        "meditrack is serving"
+    );
+    hub.serve(listener, meditrack::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("meditrack stopped cleanly");
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn print_config(c: &Config) {
+    println!("listen = \"{}\"", c.listen);
+    println!("data_dir = \"{}\"", c.data_dir.display());
+    match c.database_url_redacted() {
+        Some(url) => println!("database_url = \"{url}\""),
+        None => println!("# database_url unset: embedded SQLite under data_dir"),
+    }
+    println!(
+        "log_format = \"{}\"",
+        if c.log_format == LogFormat::Json {
+            "json"
+        } else {
+            "text"
+        }
+    );
+    println!("log_level = \"{}\"", c.log_level);
+    println!("default_tenant = \"{}\"", c.default_tenant);
+    println!("max_body_bytes = {}", c.max_body_bytes);
+    println!("db_max_connections = {}", c.db_max_connections);
+}

@@ -18,6 +18,9 @@ pub enum DbError {
         "the database has migration {component}/{version}, which this build does not know; is it older than the database?"
     )]
     MigrationUnknown { component: String, version: i64 },
+    /// Something the schema guarantees did not hold; a bug, not bad input.
+    #[error("invariant broken: {0}")]
+    Invariant(&'static str),
 }
 
 /// The kind of a sqlx error plus, for database errors, the SQLSTATE/primary message only.

@@ -7,7 +7,7 @@
 use crate::Problem;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use kernel::FieldError;
 use serde::de::DeserializeOwned;
 
@@ -22,13 +22,7 @@ where
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
-        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "request.unsupported_media_type",
-                "the body must be JSON, sent with Content-Type: application/json",
-            ));
-        }
+        require_json(request.headers())?;
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -48,6 +42,27 @@ where
             })?;
         parse(&bytes).map(ApiJson)
     }
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    if is_json(headers.get(header::CONTENT_TYPE)) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "request.unsupported_media_type",
+            "the body must be JSON, sent with Content-Type: application/json",
+        ))
+    }
+}
+
+/// For handlers whose body is optional: checks the content type, then parses.
+pub fn parse_with_type<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Problem> {
+    require_json(headers)?;
+    parse(body)
 }
 
 fn is_json(content_type: Option<&header::HeaderValue>) -> bool {

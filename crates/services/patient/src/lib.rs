@@ -1,1 +1,32 @@
+//! The patient service (000 §2.1.1): demographics, medical records, the patient timeline,
+//! lab order requests and discharges.
+
+pub mod app;
 pub mod domain;
+pub mod errors;
+pub mod http;
+pub mod store;
+
+use ::store::{Migration, MigrationSet};
+
+pub const SERVICE: &str = "patient";
+
+/// The patient service's own tables; the composition root applies them with the outbox's.
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    component: SERVICE,
+    sqlite: &[Migration {
+        version: 1,
+        name: "patient tables",
+        sql: include_str!("../migrations/sqlite/0001_patient_tables.sql"),
+    }],
+    postgres: &[Migration {
+        version: 1,
+        name: "patient tables",
+        sql: include_str!("../migrations/postgres/0001_patient_tables.sql"),
+    }],
+};
+
+/// Everything the service's database needs, in order.
+pub fn migrations() -> [MigrationSet; 2] {
+    [::store::outbox::MIGRATIONS, MIGRATIONS]
+}

@@ -121,6 +121,11 @@ impl DateOfBirth {
     pub fn date(&self) -> NaiveDate {
         self.0
     }
+
+    /// A date the database holds; it was checked when it was written.
+    pub(crate) fn from_storage(date: NaiveDate) -> Self {
+        Self(date)
+    }
 }
 
 /// A calendar date as `YYYY-MM-DD`, and only that.

@@ -1,0 +1,279 @@
+//! Configuration: built-in defaults, then `meditrack.toml` (optional), then `MEDITRACK_*`
+//! environment variables, then command-line flags. The defaults run the embedded hub.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub default_tenant: String,
+    pub max_body_bytes: usize,
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            log_format: LogFormat::Json,
+            log_level: "info".to_owned(),
+            default_tenant: "default".to_owned(),
+            max_body_bytes: 1024 * 1024,
+            db_max_connections: 10,
+        }
+    }
+}
+
+/// The same keys in the file and, upper-cased with a `MEDITRACK_` prefix, in the environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layer {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    default_tenant: Option<String>,
+    max_body_bytes: Option<usize>,
+    db_max_connections: Option<u32>,
+}
+
+pub const ENV_KEYS: [&str; 8] = [
+    "listen",
+    "data_dir",
+    "database_url",
+    "log_format",
+    "log_level",
+    "default_tenant",
+    "max_body_bytes",
+    "db_max_connections",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("MEDITRACK_{key}: {message}")]
+    Env { key: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `file` (or `./meditrack.toml` when present) and the environment over the defaults.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Config::default();
+        let default_file = Path::new("meditrack.toml");
+        let file = file.or_else(|| default_file.exists().then_some(default_file));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let layer: Layer = toml::from_str(&text).map_err(|e| ConfigError::File {
+                path: path.to_owned(),
+                message: e.message().to_owned(),
+            })?;
+            config.apply(layer);
+        }
+        let mut layer = Layer::default();
+        for key in ENV_KEYS {
+            let name = format!("MEDITRACK_{}", key.to_ascii_uppercase());
+            let Some(value) = env(&name).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let err = |message: String| ConfigError::Env {
+                key: key.to_ascii_uppercase(),
+                message,
+            };
+            match key {
+                "listen" => {
+                    layer.listen = Some(value.parse().map_err(|_| {
+                        err(format!("'{value}' is not an address like 127.0.0.1:8080"))
+                    })?)
+                }
+                "data_dir" => layer.data_dir = Some(value.into()),
+                "database_url" => layer.database_url = Some(value),
+                "log_format" => {
+                    layer.log_format = Some(match value.as_str() {
+                        "json" => LogFormat::Json,
+                        "text" => LogFormat::Text,
+                        _ => return Err(err("must be json or text".to_owned())),
+                    })
+                }
+                "log_level" => layer.log_level = Some(value),
+                "default_tenant" => layer.default_tenant = Some(value),
+                "max_body_bytes" => {
+                    layer.max_body_bytes = Some(
+                        value
+                            .parse()
+                            .map_err(|_| err("must be a number of bytes".to_owned()))?,
+                    )
+                }
+                "db_max_connections" => {
+                    layer.db_max_connections = Some(
+                        value
+                            .parse()
+                            .map_err(|_| err("must be a number".to_owned()))?,
+                    )
+                }
+                _ => {}
+            }
+        }
+        config.apply(layer);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, l: Layer) {
+        if let Some(v) = l.listen {
+            self.listen = v;
+        }
+        if let Some(v) = l.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = l.database_url {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = l.log_format {
+            self.log_format = v;
+        }
+        if let Some(v) = l.log_level {
+            self.log_level = v;
+        }
+        if let Some(v) = l.default_tenant {
+            self.default_tenant = v;
+        }
+        if let Some(v) = l.max_body_bytes {
+            self.max_body_bytes = v;
+        }
+        if let Some(v) = l.db_max_connections {
+            self.db_max_connections = v;
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(
+                "database_url must be a postgres:// URL (leave it unset for the embedded store)"
+                    .to_owned(),
+            ));
+        }
+        kernel::TenantId::parse(&self.default_tenant)
+            .map_err(|e| ConfigError::Invalid(format!("default_tenant: {e}")))?;
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL with its password hidden, for logs and `meditrack config`.
+    pub fn database_url_redacted(&self) -> Option<String> {
+        self.database_url.as_deref().map(redact_password)
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_run_the_embedded_hub_on_8080() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, None);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("meditrack-config-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("meditrack.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nlog_format = \"text\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[("MEDITRACK_LISTEN", "0.0.0.0:9100")])).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9100");
+        assert_eq!(c.log_format, LogFormat::Text);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::load(None, env(&[("MEDITRACK_LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.to_string().starts_with("MEDITRACK_LISTEN"), "{e}");
+        let e = Config::load(None, env(&[("MEDITRACK_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(e.to_string().contains("postgres://"), "{e}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_password("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    fn uuid_like() -> String {
+        format!(
+            "{:?}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        )
+    }
+}

@@ -1,0 +1,466 @@
+//! Use cases of the patient service: one async fn per command or query. Each takes the
+//! caller's context, works on domain types and returns its own error enum.
+
+use crate::domain::lab_order::{LabOrder, LabOrderRequest};
+use crate::domain::medical_record::{MedicalRecord, NewMedicalRecord};
+use crate::domain::patient::ReviseError;
+use crate::domain::timeline::{TimelineEntry, TimelineEvent};
+use crate::domain::{Demographics, Patient, Ssn};
+use crate::errors::*;
+use crate::store::{PatientStore, PatientSummary, SearchCriteria, Write, WriteError};
+use chrono::{DateTime, Utc};
+use events::lab::{LabTestOrderedV1, OrderedTest};
+use events::patient::{PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientUpdatedV1};
+use events::{EventEnvelope, EventMeta};
+use kernel::ids::{CorrelationId, LabOrderId, MedicalRecordId, PatientId};
+use kernel::paging::{Page, PageRequest};
+use kernel::{Clock, Principal, TenantId};
+use std::sync::Arc;
+
+pub const SOURCE: &str = "patient";
+pub const REGISTRATIONS: &str = "meditrack_patient_registrations_total";
+
+/// Who is acting, and the correlation id every event written for this request carries.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub principal: Principal,
+    pub correlation_id: CorrelationId,
+}
+
+impl Context {
+    fn tenant(&self) -> &TenantId {
+        &self.principal.tenant
+    }
+
+    fn meta(&self, now: DateTime<Utc>) -> EventMeta {
+        EventMeta {
+            source: SOURCE,
+            tenant: self.principal.tenant.clone(),
+            correlation_id: self.correlation_id,
+            causation_id: None,
+            occurred_at: now,
+        }
+    }
+}
+
+/// How a patient is named in a path: by id, or by SSN on the routes 000 defines that way.
+#[derive(Debug, Clone)]
+pub enum PatientRef {
+    Id(PatientId),
+    Ssn(Ssn),
+}
+
+#[derive(Debug)]
+pub struct PatientService<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+}
+
+/// Generated MRNs can collide with MRNs clients chose themselves; a few tries get past them.
+const MRN_ATTEMPTS: usize = 5;
+
+impl<S: PatientStore> PatientService<S> {
+    pub fn new(store: S, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.clock.now().date_naive()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub async fn register(
+        &self,
+        ctx: &Context,
+        d: Demographics,
+    ) -> Result<Patient, RegisterPatientError> {
+        let generate = d.mrn.is_none();
+        let attempts = if generate { MRN_ATTEMPTS } else { 1 };
+        let mut last = RegisterPatientError::DuplicateMrn;
+        for _ in 0..attempts {
+            let mrn = match &d.mrn {
+                Some(m) => m.clone(),
+                None => self.store.next_mrn(ctx.tenant()).await?,
+            };
+            let now = self.clock.now();
+            let patient = Patient::register(
+                PatientId::new(),
+                ctx.tenant().clone(),
+                mrn,
+                d.clone(),
+                &ctx.principal.subject,
+                now,
+            );
+            let events = [EventEnvelope::new(
+                &ctx.meta(now),
+                patient.id,
+                &PatientCreatedV1 {
+                    patient_id: patient.id,
+                    mrn: patient.mrn.to_string(),
+                    registered_at: now,
+                },
+            )];
+            let timeline = TimelineEntry::new(
+                patient.id,
+                now,
+                TimelineEvent::Registered {
+                    mrn: patient.mrn.to_string(),
+                },
+            );
+            match self
+                .write(
+                    ctx,
+                    crate::store::Change::Register(&patient),
+                    &timeline,
+                    &events,
+                )
+                .await
+            {
+                Ok(()) => {
+                    metrics::counter!(REGISTRATIONS).increment(1);
+                    tracing::info!(patient_id = %patient.id, "patient registered");
+                    return Ok(patient);
+                }
+                Err(WriteError::DuplicateMrn) if generate => {
+                    last = RegisterPatientError::DuplicateMrn
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last)
+    }
+
+    pub async fn get(&self, ctx: &Context, id: PatientId) -> Result<Patient, GetPatientError> {
+        self.store
+            .patient(ctx.tenant(), id)
+            .await?
+            .ok_or(GetPatientError::NotFound)
+    }
+
+    pub async fn update(
+        &self,
+        ctx: &Context,
+        id: PatientId,
+        expected_version: Option<i64>,
+        d: Demographics,
+    ) -> Result<Patient, UpdatePatientError> {
+        let mut patient = self
+            .store
+            .patient(ctx.tenant(), id)
+            .await?
+            .ok_or(UpdatePatientError::NotFound)?;
+        if let Some(expected) = expected_version
+            && expected != patient.version
+        {
+            return Err(UpdatePatientError::VersionMismatch {
+                current: patient.version,
+            });
+        }
+        let read_version = patient.version;
+        let now = self.clock.now();
+        let changed = patient
+            .revise(d, &ctx.principal.subject, now)
+            .map_err(|e| match e {
+                ReviseError::MrnImmutable => UpdatePatientError::MrnImmutable,
+            })?;
+        if changed.is_empty() {
+            return Ok(patient);
+        }
+        let changed: Vec<String> = changed.into_iter().map(str::to_owned).collect();
+        let events = [EventEnvelope::new(
+            &ctx.meta(now),
+            patient.id,
+            &PatientUpdatedV1 {
+                patient_id: patient.id,
+                version: patient.version,
+                changed_fields: changed.clone(),
+            },
+        )];
+        let timeline = TimelineEntry::new(
+            patient.id,
+            now,
+            TimelineEvent::Updated {
+                version: patient.version,
+                changed_fields: changed,
+            },
+        );
+        let change = crate::store::Change::Update {
+            patient: &patient,
+            expected_version: read_version,
+        };
+        self.write(ctx, change, &timeline, &events)
+            .await
+            .map_err(|e| match e {
+                // Someone else updated between our read and our write.
+                WriteError::VersionConflict => UpdatePatientError::VersionMismatch {
+                    current: read_version + 1,
+                },
+                other => other.into(),
+            })?;
+        Ok(patient)
+    }
+
+    pub async fn delete(
+        &self,
+        ctx: &Context,
+        id: PatientId,
+        expected_version: Option<i64>,
+    ) -> Result<(), DeletePatientError> {
+        let patient = self
+            .store
+            .patient(ctx.tenant(), id)
+            .await?
+            .ok_or(DeletePatientError::NotFound)?;
+        if let Some(expected) = expected_version
+            && expected != patient.version
+        {
+            return Err(DeletePatientError::VersionMismatch {
+                current: patient.version,
+            });
+        }
+        let now = self.clock.now();
+        let events = [EventEnvelope::new(
+            &ctx.meta(now),
+            id,
+            &PatientDeletedV1 {
+                patient_id: id,
+                deleted_at: now,
+            },
+        )];
+        let timeline = TimelineEntry::new(id, now, TimelineEvent::Deleted);
+        let change = crate::store::Change::Delete {
+            id,
+            expected_version: patient.version,
+            at: now,
+        };
+        self.write(ctx, change, &timeline, &events)
+            .await
+            .map_err(|e| match e {
+                WriteError::VersionConflict => DeletePatientError::VersionMismatch {
+                    current: patient.version + 1,
+                },
+                other => other.into(),
+            })?;
+        tracing::info!(patient_id = %id, "patient soft-deleted");
+        Ok(())
+    }
+
+    pub async fn search(
+        &self,
+        ctx: &Context,
+        criteria: &SearchCriteria,
+        page: &PageRequest,
+    ) -> Result<Page<PatientSummary>, ListError> {
+        self.store
+            .search(ctx.tenant(), criteria, page)
+            .await
+            .map_err(Into::into)
+    }
+
+    pub async fn add_medical_record(
+        &self,
+        ctx: &Context,
+        patient_id: PatientId,
+        new: NewMedicalRecord,
+    ) -> Result<MedicalRecord, PatientSubresourceError> {
+        let now = self.clock.now();
+        let record = MedicalRecord {
+            id: MedicalRecordId::new(),
+            patient_id,
+            record_type: new.record_type,
+            record_date: new.record_date,
+            provider_id: new.provider_id,
+            diagnosis_codes: new.diagnosis_codes,
+            procedure_codes: new.procedure_codes,
+            notes: new.notes,
+            created_at: now,
+            created_by: ctx.principal.subject.clone(),
+        };
+        let timeline = TimelineEntry::new(
+            patient_id,
+            record.record_date,
+            TimelineEvent::MedicalRecordAdded {
+                record_id: record.id,
+                record_type: record.record_type.to_owned(),
+            },
+        );
+        self.write(
+            ctx,
+            crate::store::Change::AddMedicalRecord(&record),
+            &timeline,
+            &[],
+        )
+        .await?;
+        Ok(record)
+    }
+
+    pub async fn medical_records(
+        &self,
+        ctx: &Context,
+        patient_id: PatientId,
+        page: &PageRequest,
+    ) -> Result<Page<MedicalRecord>, ListError> {
+        self.require_patient(ctx, patient_id).await?;
+        self.store
+            .medical_records(ctx.tenant(), patient_id, page)
+            .await
+            .map_err(Into::into)
+    }
+
+    pub async fn timeline(
+        &self,
+        ctx: &Context,
+        patient_id: PatientId,
+        page: &PageRequest,
+    ) -> Result<Page<TimelineEntry>, ListError> {
+        self.require_patient(ctx, patient_id).await?;
+        self.store
+            .timeline(ctx.tenant(), patient_id, page)
+            .await
+            .map_err(Into::into)
+    }
+
+    pub async fn order_labs(
+        &self,
+        ctx: &Context,
+        who: PatientRef,
+        request: LabOrderRequest,
+    ) -> Result<LabOrder, PatientSubresourceError> {
+        let patient = match who {
+            PatientRef::Id(id) => self.store.patient(ctx.tenant(), id).await?,
+            PatientRef::Ssn(ssn) => self.store.patient_by_ssn(ctx.tenant(), &ssn).await?,
+        }
+        .ok_or(PatientSubresourceError::PatientNotFound)?;
+        let now = self.clock.now();
+        let order = LabOrder {
+            id: LabOrderId::new(),
+            patient_id: patient.id,
+            request,
+            ordered_at: now,
+        };
+        let r = &order.request;
+        let payload = LabTestOrderedV1 {
+            order_id: order.id,
+            patient_id: patient.id,
+            mrn: patient.mrn.to_string(),
+            tests: r
+                .tests
+                .iter()
+                .map(|t| OrderedTest {
+                    test_code: t.test_code.clone(),
+                    test_name: t.test_name.clone(),
+                    loinc_code: t.loinc_code.clone(),
+                })
+                .collect(),
+            priority: r.priority.to_owned(),
+            ordering_provider_id: r.ordering_provider_id.clone(),
+            ordering_provider_name: r.ordering_provider_name.clone(),
+            diagnosis_codes: r.diagnosis_codes.clone(),
+            ordered_at: now,
+        };
+        // Keyed by patient, so the lab order follows the patient's own events in order.
+        let events = [EventEnvelope::new(&ctx.meta(now), patient.id, &payload)];
+        let timeline = TimelineEntry::new(
+            patient.id,
+            now,
+            TimelineEvent::LabOrdered {
+                order_id: order.id,
+                priority: r.priority.to_owned(),
+                test_codes: r.tests.iter().map(|t| t.test_code.clone()).collect(),
+            },
+        );
+        self.write(
+            ctx,
+            crate::store::Change::OrderLabs(&order),
+            &timeline,
+            &events,
+        )
+        .await?;
+        tracing::info!(patient_id = %patient.id, order_id = %order.id, "lab tests ordered");
+        Ok(order)
+    }
+
+    pub async fn discharge(
+        &self,
+        ctx: &Context,
+        patient_id: PatientId,
+        discharge: Discharge,
+    ) -> Result<Discharged, PatientSubresourceError> {
+        let now = self.clock.now();
+        let at = discharge.discharged_at.unwrap_or(now);
+        let disposition = discharge.disposition.map(str::to_owned);
+        let events = [EventEnvelope::new(
+            &ctx.meta(now),
+            patient_id,
+            &PatientDischargedV1 {
+                patient_id,
+                discharged_at: at,
+                disposition: disposition.clone(),
+            },
+        )];
+        let timeline = TimelineEntry::new(
+            patient_id,
+            at,
+            TimelineEvent::Discharged {
+                disposition: disposition.clone(),
+            },
+        );
+        self.write(
+            ctx,
+            crate::store::Change::Touch(patient_id),
+            &timeline,
+            &events,
+        )
+        .await?;
+        Ok(Discharged {
+            patient_id,
+            discharged_at: at,
+            disposition,
+        })
+    }
+
+    async fn require_patient(&self, ctx: &Context, id: PatientId) -> Result<(), ListError> {
+        match self.store.patient_exists(ctx.tenant(), id).await? {
+            true => Ok(()),
+            false => Err(ListError::PatientNotFound),
+        }
+    }
+
+    async fn write(
+        &self,
+        ctx: &Context,
+        change: crate::store::Change<'_>,
+        timeline: &TimelineEntry,
+        events: &[EventEnvelope],
+    ) -> Result<(), WriteError> {
+        self.store
+            .write(Write {
+                tenant: ctx.tenant(),
+                actor: &ctx.principal.subject,
+                change,
+                timeline,
+                events,
+            })
+            .await
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Discharge {
+    pub discharged_at: Option<DateTime<Utc>>,
+    pub disposition: Option<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Discharged {
+    pub patient_id: PatientId,
+    pub discharged_at: DateTime<Utc>,
+    pub disposition: Option<String>,
+}

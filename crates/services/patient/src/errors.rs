@@ -1,0 +1,186 @@
+//! One error enum per operation (ARCHITECTURE.md §4). Codes are stable: clients match on
+//! them. Display texts never contain PHI.
+
+use crate::store::{ReadError, WriteError};
+use kernel::{ErrorKind, OperationError};
+use store::DbError;
+
+/// Implements `OperationError` from a table of `variant => (code, kind)`.
+macro_rules! operation_error {
+    ($ty:ident { $($variant:ident $( ( $($p:tt)* ) )? $( { $($f:tt)* } )? => ($code:literal, $kind:ident)),+ $(,)? }) => {
+        impl OperationError for $ty {
+            fn code(&self) -> &'static str {
+                match self {
+                    $($ty::$variant $( ( $($p)* ) )? $( { $($f)* } )? => $code),+
+                }
+            }
+            fn kind(&self) -> ErrorKind {
+                match self {
+                    $($ty::$variant $( ( $($p)* ) )? $( { $($f)* } )? => ErrorKind::$kind),+
+                }
+            }
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterPatientError {
+    #[error("a patient with this MRN already exists")]
+    DuplicateMrn,
+    #[error("a patient with this SSN already exists")]
+    DuplicateSsn,
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+operation_error!(RegisterPatientError {
+    DuplicateMrn => ("patient.duplicate_mrn", Conflict),
+    DuplicateSsn => ("patient.duplicate_ssn", Conflict),
+    Store(_) => ("internal", Internal),
+});
+
+impl From<WriteError> for RegisterPatientError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::DuplicateMrn => Self::DuplicateMrn,
+            WriteError::DuplicateSsn => Self::DuplicateSsn,
+            WriteError::Db(e) => Self::Store(e),
+            // A registration neither needs an existing patient nor a version.
+            WriteError::NotFound | WriteError::VersionConflict => {
+                Self::Store(DbError::Invariant("registration conflicted unexpectedly"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetPatientError {
+    #[error("patient not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+operation_error!(GetPatientError {
+    NotFound => ("patient.not_found", NotFound),
+    Store(_) => ("internal", Internal),
+});
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdatePatientError {
+    #[error("patient not found")]
+    NotFound,
+    #[error(
+        "the patient has changed since it was read (current version {current}); read it again and reapply the change"
+    )]
+    VersionMismatch { current: i64 },
+    #[error("the MRN of a patient cannot be changed")]
+    MrnImmutable,
+    #[error("a patient with this SSN already exists")]
+    DuplicateSsn,
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+operation_error!(UpdatePatientError {
+    NotFound => ("patient.not_found", NotFound),
+    VersionMismatch { .. } => ("patient.version_mismatch", PreconditionFailed),
+    MrnImmutable => ("patient.mrn_immutable", Invalid),
+    DuplicateSsn => ("patient.duplicate_ssn", Conflict),
+    Store(_) => ("internal", Internal),
+});
+
+impl From<WriteError> for UpdatePatientError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotFound => Self::NotFound,
+            WriteError::VersionConflict => Self::VersionMismatch { current: -1 },
+            WriteError::DuplicateSsn => Self::DuplicateSsn,
+            WriteError::DuplicateMrn => Self::MrnImmutable,
+            WriteError::Db(e) => Self::Store(e),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeletePatientError {
+    #[error("patient not found")]
+    NotFound,
+    #[error("the patient has changed since it was read (current version {current})")]
+    VersionMismatch { current: i64 },
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+operation_error!(DeletePatientError {
+    NotFound => ("patient.not_found", NotFound),
+    VersionMismatch { .. } => ("patient.version_mismatch", PreconditionFailed),
+    Store(_) => ("internal", Internal),
+});
+
+impl From<WriteError> for DeletePatientError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotFound => Self::NotFound,
+            WriteError::VersionConflict => Self::VersionMismatch { current: -1 },
+            WriteError::Db(e) => Self::Store(e),
+            WriteError::DuplicateMrn | WriteError::DuplicateSsn => {
+                Self::Store(DbError::Invariant("delete hit a unique constraint"))
+            }
+        }
+    }
+}
+
+/// Writing something that belongs to a patient: a medical record, a lab order, a discharge.
+#[derive(Debug, thiserror::Error)]
+pub enum PatientSubresourceError {
+    #[error("patient not found")]
+    PatientNotFound,
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+operation_error!(PatientSubresourceError {
+    PatientNotFound => ("patient.not_found", NotFound),
+    Store(_) => ("internal", Internal),
+});
+
+impl From<WriteError> for PatientSubresourceError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotFound => Self::PatientNotFound,
+            WriteError::Db(e) => Self::Store(e),
+            WriteError::VersionConflict | WriteError::DuplicateMrn | WriteError::DuplicateSsn => {
+                Self::Store(DbError::Invariant(
+                    "a patient sub-resource write hit a patient constraint",
+                ))
+            }
+        }
+    }
+}
+
+/// Reading a list: search, medical records, timeline.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("patient not found")]
+    PatientNotFound,
+    #[error("the cursor is not one this API handed out")]
+    BadCursor,
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+operation_error!(ListError {
+    PatientNotFound => ("patient.not_found", NotFound),
+    BadCursor => ("request.invalid_cursor", Invalid),
+    Store(_) => ("internal", Internal),
+});
+
+impl From<ReadError> for ListError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::BadCursor => Self::BadCursor,
+            ReadError::Db(e) => Self::Store(e),
+        }
+    }
+}

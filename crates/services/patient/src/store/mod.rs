@@ -1,0 +1,138 @@
+//! The patient store port, and its adapter over SQLite and PostgreSQL (`sql.rs`).
+
+mod rows;
+mod search;
+mod sql;
+
+pub use sql::SqlPatientStore;
+
+use crate::domain::lab_order::LabOrder;
+use crate::domain::medical_record::MedicalRecord;
+use crate::domain::timeline::TimelineEntry;
+use crate::domain::{Email, Mrn, Patient, Phone, Ssn};
+use chrono::{DateTime, NaiveDate, Utc};
+use events::EventEnvelope;
+use kernel::TenantId;
+use kernel::ids::PatientId;
+use kernel::paging::{Page, PageRequest};
+use std::future::Future;
+use store::DbError;
+
+/// A state change, written in one transaction with its timeline entry and its events.
+#[derive(Debug)]
+pub enum Change<'a> {
+    Register(&'a Patient),
+    /// Replaces the patient if it is still at `expected_version`.
+    Update {
+        patient: &'a Patient,
+        expected_version: i64,
+    },
+    Delete {
+        id: PatientId,
+        expected_version: i64,
+        at: DateTime<Utc>,
+    },
+    AddMedicalRecord(&'a MedicalRecord),
+    OrderLabs(&'a LabOrder),
+    /// Nothing but the timeline entry and the events, for a live patient.
+    Touch(PatientId),
+}
+
+#[derive(Debug)]
+pub struct Write<'a> {
+    pub tenant: &'a TenantId,
+    pub actor: &'a str,
+    pub change: Change<'a>,
+    pub timeline: &'a TimelineEntry,
+    pub events: &'a [EventEnvelope],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("patient not found")]
+    NotFound,
+    #[error("the patient is not at the expected version")]
+    VersionConflict,
+    #[error("MRN taken")]
+    DuplicateMrn,
+    #[error("SSN taken")]
+    DuplicateSsn,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("bad cursor")]
+    BadCursor,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Search filters, all optional, combined with AND. Names match case-insensitively by prefix.
+#[derive(Debug, Clone, Default)]
+pub struct SearchCriteria {
+    pub last_name: Option<String>,
+    pub first_name: Option<String>,
+    pub date_of_birth: Option<NaiveDate>,
+    pub mrn: Option<Mrn>,
+    pub phone: Option<Phone>,
+    pub email: Option<Email>,
+}
+
+/// A search hit: the patient without SSN, addresses and insurance, which a list does not need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientSummary {
+    pub id: PatientId,
+    pub mrn: String,
+    pub first_name: String,
+    pub middle_name: Option<String>,
+    pub last_name: String,
+    pub date_of_birth: NaiveDate,
+    pub gender: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The patient store port. Every method is scoped to one tenant; nothing crosses tenants.
+pub trait PatientStore: Send + Sync + 'static {
+    fn write(&self, write: Write<'_>) -> impl Future<Output = Result<(), WriteError>> + Send;
+    fn next_mrn(&self, tenant: &TenantId) -> impl Future<Output = Result<Mrn, DbError>> + Send;
+    /// A live (not deleted) patient.
+    fn patient(
+        &self,
+        tenant: &TenantId,
+        id: PatientId,
+    ) -> impl Future<Output = Result<Option<Patient>, DbError>> + Send;
+    fn patient_by_ssn(
+        &self,
+        tenant: &TenantId,
+        ssn: &Ssn,
+    ) -> impl Future<Output = Result<Option<Patient>, DbError>> + Send;
+    fn patient_exists(
+        &self,
+        tenant: &TenantId,
+        id: PatientId,
+    ) -> impl Future<Output = Result<bool, DbError>> + Send;
+    fn search(
+        &self,
+        tenant: &TenantId,
+        criteria: &SearchCriteria,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<PatientSummary>, ReadError>> + Send;
+    fn medical_records(
+        &self,
+        tenant: &TenantId,
+        patient: PatientId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<MedicalRecord>, ReadError>> + Send;
+    fn timeline(
+        &self,
+        tenant: &TenantId,
+        patient: PatientId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<TimelineEntry>, ReadError>> + Send;
+}

@@ -1,0 +1,240 @@
+//! Rows as both backends return them, and their way back into domain types.
+//!
+//! Values were checked when written; a row that no longer parses means the database was
+//! changed behind our back, which is reported as a broken invariant, never shown.
+
+use crate::domain::address::Address;
+use crate::domain::identifiers::DateOfBirth;
+use crate::domain::insurance::Insurance;
+use crate::domain::medical_record::{MedicalRecord, RECORD_TYPES};
+use crate::domain::timeline::{TimelineEntry, TimelineEvent};
+use crate::domain::{Email, Gender, Mrn, Patient, PersonName, Phone, Ssn};
+use crate::store::PatientSummary;
+use chrono::{DateTime, NaiveDate, Utc};
+use kernel::ids::{MedicalRecordId, PatientId, TimelineEntryId};
+use kernel::{Sensitive, TenantId};
+use sqlx::types::Json;
+use store::DbError;
+use uuid::Uuid;
+
+fn broken(what: &'static str) -> DbError {
+    DbError::Invariant(what)
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct PatientRow {
+    patient_id: Uuid,
+    tenant_id: String,
+    mrn: String,
+    ssn: Option<String>,
+    first_name: String,
+    middle_name: Option<String>,
+    last_name: String,
+    date_of_birth: NaiveDate,
+    gender: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    created_by: Option<String>,
+    updated_by: Option<String>,
+}
+
+pub const PATIENT_COLUMNS: &str = "patient_id, tenant_id, mrn, ssn, first_name, middle_name, last_name, date_of_birth, gender, phone, email, version, created_at, updated_at, created_by, updated_by";
+
+impl PatientRow {
+    pub fn id(&self) -> Uuid {
+        self.patient_id
+    }
+
+    pub fn into_patient(
+        self,
+        addresses: Vec<Address>,
+        insurance: Vec<Insurance>,
+    ) -> Result<Patient, DbError> {
+        Ok(Patient {
+            id: PatientId::from_uuid(self.patient_id),
+            tenant: TenantId::parse(&self.tenant_id).map_err(|_| broken("stored tenant id"))?,
+            mrn: Mrn::parse(&self.mrn).map_err(|_| broken("stored MRN"))?,
+            ssn: self
+                .ssn
+                .as_deref()
+                .map(Ssn::parse)
+                .transpose()
+                .map_err(|_| broken("stored SSN"))?,
+            name: PersonName::parse(
+                Some(&self.first_name),
+                self.middle_name.as_deref(),
+                Some(&self.last_name),
+            )
+            .map_err(|_| broken("stored name"))?,
+            date_of_birth: DateOfBirth::from_storage(self.date_of_birth),
+            gender: self
+                .gender
+                .as_deref()
+                .map(Gender::parse)
+                .transpose()
+                .map_err(|_| broken("stored gender"))?,
+            phone: self
+                .phone
+                .as_deref()
+                .map(Phone::parse)
+                .transpose()
+                .map_err(|_| broken("stored phone"))?,
+            email: self
+                .email
+                .as_deref()
+                .map(Email::parse)
+                .transpose()
+                .map_err(|_| broken("stored email"))?,
+            addresses,
+            insurance,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            created_by: self.created_by.unwrap_or_default(),
+            updated_by: self.updated_by.unwrap_or_default(),
+        })
+    }
+
+    pub fn into_summary(self) -> PatientSummary {
+        PatientSummary {
+            id: PatientId::from_uuid(self.patient_id),
+            mrn: self.mrn,
+            first_name: self.first_name,
+            middle_name: self.middle_name,
+            last_name: self.last_name,
+            date_of_birth: self.date_of_birth,
+            gender: self.gender,
+            phone: self.phone,
+            email: self.email,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct AddressRow {
+    address_type: String,
+    street_line1: String,
+    street_line2: Option<String>,
+    city: String,
+    state: String,
+    zip_code: String,
+    country: String,
+    is_primary: bool,
+}
+
+pub const ADDRESS_COLUMNS: &str =
+    "address_type, street_line1, street_line2, city, state, zip_code, country, is_primary";
+
+impl From<AddressRow> for Address {
+    fn from(r: AddressRow) -> Self {
+        Address::from_storage(
+            &r.address_type,
+            r.street_line1,
+            r.street_line2,
+            r.city,
+            r.state,
+            r.zip_code,
+            r.country,
+            r.is_primary,
+        )
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct InsuranceRow {
+    policy_number: String,
+    payer_id: String,
+    payer_name: String,
+    group_number: Option<String>,
+    policy_holder_name: Option<String>,
+    relationship_to_insured: Option<String>,
+    effective_date: NaiveDate,
+    termination_date: Option<NaiveDate>,
+    is_primary: bool,
+}
+
+pub const INSURANCE_COLUMNS: &str = "policy_number, payer_id, payer_name, group_number, policy_holder_name, relationship_to_insured, effective_date, termination_date, is_primary";
+
+impl From<InsuranceRow> for Insurance {
+    fn from(r: InsuranceRow) -> Self {
+        Insurance {
+            policy_number: r.policy_number,
+            payer_id: r.payer_id,
+            payer_name: r.payer_name,
+            group_number: r.group_number,
+            policy_holder_name: r.policy_holder_name,
+            relationship_to_insured: Insurance::relationship_from_storage(
+                r.relationship_to_insured.as_deref(),
+            ),
+            effective_date: r.effective_date,
+            termination_date: r.termination_date,
+            is_primary: r.is_primary,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct MedicalRecordRow {
+    record_id: Uuid,
+    patient_id: Uuid,
+    record_type: String,
+    record_date: DateTime<Utc>,
+    provider_id: String,
+    diagnosis_codes: Json<Vec<String>>,
+    procedure_codes: Json<Vec<String>>,
+    notes: Option<String>,
+    created_at: DateTime<Utc>,
+    created_by: Option<String>,
+}
+
+pub const MEDICAL_RECORD_COLUMNS: &str = "record_id, patient_id, record_type, record_date, provider_id, diagnosis_codes, procedure_codes, notes, created_at, created_by";
+
+impl TryFrom<MedicalRecordRow> for MedicalRecord {
+    type Error = DbError;
+
+    fn try_from(r: MedicalRecordRow) -> Result<Self, DbError> {
+        Ok(MedicalRecord {
+            id: MedicalRecordId::from_uuid(r.record_id),
+            patient_id: PatientId::from_uuid(r.patient_id),
+            record_type: RECORD_TYPES
+                .iter()
+                .find(|t| **t == r.record_type)
+                .copied()
+                .ok_or(broken("stored record type"))?,
+            record_date: r.record_date,
+            provider_id: r.provider_id,
+            diagnosis_codes: r.diagnosis_codes.0,
+            procedure_codes: r.procedure_codes.0,
+            notes: r.notes.map(Sensitive::new),
+            created_at: r.created_at,
+            created_by: r.created_by.unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct TimelineRow {
+    entry_id: Uuid,
+    patient_id: Uuid,
+    occurred_at: DateTime<Utc>,
+    details: Json<TimelineEvent>,
+}
+
+pub const TIMELINE_COLUMNS: &str = "entry_id, patient_id, occurred_at, details";
+
+impl From<TimelineRow> for TimelineEntry {
+    fn from(r: TimelineRow) -> Self {
+        TimelineEntry {
+            id: TimelineEntryId::from_uuid(r.entry_id),
+            patient_id: PatientId::from_uuid(r.patient_id),
+            occurred_at: r.occurred_at,
+            event: r.details.0,
+        }
+    }
+}

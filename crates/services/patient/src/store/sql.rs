@@ -1,0 +1,549 @@
+//! The patient store over SQLite or PostgreSQL. Each statement is written once and runs on
+//! both (see the `store` crate); the migrations carry the dialect differences.
+
+use super::rows::*;
+use super::search::{After, Bind, SearchStatement};
+use super::{Change, PatientStore, PatientSummary, ReadError, SearchCriteria, Write, WriteError};
+use crate::domain::lab_order::LabOrder;
+use crate::domain::medical_record::MedicalRecord;
+use crate::domain::name::search_key;
+use crate::domain::timeline::TimelineEntry;
+use crate::domain::{Mrn, Patient, Ssn};
+use chrono::{DateTime, Utc};
+use kernel::TenantId;
+use kernel::ids::PatientId;
+use kernel::paging::{Page, PageRequest};
+use serde_json::json;
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+use store::{Db, DbError, Tx, execute, on_pool, on_tx, outbox};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct SqlPatientStore {
+    db: Db,
+}
+
+impl SqlPatientStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// Unique indexes, by PostgreSQL name and by the columns SQLite reports.
+fn translate(e: DbError) -> WriteError {
+    match e.unique_violation() {
+        Some(v) if v.is("idx_patients_mrn", "patients.tenant_id, patients.mrn") => {
+            WriteError::DuplicateMrn
+        }
+        Some(v) if v.is("idx_patients_ssn", "patients.tenant_id, patients.ssn") => {
+            WriteError::DuplicateSsn
+        }
+        _ => WriteError::Db(e),
+    }
+}
+
+fn db<E: Into<DbError>>(e: E) -> WriteError {
+    translate(e.into())
+}
+
+impl PatientStore for SqlPatientStore {
+    async fn write(&self, w: Write<'_>) -> Result<(), WriteError> {
+        let mut tx = self.db.begin().await?;
+        match w.change {
+            Change::Register(p) => {
+                insert_patient(&mut tx, p).await?;
+                insert_children(&mut tx, p).await?;
+            }
+            Change::Update {
+                patient: p,
+                expected_version,
+            } => {
+                let n = execute!(
+                    &mut tx,
+                    sqlx::query(
+                        "UPDATE patients SET ssn = $1, first_name = $2, middle_name = $3, last_name = $4,
+                            first_name_norm = $5, last_name_norm = $6, date_of_birth = $7, gender = $8,
+                            phone = $9, email = $10, email_norm = $11, version = $12, updated_at = $13, updated_by = $14
+                         WHERE tenant_id = $15 AND patient_id = $16 AND version = $17 AND deleted_at IS NULL",
+                    )
+                    .bind(p.ssn.as_ref().map(Ssn::expose))
+                    .bind(p.name.first())
+                    .bind(p.name.middle())
+                    .bind(p.name.last())
+                    .bind(search_key(p.name.first()))
+                    .bind(search_key(p.name.last()))
+                    .bind(p.date_of_birth.date())
+                    .bind(p.gender.map(|g| g.as_str()))
+                    .bind(p.phone.as_ref().map(|x| x.expose()))
+                    .bind(p.email.as_ref().map(|x| x.expose()))
+                    .bind(p.email.as_ref().map(|x| x.search_key()))
+                    .bind(p.version)
+                    .bind(p.updated_at)
+                    .bind(&p.updated_by)
+                    .bind(w.tenant.as_str())
+                    .bind(p.id.as_uuid())
+                    .bind(expected_version)
+                )
+                .map_err(db)?;
+                if n == 0 {
+                    return Err(missing_or_conflict(&mut tx, w.tenant, p.id).await);
+                }
+                for table in ["patient_addresses", "patient_insurance"] {
+                    let sql = format!("DELETE FROM {table} WHERE patient_id = $1");
+                    execute!(
+                        &mut tx,
+                        sqlx::query(AssertSqlSafe(sql.as_str())).bind(p.id.as_uuid())
+                    )
+                    .map_err(db)?;
+                }
+                insert_children(&mut tx, p).await?;
+            }
+            Change::Delete {
+                id,
+                expected_version,
+                at,
+            } => {
+                let n = execute!(
+                    &mut tx,
+                    sqlx::query(
+                        "UPDATE patients SET deleted_at = $1, version = version + 1, updated_at = $1, updated_by = $2
+                         WHERE tenant_id = $3 AND patient_id = $4 AND version = $5 AND deleted_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(w.actor)
+                    .bind(w.tenant.as_str())
+                    .bind(id.as_uuid())
+                    .bind(expected_version)
+                )
+                .map_err(db)?;
+                if n == 0 {
+                    return Err(missing_or_conflict(&mut tx, w.tenant, id).await);
+                }
+            }
+            Change::AddMedicalRecord(r) => {
+                require_live(&mut tx, w.tenant, r.patient_id).await?;
+                insert_medical_record(&mut tx, w.tenant, r).await?;
+            }
+            Change::OrderLabs(o) => {
+                require_live(&mut tx, w.tenant, o.patient_id).await?;
+                insert_lab_order(&mut tx, w.tenant, w.actor, o).await?;
+            }
+            Change::Touch(id) => require_live(&mut tx, w.tenant, id).await?,
+        }
+        insert_timeline(&mut tx, w.tenant, w.timeline).await?;
+        outbox::append(&mut tx, w.events).await?;
+        tx.commit().await.map_err(translate)
+    }
+
+    async fn next_mrn(&self, tenant: &TenantId) -> Result<Mrn, DbError> {
+        let n: i64 = on_pool!(&self.db, |c| {
+            sqlx::query_scalar(
+                "INSERT INTO mrn_counters (tenant_id, last_value) VALUES ($1, 1)
+                 ON CONFLICT (tenant_id) DO UPDATE SET last_value = mrn_counters.last_value + 1
+                 RETURNING last_value",
+            )
+            .bind(tenant.as_str())
+            .fetch_one(c)
+            .await
+        })?;
+        Ok(Mrn::generated(n))
+    }
+
+    async fn patient(&self, tenant: &TenantId, id: PatientId) -> Result<Option<Patient>, DbError> {
+        let sql = format!(
+            "SELECT {PATIENT_COLUMNS} FROM patients WHERE tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL"
+        );
+        let row: Option<PatientRow> = on_pool!(&self.db, |c| {
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.as_str())
+                .bind(id.as_uuid())
+                .fetch_optional(c)
+                .await
+        })?;
+        self.hydrate(row).await
+    }
+
+    async fn patient_by_ssn(
+        &self,
+        tenant: &TenantId,
+        ssn: &Ssn,
+    ) -> Result<Option<Patient>, DbError> {
+        let sql = format!(
+            "SELECT {PATIENT_COLUMNS} FROM patients WHERE tenant_id = $1 AND ssn = $2 AND deleted_at IS NULL"
+        );
+        let row: Option<PatientRow> = on_pool!(&self.db, |c| {
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.as_str())
+                .bind(ssn.expose())
+                .fetch_optional(c)
+                .await
+        })?;
+        self.hydrate(row).await
+    }
+
+    async fn patient_exists(&self, tenant: &TenantId, id: PatientId) -> Result<bool, DbError> {
+        let found: Option<i32> = on_pool!(&self.db, |c| {
+            sqlx::query_scalar("SELECT 1 FROM patients WHERE tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL")
+                .bind(tenant.as_str())
+                .bind(id.as_uuid())
+                .fetch_optional(c)
+                .await
+        })?;
+        Ok(found.is_some())
+    }
+
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        criteria: &SearchCriteria,
+        page: &PageRequest,
+    ) -> Result<Page<PatientSummary>, ReadError> {
+        let after = match page.position::<Uuid>().map_err(|_| ReadError::BadCursor)? {
+            None => None,
+            Some(id) => {
+                // The cursor names the last patient shown, not its name: cursors travel in URLs.
+                let keys: Option<(String, String)> = on_pool!(&self.db, |c| {
+                    sqlx::query_as("SELECT last_name_norm, first_name_norm FROM patients WHERE tenant_id = $1 AND patient_id = $2")
+                        .bind(tenant.as_str())
+                        .bind(id)
+                        .fetch_optional(c)
+                        .await
+                })
+                .map_err(DbError::from)?;
+                let (last_name_norm, first_name_norm) = keys.ok_or(ReadError::BadCursor)?;
+                Some(After {
+                    last_name_norm,
+                    first_name_norm,
+                    id,
+                })
+            }
+        };
+        let statement = SearchStatement::build(tenant, criteria, after, page.fetch_limit());
+        let rows: Vec<PatientRow> = on_pool!(&self.db, |c| {
+            let mut q = sqlx::query_as(AssertSqlSafe(statement.sql.as_str()));
+            for b in &statement.binds {
+                q = match b {
+                    Bind::Text(s) => q.bind(s.as_str()),
+                    Bind::Date(d) => q.bind(*d),
+                    Bind::Uuid(u) => q.bind(*u),
+                    Bind::Int(i) => q.bind(*i),
+                };
+            }
+            q.fetch_all(c).await
+        })
+        .map_err(DbError::from)?;
+        Ok(Page::from_rows(rows, page, PatientRow::id).map(PatientRow::into_summary))
+    }
+
+    async fn medical_records(
+        &self,
+        tenant: &TenantId,
+        patient: PatientId,
+        page: &PageRequest,
+    ) -> Result<Page<MedicalRecord>, ReadError> {
+        let rows: Vec<MedicalRecordRow> = newest_first(
+            &self.db,
+            &format!("SELECT {MEDICAL_RECORD_COLUMNS} FROM medical_records WHERE tenant_id = $1 AND patient_id = $2"),
+            ("record_date", "record_id"),
+            tenant,
+            patient,
+            page,
+        )
+        .await?;
+        let records = rows
+            .into_iter()
+            .map(MedicalRecord::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(records, page, |r| {
+            (r.record_date, r.id.as_uuid())
+        }))
+    }
+
+    async fn timeline(
+        &self,
+        tenant: &TenantId,
+        patient: PatientId,
+        page: &PageRequest,
+    ) -> Result<Page<TimelineEntry>, ReadError> {
+        let rows: Vec<TimelineRow> = newest_first(
+            &self.db,
+            &format!("SELECT {TIMELINE_COLUMNS} FROM patient_timeline WHERE tenant_id = $1 AND patient_id = $2"),
+            ("occurred_at", "entry_id"),
+            tenant,
+            patient,
+            page,
+        )
+        .await?;
+        let entries: Vec<TimelineEntry> = rows.into_iter().map(Into::into).collect();
+        Ok(Page::from_rows(entries, page, |e| {
+            (e.occurred_at, e.id.as_uuid())
+        }))
+    }
+}
+
+/// One page of a patient's rows ordered by `(time, id)` descending; the cursor holds the
+/// `(time, id)` of the last row shown.
+async fn newest_first<R>(
+    db: &Db,
+    select: &str,
+    (time, id): (&str, &str),
+    tenant: &TenantId,
+    patient: PatientId,
+    page: &PageRequest,
+) -> Result<Vec<R>, ReadError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    let after = page
+        .position::<(DateTime<Utc>, Uuid)>()
+        .map_err(|_| ReadError::BadCursor)?;
+    let order = format!("ORDER BY {time} DESC, {id} DESC");
+    let sql = match after {
+        None => format!("{select} {order} LIMIT $3"),
+        Some(_) => format!("{select} AND ({time}, {id}) < ($4, $5) {order} LIMIT $3"),
+    };
+    let (at, last) = after.map_or((None, None), |(t, i)| (Some(t), Some(i)));
+    let rows = on_pool!(db, |c| {
+        let mut q = sqlx::query_as::<_, R>(AssertSqlSafe(sql.as_str()))
+            .bind(tenant.as_str())
+            .bind(patient.as_uuid())
+            .bind(page.fetch_limit());
+        if let (Some(at), Some(last)) = (at, last) {
+            q = q.bind(at).bind(last);
+        }
+        q.fetch_all(c).await
+    })
+    .map_err(DbError::from)?;
+    Ok(rows)
+}
+
+impl SqlPatientStore {
+    async fn hydrate(&self, row: Option<PatientRow>) -> Result<Option<Patient>, DbError> {
+        let Some(row) = row else { return Ok(None) };
+        let id = row.id();
+        let address_sql = format!(
+            "SELECT {ADDRESS_COLUMNS} FROM patient_addresses WHERE patient_id = $1 ORDER BY position"
+        );
+        let addresses: Vec<AddressRow> = on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(
+            address_sql.as_str()
+        ))
+        .bind(id)
+        .fetch_all(c)
+        .await)?;
+        let insurance_sql = format!(
+            "SELECT {INSURANCE_COLUMNS} FROM patient_insurance WHERE patient_id = $1 ORDER BY position"
+        );
+        let insurance: Vec<InsuranceRow> = on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(
+            insurance_sql.as_str()
+        ))
+        .bind(id)
+        .fetch_all(c)
+        .await)?;
+        row.into_patient(
+            addresses.into_iter().map(Into::into).collect(),
+            insurance.into_iter().map(Into::into).collect(),
+        )
+        .map(Some)
+    }
+}
+
+async fn missing_or_conflict(tx: &mut Tx, tenant: &TenantId, id: PatientId) -> WriteError {
+    let version: Result<Option<i64>, sqlx::Error> = on_tx!(tx, |c| {
+        sqlx::query_scalar("SELECT version FROM patients WHERE tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL")
+            .bind(tenant.as_str())
+            .bind(id.as_uuid())
+            .fetch_optional(c)
+            .await
+    });
+    match version {
+        Ok(Some(_)) => WriteError::VersionConflict,
+        Ok(None) => WriteError::NotFound,
+        Err(e) => db(e),
+    }
+}
+
+async fn require_live(tx: &mut Tx, tenant: &TenantId, id: PatientId) -> Result<(), WriteError> {
+    let found: Option<i32> = on_tx!(tx, |c| {
+        sqlx::query_scalar("SELECT 1 FROM patients WHERE tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL")
+            .bind(tenant.as_str())
+            .bind(id.as_uuid())
+            .fetch_optional(c)
+            .await
+    })
+    .map_err(db)?;
+    found.map(|_| ()).ok_or(WriteError::NotFound)
+}
+
+async fn insert_patient(tx: &mut Tx, p: &Patient) -> Result<(), WriteError> {
+    execute!(
+        tx,
+        sqlx::query(
+            "INSERT INTO patients (patient_id, tenant_id, mrn, ssn, first_name, middle_name, last_name,
+                first_name_norm, last_name_norm, date_of_birth, gender, phone, email, email_norm,
+                created_at, updated_at, created_by, updated_by, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(p.id.as_uuid())
+        .bind(p.tenant.as_str())
+        .bind(p.mrn.as_str())
+        .bind(p.ssn.as_ref().map(Ssn::expose))
+        .bind(p.name.first())
+        .bind(p.name.middle())
+        .bind(p.name.last())
+        .bind(search_key(p.name.first()))
+        .bind(search_key(p.name.last()))
+        .bind(p.date_of_birth.date())
+        .bind(p.gender.map(|g| g.as_str()))
+        .bind(p.phone.as_ref().map(|x| x.expose()))
+        .bind(p.email.as_ref().map(|x| x.expose()))
+        .bind(p.email.as_ref().map(|x| x.search_key()))
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .bind(&p.created_by)
+        .bind(&p.updated_by)
+        .bind(p.version)
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn insert_children(tx: &mut Tx, p: &Patient) -> Result<(), WriteError> {
+    for (position, a) in (0_i16..).zip(&p.addresses) {
+        execute!(
+            &mut *tx,
+            sqlx::query(
+                "INSERT INTO patient_addresses (address_id, patient_id, position, address_type, street_line1, street_line2,
+                    city, state, zip_code, country, is_primary)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(p.id.as_uuid())
+            .bind(position)
+            .bind(a.address_type())
+            .bind(a.street_line1())
+            .bind(a.street_line2())
+            .bind(a.city())
+            .bind(a.state())
+            .bind(a.zip_code())
+            .bind(a.country())
+            .bind(a.is_primary())
+        )
+        .map_err(db)?;
+    }
+    for (position, i) in (0_i16..).zip(&p.insurance) {
+        execute!(
+            &mut *tx,
+            sqlx::query(
+                "INSERT INTO patient_insurance (insurance_id, patient_id, position, policy_number, payer_id, payer_name,
+                    group_number, policy_holder_name, relationship_to_insured, effective_date, termination_date, is_primary)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(p.id.as_uuid())
+            .bind(position)
+            .bind(i.policy_number())
+            .bind(i.payer_id())
+            .bind(i.payer_name())
+            .bind(i.group_number())
+            .bind(i.policy_holder_name())
+            .bind(i.relationship_to_insured())
+            .bind(i.effective_date())
+            .bind(i.termination_date())
+            .bind(i.is_primary())
+        )
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+async fn insert_medical_record(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    r: &MedicalRecord,
+) -> Result<(), WriteError> {
+    execute!(
+        tx,
+        sqlx::query(
+            "INSERT INTO medical_records (record_id, tenant_id, patient_id, record_type, record_date, provider_id,
+                diagnosis_codes, procedure_codes, notes, created_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(r.id.as_uuid())
+        .bind(tenant.as_str())
+        .bind(r.patient_id.as_uuid())
+        .bind(r.record_type)
+        .bind(r.record_date)
+        .bind(&r.provider_id)
+        .bind(Json(&r.diagnosis_codes))
+        .bind(Json(&r.procedure_codes))
+        .bind(r.notes.as_ref().map(|n| n.expose().as_str()))
+        .bind(r.created_at)
+        .bind(&r.created_by)
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn insert_lab_order(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    actor: &str,
+    o: &LabOrder,
+) -> Result<(), WriteError> {
+    let tests: Vec<_> = o
+        .request
+        .tests
+        .iter()
+        .map(|t| json!({"testCode": t.test_code, "testName": t.test_name, "loincCode": t.loinc_code}))
+        .collect();
+    execute!(
+        tx,
+        sqlx::query(
+            "INSERT INTO lab_order_requests (order_id, tenant_id, patient_id, priority, ordering_provider_id,
+                ordering_provider_name, tests, diagnosis_codes, ordered_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(o.id.as_uuid())
+        .bind(tenant.as_str())
+        .bind(o.patient_id.as_uuid())
+        .bind(o.request.priority)
+        .bind(&o.request.ordering_provider_id)
+        .bind(&o.request.ordering_provider_name)
+        .bind(Json(&tests))
+        .bind(Json(&o.request.diagnosis_codes))
+        .bind(o.ordered_at)
+        .bind(actor)
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn insert_timeline(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    e: &TimelineEntry,
+) -> Result<(), WriteError> {
+    execute!(
+        tx,
+        sqlx::query(
+            "INSERT INTO patient_timeline (entry_id, tenant_id, patient_id, occurred_at, entry_type, details)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(e.id.as_uuid())
+        .bind(tenant.as_str())
+        .bind(e.patient_id.as_uuid())
+        .bind(e.occurred_at)
+        .bind(e.event.kind())
+        .bind(Json(&e.event))
+    )
+    .map_err(db)?;
+    Ok(())
+}
