@@ -1,1 +1,206 @@
+//! `TestApp`: the whole hub on a free port over a fresh database, for API tests over real
+//! HTTP. SQLite gets a new data directory; PostgreSQL a new database cloned from a migrated
+//! template (`CREATE DATABASE … TEMPLATE …`), so each test is isolated and starts fast.
+//!
+//! PostgreSQL comes from `MEDITRACK_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable the PostgreSQL
+//! tests are skipped with a message, except under `CI=true`, where that is a failure.
 
+mod database;
+mod logs;
+
+pub use database::TestDatabase;
+pub use logs::captured_logs;
+
+use meditrack::Config;
+use meditrack::config::LogFormat;
+use serde_json::Value;
+use store::Db;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TEST_TENANT: &str = "test-tenant";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    // Dropped last: removes the data directory or drops the database.
+    _database: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn sqlite() -> TestApp {
+        Self::start(TestDatabase::sqlite()).await
+    }
+
+    /// `None` (after saying why) when PostgreSQL is unreachable outside CI.
+    pub async fn postgres() -> Option<TestApp> {
+        Some(Self::start(TestDatabase::postgres().await?).await)
+    }
+
+    async fn start(database: TestDatabase) -> TestApp {
+        logs::install();
+        let config = Config {
+            listen: ([127, 0, 0, 1], 0).into(),
+            data_dir: database.data_dir(),
+            database_url: database.url(),
+            log_format: LogFormat::Json,
+            log_level: "info".to_owned(),
+            default_tenant: TEST_TENANT.to_owned(),
+            max_body_bytes: 64 * 1024,
+            db_max_connections: 5,
+        };
+        let backend = if config.database_url.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let mut app = TestApp {
+            address: String::new(),
+            client: reqwest::Client::new(),
+            backend,
+            config,
+            shutdown: None,
+            server: None,
+            _database: database,
+        };
+        app.launch().await;
+        app
+    }
+
+    async fn launch(&mut self) {
+        let hub = meditrack::build(&self.config)
+            .await
+            .expect("the hub starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        self.address = format!("http://{}", listener.local_addr().expect("bound"));
+        let (tx, rx) = oneshot::channel::<()>();
+        self.shutdown = Some(tx);
+        self.server = Some(tokio::spawn(hub.serve(listener, async {
+            let _ = rx.await;
+        })));
+    }
+
+    /// Stops the hub gracefully and starts it again on the same data.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.launch().await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A separate connection to `service`'s database, to look at what was stored.
+    pub async fn db(&self, service: &str) -> Db {
+        let store = store::StoreConfig {
+            data_dir: self.config.data_dir.clone(),
+            database_url: self.config.database_url.clone(),
+            max_connections: 2,
+        };
+        Db::connect(service, &store).await.expect("test database")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn put_json(
+        &self,
+        path: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.client.put(self.url(path)).json(body);
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str, if_match: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.delete(self.url(path));
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send().await.expect("request sent")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Status and JSON body of a response.
+pub async fn json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Runs each listed `async fn name(app: TestApp)` twice: on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::TestApp::sqlite().await).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::TestApp::postgres().await {
+                        super::$name(app).await
+                    }
+                }
+            )+
+        }
+    };
+}

@@ -8,30 +8,35 @@ use axum::response::{IntoResponse, Response};
 use kernel::{ErrorKind, FieldError, OperationError};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    pub type_uri: String,
     pub title: &'static str,
-    #[serde(serialize_with = "serialize_status")]
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
 
-fn serialize_status<S: serde::Serializer>(s: &StatusCode, ser: S) -> Result<S::Ok, S::Error> {
-    ser.serialize_u16(s.as_u16())
+/// The wire form; `type` is derived from the code, so it need not be carried around.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'static str,
+    status: u16,
+    code: &'static str,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
-            type_uri: format!("https://meditrack.dev/problems/{code}"),
             title: status.canonical_reason().unwrap_or("Error"),
             status,
             code,
@@ -108,12 +113,28 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
+impl Problem {
+    /// The JSON body, as RFC 9457 spells it.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(Body {
+            type_uri: format!("https://meditrack.dev/problems/{}", self.code),
+            title: self.title,
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: &self.detail,
+            errors: &self.errors,
+            request_id: self.request_id.as_deref(),
+        })
+        .unwrap_or_default()
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(mut self) -> Response {
         if self.request_id.is_none() {
             self.request_id = crate::request::current_request_id();
         }
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -145,7 +166,7 @@ mod tests {
         let p = Problem::from_operation(&Missing);
         assert_eq!(p.status, StatusCode::NOT_FOUND);
         assert_eq!(p.code, "patient.not_found");
-        let json = serde_json::to_value(&p).unwrap();
+        let json = p.body();
         assert_eq!(json["status"], 404);
         assert_eq!(
             json["type"],

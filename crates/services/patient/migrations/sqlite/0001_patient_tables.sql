@@ -26,11 +26,13 @@ CREATE TABLE patients (
 
 CREATE UNIQUE INDEX idx_patients_mrn ON patients (tenant_id, mrn);
 CREATE UNIQUE INDEX idx_patients_ssn ON patients (tenant_id, ssn) WHERE deleted_at IS NULL AND ssn IS NOT NULL;
+-- Search indexes end in the sort columns, so an equality filter both narrows and orders:
+-- no index walk over a whole tenant, no sort. A first-name-only search sorts by first name.
 CREATE INDEX idx_patients_name ON patients (tenant_id, last_name_norm, first_name_norm, patient_id) WHERE deleted_at IS NULL;
-CREATE INDEX idx_patients_first_name ON patients (tenant_id, first_name_norm) WHERE deleted_at IS NULL;
-CREATE INDEX idx_patients_dob ON patients (tenant_id, date_of_birth) WHERE deleted_at IS NULL;
-CREATE INDEX idx_patients_phone ON patients (tenant_id, phone) WHERE deleted_at IS NULL;
-CREATE INDEX idx_patients_email ON patients (tenant_id, email_norm) WHERE deleted_at IS NULL;
+CREATE INDEX idx_patients_first_name ON patients (tenant_id, first_name_norm, last_name_norm, patient_id) WHERE deleted_at IS NULL;
+CREATE INDEX idx_patients_dob ON patients (tenant_id, date_of_birth, last_name_norm, first_name_norm, patient_id) WHERE deleted_at IS NULL;
+CREATE INDEX idx_patients_phone ON patients (tenant_id, phone, last_name_norm, first_name_norm, patient_id) WHERE deleted_at IS NULL;
+CREATE INDEX idx_patients_email ON patients (tenant_id, email_norm, last_name_norm, first_name_norm, patient_id) WHERE deleted_at IS NULL;
 
 CREATE TABLE patient_addresses (
     address_id BLOB PRIMARY KEY,

@@ -47,28 +47,24 @@ pub struct AddressInput<'a> {
     pub is_primary: Option<bool>,
 }
 
-fn present<'a>(v: Option<&'a str>) -> Result<&'a str, FieldError> {
-    v.ok_or_else(|| FieldError::new("", "required", "is required"))
-}
-
 impl Address {
     pub fn parse(input: &AddressInput<'_>) -> Result<Self, Vec<FieldError>> {
         let mut errors = FieldErrors::new();
         let address_type = errors.take(
             "addressType",
-            present(input.address_type).and_then(|v| text::one_of(v, &ADDRESS_TYPES)),
+            text::present(input.address_type).and_then(|v| text::one_of(v, &ADDRESS_TYPES)),
         );
         let street_line1 = errors.take(
             "streetLine1",
-            present(input.street_line1).and_then(|v| text::required(v, 255)),
+            text::present(input.street_line1).and_then(|v| text::required(v, 255)),
         );
         let street_line2 = errors.take("streetLine2", text::optional(input.street_line2, 255));
         let city = errors.take(
             "city",
-            present(input.city).and_then(|v| text::required(v, 100)),
+            text::present(input.city).and_then(|v| text::required(v, 100)),
         );
-        let state = errors.take("state", present(input.state).and_then(parse_state));
-        let zip_code = errors.take("zipCode", present(input.zip_code).and_then(parse_zip));
+        let state = errors.take("state", text::present(input.state).and_then(parse_state));
+        let zip_code = errors.take("zipCode", text::present(input.zip_code).and_then(parse_zip));
         let country = errors.take("country", parse_country(input.country));
         errors.finish(|| {
             Some(Self {

@@ -39,24 +39,20 @@ pub struct InsuranceInput<'a> {
     pub is_primary: Option<bool>,
 }
 
-fn present<'a>(v: Option<&'a str>) -> Result<&'a str, FieldError> {
-    v.ok_or_else(|| FieldError::new("", "required", "is required"))
-}
-
 impl Insurance {
     pub fn parse(input: &InsuranceInput<'_>) -> Result<Self, Vec<FieldError>> {
         let mut errors = FieldErrors::new();
         let policy_number = errors.take(
             "policyNumber",
-            present(input.policy_number).and_then(|v| text::code(v, 50)),
+            text::present(input.policy_number).and_then(|v| text::code(v, 50)),
         );
         let payer_id = errors.take(
             "payerId",
-            present(input.payer_id).and_then(|v| text::code(v, 50)),
+            text::present(input.payer_id).and_then(|v| text::code(v, 50)),
         );
         let payer_name = errors.take(
             "payerName",
-            present(input.payer_name).and_then(|v| text::required(v, 255)),
+            text::present(input.payer_name).and_then(|v| text::required(v, 255)),
         );
         let group_number = errors.take(
             "groupNumber",
@@ -79,7 +75,7 @@ impl Insurance {
         );
         let effective_date = errors.take(
             "effectiveDate",
-            present(input.effective_date).and_then(parse_date),
+            text::present(input.effective_date).and_then(parse_date),
         );
         let termination_date = errors.take(
             "terminationDate",

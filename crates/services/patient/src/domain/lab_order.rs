@@ -50,10 +50,6 @@ pub struct LabOrderInput<'a> {
     pub diagnosis_codes: &'a [String],
 }
 
-fn present<'a>(v: Option<&'a str>) -> Result<&'a str, FieldError> {
-    v.ok_or_else(|| FieldError::new("", "required", "is required"))
-}
-
 impl LabOrderRequest {
     pub fn parse(input: &LabOrderInput<'_>) -> Result<Self, Vec<FieldError>> {
         let mut errors = FieldErrors::new();
@@ -75,11 +71,11 @@ impl LabOrderRequest {
             let at = |f: &str| format!("tests[{i}].{f}");
             let code = errors.take(
                 &at("testCode"),
-                present(t.test_code).and_then(|v| text::code(v, 50)),
+                text::present(t.test_code).and_then(|v| text::code(v, 50)),
             );
             let name = errors.take(
                 &at("testName"),
-                present(t.test_name).and_then(|v| text::required(v, 255)),
+                text::present(t.test_name).and_then(|v| text::required(v, 255)),
             );
             let loinc = errors.take(&at("loincCode"), t.loinc_code.map(codes::loinc).transpose());
             if let (Some(test_code), Some(test_name), Some(loinc_code)) = (code, name, loinc) {
@@ -98,11 +94,11 @@ impl LabOrderRequest {
         );
         let provider_id = errors.take(
             "orderingProviderId",
-            present(input.ordering_provider_id).and_then(|v| text::code(v, 50)),
+            text::present(input.ordering_provider_id).and_then(|v| text::code(v, 50)),
         );
         let provider_name = errors.take(
             "orderingProviderName",
-            present(input.ordering_provider_name).and_then(|v| text::required(v, 255)),
+            text::present(input.ordering_provider_name).and_then(|v| text::required(v, 255)),
         );
         let diagnosis_codes = code_list(
             &mut errors,

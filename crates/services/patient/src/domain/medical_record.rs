@@ -45,10 +45,6 @@ pub struct NewMedicalRecord {
     pub notes: Option<Sensitive<String>>,
 }
 
-fn present<'a>(v: Option<&'a str>) -> Result<&'a str, FieldError> {
-    v.ok_or_else(|| FieldError::new("", "required", "is required"))
-}
-
 impl NewMedicalRecord {
     pub fn parse(
         input: &MedicalRecordInput<'_>,
@@ -57,15 +53,15 @@ impl NewMedicalRecord {
         let mut errors = FieldErrors::new();
         let record_type = errors.take(
             "recordType",
-            present(input.record_type).and_then(|v| text::one_of(v, &RECORD_TYPES)),
+            text::present(input.record_type).and_then(|v| text::one_of(v, &RECORD_TYPES)),
         );
         let record_date = errors.take(
             "recordDate",
-            present(input.record_date).and_then(|v| parse_timestamp(v, now)),
+            text::present(input.record_date).and_then(|v| parse_timestamp(v, now)),
         );
         let provider_id = errors.take(
             "providerId",
-            present(input.provider_id).and_then(|v| text::code(v, 50)),
+            text::present(input.provider_id).and_then(|v| text::code(v, 50)),
         );
         let diagnosis_codes = code_list(
             &mut errors,

@@ -45,10 +45,7 @@ impl PersonName {
 }
 
 fn part(value: Option<&str>) -> Result<String, FieldError> {
-    match value {
-        None => Err(FieldError::new("", "required", "is required")),
-        Some(v) => text::required(v, MAX_NAME),
-    }
+    text::present(value).and_then(|v| text::required(v, MAX_NAME))
 }
 
 /// The form names are searched in: lower case, so prefix search ignores case.

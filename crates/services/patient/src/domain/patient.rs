@@ -62,10 +62,7 @@ impl Demographics {
         };
         let date_of_birth = errors.take(
             "dateOfBirth",
-            input
-                .date_of_birth
-                .ok_or_else(|| FieldError::new("", "required", "is required"))
-                .and_then(|d| DateOfBirth::parse(d, today)),
+            super::text::present(input.date_of_birth).and_then(|d| DateOfBirth::parse(d, today)),
         );
         let gender = errors.take("gender", given(input.gender).map(Gender::parse).transpose());
         let phone = errors.take("phone", given(input.phone).map(Phone::parse).transpose());

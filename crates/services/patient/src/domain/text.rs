@@ -2,6 +2,11 @@
 
 use kernel::FieldError;
 
+/// A field that must be there (it may still be empty; the next check decides).
+pub fn present(v: Option<&str>) -> Result<&str, FieldError> {
+    v.ok_or_else(|| FieldError::new("", "required", "is required"))
+}
+
 /// Trimmed, non-empty, at most `max` characters, no control characters.
 pub fn required(value: &str, max: usize) -> Result<String, FieldError> {
     let v = value.trim();

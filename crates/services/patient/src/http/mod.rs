@@ -28,7 +28,7 @@ pub const BASE: &str = "/api/v1/patients";
 
 pub fn router(service: Service) -> Router {
     Router::new()
-        .route(&format!("{BASE}"), post(register))
+        .route(BASE, post(register))
         .route(&format!("{BASE}/search"), get(search))
         .route(
             &format!("{BASE}/{{id}}"),

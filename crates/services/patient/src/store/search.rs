@@ -1,8 +1,9 @@
 //! The patient search statement. Each filter narrows an index range:
 //! names are prefix ranges on the lower-cased `*_norm` columns (`>= p AND < p||U+10FFFF`,
 //! which a B-tree serves in the "C" collation, unlike `ILIKE` or `lower(x) LIKE $1`),
-//! the rest are equalities. Results are ordered by (last, first, id), the order of
-//! `idx_patients_name`, and pages continue after the last patient shown.
+//! the rest are equalities. Results are ordered by (last, first, id), or by (first, last,
+//! id) when only the first name is searched, so that the index narrowing the search also
+//! delivers the order; pages continue after the last patient shown.
 
 use super::SearchCriteria;
 use super::rows::PATIENT_COLUMNS;
@@ -62,25 +63,31 @@ impl SearchStatement {
         if let Some(email) = &c.email {
             s.equals("email_norm", Bind::Text(email.search_key()));
         }
+        let by_first_name = c.first_name.is_some() && c.last_name.is_none();
+        let order = if by_first_name {
+            "first_name_norm, last_name_norm, patient_id"
+        } else {
+            "last_name_norm, first_name_norm, patient_id"
+        };
         if let Some(a) = after {
+            let (k1, k2) = if by_first_name {
+                (a.first_name_norm, a.last_name_norm)
+            } else {
+                (a.last_name_norm, a.first_name_norm)
+            };
             let n = s.binds.len();
             s.sql.push_str(&format!(
-                " AND (last_name_norm, first_name_norm, patient_id) > (${}, ${}, ${})",
+                " AND ({order}) > (${}, ${}, ${})",
                 n + 1,
                 n + 2,
                 n + 3
             ));
-            s.binds.extend([
-                Bind::Text(a.last_name_norm),
-                Bind::Text(a.first_name_norm),
-                Bind::Uuid(a.id),
-            ]);
+            s.binds
+                .extend([Bind::Text(k1), Bind::Text(k2), Bind::Uuid(a.id)]);
         }
         s.binds.push(Bind::Int(fetch));
-        s.sql.push_str(&format!(
-            " ORDER BY last_name_norm, first_name_norm, patient_id LIMIT ${}",
-            s.binds.len()
-        ));
+        s.sql
+            .push_str(&format!(" ORDER BY {order} LIMIT ${}", s.binds.len()));
         s
     }
 
@@ -131,5 +138,32 @@ mod tests {
         assert!(s.sql.ends_with("LIMIT $8"), "{}", s.sql);
         assert_eq!(s.binds.len(), 8);
         assert!(matches!(&s.binds[1], Bind::Text(k) if k == "smi"));
+    }
+
+    #[test]
+    fn a_first_name_search_is_ordered_by_first_name() {
+        let c = SearchCriteria {
+            first_name: Some("An".into()),
+            ..Default::default()
+        };
+        let after = After {
+            last_name_norm: "smith".into(),
+            first_name_norm: "ann".into(),
+            id: Uuid::nil(),
+        };
+        let s = SearchStatement::build(&TenantId::parse("t").unwrap(), &c, Some(after), 21);
+        assert!(
+            s.sql
+                .contains("(first_name_norm, last_name_norm, patient_id) > ($4, $5, $6)"),
+            "{}",
+            s.sql
+        );
+        assert!(
+            s.sql
+                .contains("ORDER BY first_name_norm, last_name_norm, patient_id"),
+            "{}",
+            s.sql
+        );
+        assert!(matches!(&s.binds[3], Bind::Text(k) if k == "ann"));
     }
 }

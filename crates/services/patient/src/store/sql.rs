@@ -19,6 +19,22 @@ use sqlx::types::Json;
 use store::{Db, DbError, Tx, execute, on_pool, on_tx, outbox};
 use uuid::Uuid;
 
+/// Binds the search parameters in order, on whichever backend's query `$query` is.
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut q = $query;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.as_str()),
+                Bind::Date(d) => q.bind(*d),
+                Bind::Uuid(u) => q.bind(*u),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
 #[derive(Debug, Clone)]
 pub struct SqlPatientStore {
     db: Db,
@@ -225,16 +241,12 @@ impl PatientStore for SqlPatientStore {
         };
         let statement = SearchStatement::build(tenant, criteria, after, page.fetch_limit());
         let rows: Vec<PatientRow> = on_pool!(&self.db, |c| {
-            let mut q = sqlx::query_as(AssertSqlSafe(statement.sql.as_str()));
-            for b in &statement.binds {
-                q = match b {
-                    Bind::Text(s) => q.bind(s.as_str()),
-                    Bind::Date(d) => q.bind(*d),
-                    Bind::Uuid(u) => q.bind(*u),
-                    Bind::Int(i) => q.bind(*i),
-                };
-            }
-            q.fetch_all(c).await
+            bind_all!(
+                sqlx::query_as(AssertSqlSafe(statement.sql.as_str())),
+                &statement.binds
+            )
+            .fetch_all(c)
+            .await
         })
         .map_err(DbError::from)?;
         Ok(Page::from_rows(rows, page, PatientRow::id).map(PatientRow::into_summary))
@@ -326,6 +338,39 @@ where
 }
 
 impl SqlPatientStore {
+    /// The query plan of a search (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on PostgreSQL), to
+    /// check that searches stay index-backed.
+    pub async fn search_plan(
+        &self,
+        tenant: &TenantId,
+        criteria: &SearchCriteria,
+    ) -> Result<String, DbError> {
+        let statement = SearchStatement::build(tenant, criteria, None, 21);
+        let lines: Vec<String> = match &self.db {
+            Db::Sqlite(pool) => {
+                let sql = format!("EXPLAIN QUERY PLAN {}", statement.sql);
+                let rows: Vec<(i64, i64, i64, String)> = bind_all!(
+                    sqlx::query_as(AssertSqlSafe(sql.as_str())),
+                    &statement.binds
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter().map(|r| r.3).collect()
+            }
+            Db::Postgres(pool) => {
+                let sql = format!("EXPLAIN {}", statement.sql);
+                let rows: Vec<(String,)> = bind_all!(
+                    sqlx::query_as(AssertSqlSafe(sql.as_str())),
+                    &statement.binds
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter().map(|r| r.0).collect()
+            }
+        };
+        Ok(lines.join("\n"))
+    }
+
     async fn hydrate(&self, row: Option<PatientRow>) -> Result<Option<Patient>, DbError> {
         let Some(row) = row else { return Ok(None) };
         let id = row.id();

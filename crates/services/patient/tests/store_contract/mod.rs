@@ -1,0 +1,263 @@
+//! The patient store port's contract, run against the SQL adapter on both backends.
+
+use chrono::Utc;
+use events::patient::PatientCreatedV1;
+use events::{EventEnvelope, EventMeta};
+use kernel::TenantId;
+use kernel::ids::{CorrelationId, PatientId};
+use kernel::paging::PageRequest;
+use patient::domain::patient::DemographicsInput;
+use patient::domain::timeline::{TimelineEntry, TimelineEvent};
+use patient::domain::{Demographics, Mrn, Patient};
+use patient::store::{Change, PatientStore, SearchCriteria, SqlPatientStore, Write, WriteError};
+use testkit::{Backend, TestApp};
+
+testkit::on_both_backends!(
+    state_and_events_commit_or_roll_back_together,
+    generated_mrns_never_repeat_within_a_tenant,
+    stale_versions_and_missing_patients_are_told_apart,
+    searches_use_indexes_not_table_scans,
+);
+
+fn tenant() -> TenantId {
+    TenantId::parse("contract").unwrap()
+}
+
+fn new_patient(mrn: &str) -> Patient {
+    let input = DemographicsInput {
+        first_name: Some("Contract"),
+        last_name: Some("Tester"),
+        date_of_birth: Some("1970-01-01"),
+        ..Default::default()
+    };
+    let d = Demographics::parse(&input, Utc::now().date_naive()).unwrap();
+    Patient::register(
+        PatientId::new(),
+        tenant(),
+        Mrn::parse(mrn).unwrap(),
+        d,
+        "tester",
+        Utc::now(),
+    )
+}
+
+fn created_event(p: &Patient) -> EventEnvelope {
+    let meta = EventMeta {
+        source: "patient",
+        tenant: tenant(),
+        correlation_id: CorrelationId::new(),
+        causation_id: None,
+        occurred_at: Utc::now(),
+    };
+    EventEnvelope::new(
+        &meta,
+        p.id,
+        &PatientCreatedV1 {
+            patient_id: p.id,
+            mrn: p.mrn.to_string(),
+            registered_at: Utc::now(),
+        },
+    )
+}
+
+async fn register(
+    store: &SqlPatientStore,
+    p: &Patient,
+    events: &[EventEnvelope],
+) -> Result<(), WriteError> {
+    let timeline = TimelineEntry::new(
+        p.id,
+        Utc::now(),
+        TimelineEvent::Registered {
+            mrn: p.mrn.to_string(),
+        },
+    );
+    let t = tenant();
+    store
+        .write(Write {
+            tenant: &t,
+            actor: "tester",
+            change: Change::Register(p),
+            timeline: &timeline,
+            events,
+        })
+        .await
+}
+
+async fn store_of(app: &TestApp) -> SqlPatientStore {
+    SqlPatientStore::new(app.db("patient").await)
+}
+
+async fn state_and_events_commit_or_roll_back_together(app: TestApp) {
+    let store = store_of(&app).await;
+    let first = new_patient("ROLL-0001");
+    let event = created_event(&first);
+    register(&store, &first, std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    assert!(store.patient(&tenant(), first.id).await.unwrap().is_some());
+
+    // The second write's state is fine, but its event reuses an event id: the outbox insert
+    // fails after the patient rows were written, and the whole transaction must go.
+    let second = new_patient("ROLL-0002");
+    let err = register(&store, &second, &[created_event(&second), event.clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WriteError::Db(_)), "{err:?}");
+    assert!(
+        store.patient(&tenant(), second.id).await.unwrap().is_none(),
+        "state rolled back with the event"
+    );
+    let outbox = store::outbox::read(store.db(), 0, 100).await.unwrap();
+    assert_eq!(outbox.len(), 1, "only the first registration's event");
+    assert_eq!(outbox[0].envelope.0, event);
+    let timeline = store
+        .timeline(&tenant(), second.id, &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(timeline.items.is_empty());
+}
+
+async fn generated_mrns_never_repeat_within_a_tenant(app: TestApp) {
+    let store = store_of(&app).await;
+    let a = store.next_mrn(&tenant()).await.unwrap();
+    let b = store.next_mrn(&tenant()).await.unwrap();
+    let other = store
+        .next_mrn(&TenantId::parse("elsewhere").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.as_str(), b.as_str(), other.as_str()),
+        ("MRN000000001", "MRN000000002", "MRN000000001")
+    );
+    let p = new_patient(a.as_str());
+    register(&store, &p, &[]).await.unwrap();
+    let twin = new_patient(a.as_str());
+    assert!(matches!(
+        register(&store, &twin, &[]).await,
+        Err(WriteError::DuplicateMrn)
+    ));
+}
+
+async fn stale_versions_and_missing_patients_are_told_apart(app: TestApp) {
+    let store = store_of(&app).await;
+    let p = new_patient("VERS-0001");
+    register(&store, &p, &[]).await.unwrap();
+    let t = tenant();
+    let timeline = TimelineEntry::new(p.id, Utc::now(), TimelineEvent::Deleted);
+    let delete = |id, expected_version| Write {
+        tenant: &t,
+        actor: "tester",
+        change: Change::Delete {
+            id,
+            expected_version,
+            at: Utc::now(),
+        },
+        timeline: &timeline,
+        events: &[],
+    };
+    assert!(matches!(
+        store.write(delete(p.id, 5)).await,
+        Err(WriteError::VersionConflict)
+    ));
+    assert!(matches!(
+        store.write(delete(PatientId::new(), 1)).await,
+        Err(WriteError::NotFound)
+    ));
+    store.write(delete(p.id, 1)).await.unwrap();
+    assert!(store.patient(&t, p.id).await.unwrap().is_none());
+}
+
+/// 5,000 synthetic patients in the contract tenant, then fresh planner statistics, so the
+/// plans below are the ones a real tenant gets.
+async fn seed_a_realistic_tenant(store: &SqlPatientStore) {
+    let sql = match store.db() {
+        store::Db::Postgres(_) => {
+            "INSERT INTO patients (patient_id, tenant_id, mrn, first_name, last_name, first_name_norm, last_name_norm,
+                date_of_birth, phone, email, email_norm, created_at, updated_at, version)
+             SELECT gen_random_uuid(), 'contract', 'SEED' || lpad(i::text, 8, '0'), 'First' || (i % 700), 'Last' || (i % 900),
+                'first' || (i % 700), 'last' || (i % 900), DATE '1940-01-01' + (i % 20000), '+1555' || (2000000 + i),
+                'p' || i || '@example.org', 'p' || i || '@example.org', now(), now(), 1
+             FROM generate_series(1, 5000) AS i;
+             ANALYZE patients;"
+        }
+        store::Db::Sqlite(_) => {
+            "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < 5000)
+             INSERT INTO patients (patient_id, tenant_id, mrn, first_name, last_name, first_name_norm, last_name_norm,
+                date_of_birth, phone, email, email_norm, created_at, updated_at, version)
+             SELECT randomblob(16), 'contract', 'SEED' || printf('%08d', i), 'First' || (i % 700), 'Last' || (i % 900),
+                'first' || (i % 700), 'last' || (i % 900), date('1940-01-01', '+' || (i % 20000) || ' days'),
+                '+1555' || (2000000 + i), 'p' || i || '@example.org', 'p' || i || '@example.org',
+                strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 1
+             FROM seq;
+             ANALYZE;"
+        }
+    };
+    store::on_pool!(store.db(), |c| sqlx::raw_sql(sql)
+        .execute(c)
+        .await
+        .map(|_| ()))
+    .unwrap();
+}
+
+async fn searches_use_indexes_not_table_scans(app: TestApp) {
+    let store = store_of(&app).await;
+    seed_a_realistic_tenant(&store).await;
+    // Each criterion must narrow an index on its own column; an index that only pins the
+    // tenant would still scan every patient of the tenant.
+    let criteria = [
+        (
+            "idx_patients_name",
+            SearchCriteria {
+                last_name: Some("smi".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "idx_patients_first_name",
+            SearchCriteria {
+                first_name: Some("ann".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "idx_patients_mrn",
+            SearchCriteria {
+                mrn: Some(Mrn::parse("MRN000000001").unwrap()),
+                ..Default::default()
+            },
+        ),
+        (
+            "idx_patients_dob",
+            SearchCriteria {
+                date_of_birth: chrono::NaiveDate::from_ymd_opt(1950, 3, 1),
+                ..Default::default()
+            },
+        ),
+        (
+            "idx_patients_phone",
+            SearchCriteria {
+                phone: Some(patient::domain::Phone::parse("+15552000042").unwrap()),
+                ..Default::default()
+            },
+        ),
+        (
+            "idx_patients_email",
+            SearchCriteria {
+                email: Some(patient::domain::Email::parse("p42@example.org").unwrap()),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (index, c) in &criteria {
+        let plan = store.search_plan(&tenant(), c).await.unwrap();
+        let scans = match app.backend {
+            Backend::Sqlite => plan.contains("SCAN patients"),
+            Backend::Postgres => plan.contains("Seq Scan"),
+        };
+        assert!(
+            !scans && plan.contains(index),
+            "{c:?} should use {index}:\n{plan}"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! Synthetic patients and small helpers for the patient API tests.
+
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use store::on_pool;
+use testkit::{TestApp, json};
+
+pub const PATIENTS: &str = "/api/v1/patients";
+
+pub fn minimal_patient(first: &str, last: &str) -> Value {
+    json!({"firstName": first, "lastName": last, "dateOfBirth": "1985-06-15"})
+}
+
+/// A patient with every field set; all data is synthetic.
+pub fn full_patient(first: &str, last: &str, ssn: &str) -> Value {
+    json!({
+        "ssn": ssn,
+        "firstName": first,
+        "middleName": "Q",
+        "lastName": last,
+        "dateOfBirth": "1980-02-29",
+        "gender": "FEMALE",
+        "phone": "(555) 234-5678",
+        "email": "synthetic.person@example.org",
+        "addresses": [{
+            "addressType": "HOME",
+            "streetLine1": "1 Synthetic Way",
+            "streetLine2": "Apt 2",
+            "city": "Springfield",
+            "state": "il",
+            "zipCode": "62701-1234",
+            "isPrimary": true
+        }],
+        "insurance": [{
+            "policyNumber": "POL-123",
+            "payerId": "PAYER-1",
+            "payerName": "Synthetic Health Plan",
+            "groupNumber": "GRP-9",
+            "policyHolderName": "Synthetic Holder",
+            "relationshipToInsured": "SELF",
+            "effectiveDate": "2020-01-01",
+            "isPrimary": true
+        }]
+    })
+}
+
+pub fn lab_order() -> Value {
+    json!({
+        "tests": [{"testCode": "CBC", "testName": "Complete blood count", "loincCode": "58410-2"}],
+        "orderingProviderId": "PRV-1",
+        "orderingProviderName": "Synthetic Provider",
+        "diagnosisCodes": ["R50.9"]
+    })
+}
+
+pub async fn create(app: &TestApp, body: Value) -> Value {
+    let (status, created) = json(app.post_json(PATIENTS, &body).await).await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `SELECT COUNT(*) FROM <from>` in the patient database, `from` being a table and
+/// optionally a WHERE clause.
+pub async fn count_rows(app: &TestApp, from: &str) -> i64 {
+    let db = app.db("patient").await;
+    let sql = format!("SELECT COUNT(*) FROM {from}");
+    let n: i64 = on_pool!(&db, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(
+        sql.as_str()
+    ))
+    .fetch_one(c)
+    .await)
+    .unwrap();
+    db.close().await;
+    n
+}
+
+/// Every event in the patient service's outbox, oldest first.
+pub async fn outbox(app: &TestApp) -> Vec<Value> {
+    let db = app.db("patient").await;
+    let rows = store::outbox::read(&db, 0, 10_000).await.unwrap();
+    db.close().await;
+    rows.into_iter()
+        .map(|r| serde_json::to_value(&r.envelope.0).unwrap())
+        .collect()
+}
+
+pub fn names(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["firstName"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Sets `path` (`addresses[0].state`, `firstName`) in `body`.
+pub fn set_path(body: &mut Value, path: &str, value: Value) {
+    let mut target = body;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (
+                n,
+                Some(rest.trim_end_matches(']').parse::<usize>().unwrap()),
+            ),
+            None => (*part, None),
+        };
+        if i == parts.len() - 1 && index.is_none() {
+            target[name] = value;
+            return;
+        }
+        target = &mut target[name];
+        if let Some(i) = index {
+            target = &mut target[i];
+        }
+    }
+}
+
+pub async fn registrations(app: &TestApp) -> f64 {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("meditrack_patient_registrations_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub fn app_logs_mention(text: &str) -> bool {
+    testkit::captured_logs().contains(text)
+}
