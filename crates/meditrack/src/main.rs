@@ -27,6 +27,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the hub: every service in one process, the API on --listen.
+    ///
+    /// With no configuration the data lives in embedded SQLite files under ./data and nothing
+    /// else is needed. Settings: MEDITRACK_LISTEN, MEDITRACK_DATA_DIR, MEDITRACK_DATABASE_URL,
+    /// MEDITRACK_LOG_FORMAT, MEDITRACK_LOG_LEVEL, MEDITRACK_DEFAULT_TENANT,
+    /// MEDITRACK_MAX_BODY_BYTES, MEDITRACK_DB_MAX_CONNECTIONS (see `meditrack --help`).
+    /// Stops gracefully on SIGTERM or Ctrl-C.
     Serve {
         /// Address to listen on (overrides MEDITRACK_LISTEN).
         #[arg(long)]

@@ -1,0 +1,236 @@
+//! The `meditrack` executable as a user runs it: no services, a data directory, signals.
+
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meditrack");
+
+struct Hub {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "meditrack-bin-{name}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Hub {
+    /// `meditrack serve` in `dir` (so `./data` is the default data directory), stdout to a file.
+    async fn start(dir: &Path, run: u32) -> Hub {
+        let port = free_port();
+        let log = dir.join(format!("stdout-{run}.log"));
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir)
+            .env_remove("MEDITRACK_DATABASE_URL")
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let hub = Hub {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/health/ready", hub.base)).await
+                && r.status() == 200
+            {
+                return hub;
+            }
+            assert!(Instant::now() < deadline, "the hub did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit status and everything the hub logged.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the hub did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, std::fs::read_to_string(&self.log).unwrap())
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_hub_runs_without_services_stops_on_sigterm_and_keeps_its_data() {
+    let dir = temp_dir("lifecycle");
+    let hub = Hub::start(&dir, 1).await;
+    let client = reqwest::Client::new();
+    let patient = json!({
+        "firstName": "Wilhelmina", "lastName": "Oakenshield", "dateOfBirth": "1971-03-14",
+        "ssn": "219-09-9999", "email": "w.oak@example.org",
+        "addresses": [{"addressType": "HOME", "streetLine1": "9 Synthetic Row", "city": "Albany", "state": "NY", "zipCode": "12207"}]
+    });
+    let response = client
+        .post(format!("{}/api/v1/patients", hub.base))
+        .json(&patient)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let path = format!("/api/v1/patients/{}", created["id"].as_str().unwrap());
+    let labs = json!({"tests": [{"testCode": "BMP", "testName": "Basic metabolic panel"}],
+                      "orderingProviderId": "PRV-7", "orderingProviderName": "Synthetic Provider"});
+    let ordered = client
+        .post(format!(
+            "{}/api/v1/patients/219-09-9999/order-labs",
+            hub.base
+        ))
+        .json(&labs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ordered.status(), 202);
+    let searched = client
+        .get(format!(
+            "{}/api/v1/patients/search?lastName=Oaken&dateOfBirth=1971-03-14",
+            hub.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(searched.status(), 200);
+
+    let (status, log) = hub.terminate();
+    assert!(status.success(), "SIGTERM is a clean shutdown: {status}");
+    assert!(log.contains("meditrack stopped cleanly"), "{log}");
+    assert!(
+        dir.join("data/patient.db").exists(),
+        "the embedded store lives in ./data"
+    );
+
+    for line in log.lines() {
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("log lines are JSON: {line}"));
+        if entry["message"] == "request completed" {
+            assert!(entry["span"]["request_id"].is_string(), "{line}");
+            assert!(
+                entry["span"]["route"].as_str().unwrap().starts_with('/'),
+                "{line}"
+            );
+        }
+    }
+    for phi in [
+        "Wilhelmina",
+        "Oakenshield",
+        "1971-03-14",
+        "219-09-9999",
+        "w.oak",
+        "Synthetic Row",
+        "Oaken",
+    ] {
+        assert!(!log.contains(phi), "{phi} appears in the log");
+    }
+    assert!(
+        log.contains("/api/v1/patients/{id}/order-labs"),
+        "routes are logged as templates"
+    );
+
+    let hub = Hub::start(&dir, 2).await;
+    let read: Value = client
+        .get(format!("{}{path}", hub.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read, created, "the patient survived the restart");
+    drop(hub);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn migrate_creates_the_embedded_store_and_exits() {
+    let dir = temp_dir("migrate");
+    let status = Command::new(BIN)
+        .arg("migrate")
+        .env("MEDITRACK_DATA_DIR", dir.join("store"))
+        .env_remove("MEDITRACK_DATABASE_URL")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(dir.join("store/patient.db").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_configuration_is_refused_with_the_name_of_the_setting() {
+    let output = Command::new(BIN)
+        .args(["serve"])
+        .env("MEDITRACK_LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("MEDITRACK_LISTEN"), "{stderr}");
+}
+
+#[test]
+fn help_names_the_commands_and_the_settings() {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in [
+        "serve",
+        "migrate",
+        "MEDITRACK_DATABASE_URL",
+        "MEDITRACK_DATA_DIR",
+    ] {
+        assert!(help.contains(word), "--help mentions {word}:\n{help}");
+    }
+    let output = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.contains("--listen") && help.contains("MEDITRACK_LISTEN"),
+        "{help}"
+    );
+}
