@@ -230,11 +230,7 @@ async fn search_matches_name_prefixes_without_case_and_pages_stably(app: TestApp
         assert_eq!(status, 200, "{page}");
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);
-        seen.extend(
-            items
-                .iter()
-                .map(|p| p["firstName"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(strings(&page["items"], "firstName"));
         assert!(
             items.iter().all(|p| p.get("ssn").is_none()),
             "search hits carry no SSN"
@@ -255,13 +251,13 @@ async fn search_matches_name_prefixes_without_case_and_pages_stably(app: TestApp
             .await,
     )
     .await;
-    assert_eq!(names(&page), vec!["Zed"]);
+    assert_eq!(strings(&page["items"], "firstName"), vec!["Zed"]);
     let (_, page) = json(
         app.get(&format!("{PATIENTS}/search?lastName=Pagingtonx"))
             .await,
     )
     .await;
-    assert_eq!(names(&page), Vec::<String>::new());
+    assert_eq!(strings(&page["items"], "firstName"), Vec::<String>::new());
 }
 
 async fn search_finds_patients_by_each_criterion(app: TestApp) {
@@ -281,13 +277,8 @@ async fn search_finds_patients_by_each_criterion(app: TestApp) {
     ] {
         let (status, page) = json(app.get(&format!("{PATIENTS}/search?{query}")).await).await;
         assert_eq!(status, 200, "{query}: {page}");
-        let ids: Vec<_> = page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["id"].clone())
-            .collect();
-        assert_eq!(ids, vec![created["id"].clone()], "{query}");
+        let ids = strings(&page["items"], "id");
+        assert_eq!(ids, vec![created["id"].as_str().unwrap()], "{query}");
     }
 }
 
@@ -374,12 +365,7 @@ async fn invalid_patients_are_rejected_field_by_field_and_nothing_is_stored(app:
     let (_, problem) = json(app.post_json(PATIENTS, &two).await).await;
     assert_eq!(problem["errors"][0]["code"], "multiple_primary");
     let (_, problem) = json(app.post_json(PATIENTS, &json!({})).await).await;
-    let fields: Vec<_> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = strings(&problem["errors"], "field");
     assert_eq!(fields, vec!["firstName", "lastName", "dateOfBirth"]);
     let (status, problem) = json(
         app.post_json(
@@ -517,12 +503,7 @@ async fn medical_records_are_validated_stored_and_listed_newest_first(app: TestA
     }
     let (status, page) = json(app.get(&format!("{path}?limit=2")).await).await;
     assert_eq!(status, 200);
-    let kinds: Vec<_> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["recordType"].as_str().unwrap())
-        .collect();
+    let kinds = strings(&page["items"], "recordType");
     assert_eq!(kinds, vec!["LAB", "IMAGING"]);
     let cursor = page["nextCursor"].as_str().unwrap();
     let (_, rest) = json(app.get(&format!("{path}?limit=2&cursor={cursor}")).await).await;
@@ -533,12 +514,7 @@ async fn medical_records_are_validated_stored_and_listed_newest_first(app: TestA
     let bad = json!({"recordType": "SURGERY", "recordDate": "tomorrow", "diagnosisCodes": ["XYZ"], "procedureCodes": ["1"]});
     let (status, problem) = json(app.post_json(&path, &bad).await).await;
     assert_eq!(status, 422);
-    let fields: Vec<_> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = strings(&problem["errors"], "field");
     assert_eq!(
         fields,
         vec![
@@ -583,12 +559,7 @@ async fn the_timeline_shows_what_happened_newest_first(app: TestApp) {
     );
     let (status, page) = json(app.get(&format!("{base}/timeline")).await).await;
     assert_eq!(status, 200);
-    let kinds: Vec<_> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds = strings(&page["items"], "type");
     // The visit is dated in 2000, so it sorts before the registration.
     assert_eq!(
         kinds,

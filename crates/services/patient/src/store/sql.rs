@@ -35,6 +35,25 @@ macro_rules! bind_all {
     }};
 }
 
+/// Binds, as `$1` to `$11`, the columns a patient's demographics fill: the same for a
+/// registration and an update.
+macro_rules! bind_demographics {
+    ($query:expr, $p:expr) => {
+        $query
+            .bind($p.ssn.as_ref().map(Ssn::expose))
+            .bind($p.name.first())
+            .bind($p.name.middle())
+            .bind($p.name.last())
+            .bind(search_key($p.name.first()))
+            .bind(search_key($p.name.last()))
+            .bind($p.date_of_birth.date())
+            .bind($p.gender.map(|g| g.as_str()))
+            .bind($p.phone.as_ref().map(|x| x.expose()))
+            .bind($p.email.as_ref().map(|x| x.expose()))
+            .bind($p.email.as_ref().map(|x| x.search_key()))
+    };
+}
+
 #[derive(Debug, Clone)]
 pub struct SqlPatientStore {
     db: Db,
@@ -81,23 +100,15 @@ impl PatientStore for SqlPatientStore {
             } => {
                 let n = execute!(
                     &mut tx,
-                    sqlx::query(
+                    bind_demographics!(
+                        sqlx::query(
                         "UPDATE patients SET ssn = $1, first_name = $2, middle_name = $3, last_name = $4,
                             first_name_norm = $5, last_name_norm = $6, date_of_birth = $7, gender = $8,
                             phone = $9, email = $10, email_norm = $11, version = $12, updated_at = $13, updated_by = $14
                          WHERE tenant_id = $15 AND patient_id = $16 AND version = $17 AND deleted_at IS NULL",
+                        ),
+                        p
                     )
-                    .bind(p.ssn.as_ref().map(Ssn::expose))
-                    .bind(p.name.first())
-                    .bind(p.name.middle())
-                    .bind(p.name.last())
-                    .bind(search_key(p.name.first()))
-                    .bind(search_key(p.name.last()))
-                    .bind(p.date_of_birth.date())
-                    .bind(p.gender.map(|g| g.as_str()))
-                    .bind(p.phone.as_ref().map(|x| x.expose()))
-                    .bind(p.email.as_ref().map(|x| x.expose()))
-                    .bind(p.email.as_ref().map(|x| x.search_key()))
                     .bind(p.version)
                     .bind(p.updated_at)
                     .bind(&p.updated_by)
@@ -430,26 +441,18 @@ async fn require_live(tx: &mut Tx, tenant: &TenantId, id: PatientId) -> Result<(
 async fn insert_patient(tx: &mut Tx, p: &Patient) -> Result<(), WriteError> {
     execute!(
         tx,
-        sqlx::query(
-            "INSERT INTO patients (patient_id, tenant_id, mrn, ssn, first_name, middle_name, last_name,
-                first_name_norm, last_name_norm, date_of_birth, gender, phone, email, email_norm,
-                created_at, updated_at, created_by, updated_by, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        bind_demographics!(
+            sqlx::query(
+                "INSERT INTO patients (ssn, first_name, middle_name, last_name, first_name_norm, last_name_norm,
+                    date_of_birth, gender, phone, email, email_norm,
+                    patient_id, tenant_id, mrn, created_at, updated_at, created_by, updated_by, version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+            ),
+            p
         )
         .bind(p.id.as_uuid())
         .bind(p.tenant.as_str())
         .bind(p.mrn.as_str())
-        .bind(p.ssn.as_ref().map(Ssn::expose))
-        .bind(p.name.first())
-        .bind(p.name.middle())
-        .bind(p.name.last())
-        .bind(search_key(p.name.first()))
-        .bind(search_key(p.name.last()))
-        .bind(p.date_of_birth.date())
-        .bind(p.gender.map(|g| g.as_str()))
-        .bind(p.phone.as_ref().map(|x| x.expose()))
-        .bind(p.email.as_ref().map(|x| x.expose()))
-        .bind(p.email.as_ref().map(|x| x.search_key()))
         .bind(p.created_at)
         .bind(p.updated_at)
         .bind(&p.created_by)

@@ -94,12 +94,13 @@ pub async fn outbox(app: &TestApp) -> Vec<Value> {
         .collect()
 }
 
-pub fn names(page: &Value) -> Vec<String> {
-    page["items"]
+/// `field` of every element of the JSON array `items`.
+pub fn strings(items: &Value, field: &str) -> Vec<String> {
+    items
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["firstName"].as_str().unwrap().to_owned())
+        .map(|i| i[field].as_str().unwrap().to_owned())
         .collect()
 }
 
