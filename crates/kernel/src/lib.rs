@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod idempotency;
 pub mod ids;
 pub mod paging;
 pub mod principal;

@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use kernel::FieldError;
+use kernel::idempotency::IdempotencyKey;
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, Clone)]
@@ -23,8 +24,23 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
         require_json(request.headers())?;
-        let bytes = Bytes::from_request(request, state)
+        let Body(bytes) = Body::from_request(request, state).await?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// The raw body, within the configured size limit, for handlers that need the bytes
+/// (an optional body, or a digest for idempotency). Rejections are problems too.
+#[derive(Debug, Clone)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        Bytes::from_request(request, state)
             .await
+            .map(Body)
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     Problem::new(
@@ -39,8 +55,38 @@ where
                         "the body could not be read",
                     )
                 }
-            })?;
-        parse(&bytes).map(ApiJson)
+            })
+    }
+}
+
+/// A JSON command: the body, and the `Idempotency-Key` bound to this exact request.
+#[derive(Debug, Clone)]
+pub struct JsonCommand<T> {
+    pub body: T,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+impl<S, T> FromRequest<S> for JsonCommand<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        require_json(request.headers())?;
+        let (method, path, headers) = (
+            request.method().clone(),
+            request.uri().path().to_owned(),
+            request.headers().clone(),
+        );
+        let Body(bytes) = Body::from_request(request, state).await?;
+        let idempotency_key =
+            crate::idempotency::from_request(&headers, method.as_str(), &path, &bytes)?;
+        Ok(Self {
+            body: parse(&bytes)?,
+            idempotency_key,
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod caller;
 pub mod health;
+pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod paging;
@@ -11,7 +12,8 @@ pub mod query;
 pub mod request;
 
 pub use caller::{Caller, DefaultTenant};
-pub use json::ApiJson;
+pub use idempotency::IdempotencyKey;
+pub use json::{ApiJson, Body, JsonCommand};
 pub use paging::{PageBody, page_request};
 pub use problem::Problem;
 pub use query::QueryParams;

@@ -7,15 +7,19 @@ use crate::domain::patient::ReviseError;
 use crate::domain::timeline::{TimelineEntry, TimelineEvent};
 use crate::domain::{Demographics, Patient, Ssn};
 use crate::errors::*;
-use crate::store::{PatientStore, PatientSummary, SearchCriteria, Write, WriteError};
+use crate::store::{
+    IdempotencyRecord, PatientStore, PatientSummary, SearchCriteria, Write, WriteError,
+};
 use chrono::{DateTime, Utc};
 use events::lab::{LabTestOrderedV1, OrderedTest};
 use events::patient::{PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientUpdatedV1};
 use events::{EventEnvelope, EventMeta};
-use kernel::ids::{CorrelationId, LabOrderId, MedicalRecordId, PatientId};
+use kernel::idempotency::IdempotencyKey;
+use kernel::ids::{CorrelationId, LabOrderId, MedicalRecordId, PatientId, TimelineEntryId};
 use kernel::paging::{Page, PageRequest};
 use kernel::{Clock, Principal, TenantId};
 use std::sync::Arc;
+use uuid::Uuid;
 
 pub const SOURCE: &str = "patient";
 pub const REGISTRATIONS: &str = "meditrack_patient_registrations_total";
@@ -80,7 +84,17 @@ impl<S: PatientStore> PatientService<S> {
         &self,
         ctx: &Context,
         d: Demographics,
-    ) -> Result<Patient, RegisterPatientError> {
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Outcome<Patient>, RegisterPatientError> {
+        if let Some(id) = self.earlier_outcome(ctx, key, operation::REGISTER).await? {
+            let patient = self
+                .store
+                .patient(ctx.tenant(), PatientId::from_uuid(id))
+                .await?;
+            return patient
+                .map(Outcome::replayed)
+                .ok_or(RegisterPatientError::ReplayGone);
+        }
         let generate = d.mrn.is_none();
         let attempts = if generate { MRN_ATTEMPTS } else { 1 };
         let mut last = RegisterPatientError::DuplicateMrn;
@@ -120,13 +134,14 @@ impl<S: PatientStore> PatientService<S> {
                     crate::store::Change::Register(&patient),
                     &timeline,
                     &events,
+                    idempotency_record(key, operation::REGISTER, patient.id.as_uuid()),
                 )
                 .await
             {
                 Ok(()) => {
                     metrics::counter!(REGISTRATIONS).increment(1);
                     tracing::info!(patient_id = %patient.id, "patient registered");
-                    return Ok(patient);
+                    return Ok(Outcome::new(patient));
                 }
                 Err(WriteError::DuplicateMrn) if generate => {
                     last = RegisterPatientError::DuplicateMrn
@@ -195,7 +210,7 @@ impl<S: PatientStore> PatientService<S> {
             patient: &patient,
             expected_version: read_version,
         };
-        self.write(ctx, change, &timeline, &events)
+        self.write(ctx, change, &timeline, &events, None)
             .await
             .map_err(|e| match e {
                 // Someone else updated between our read and our write.
@@ -240,7 +255,7 @@ impl<S: PatientStore> PatientService<S> {
             expected_version: patient.version,
             at: now,
         };
-        self.write(ctx, change, &timeline, &events)
+        self.write(ctx, change, &timeline, &events, None)
             .await
             .map_err(|e| match e {
                 WriteError::VersionConflict => DeletePatientError::VersionMismatch {
@@ -269,7 +284,20 @@ impl<S: PatientStore> PatientService<S> {
         ctx: &Context,
         patient_id: PatientId,
         new: NewMedicalRecord,
-    ) -> Result<MedicalRecord, PatientSubresourceError> {
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Outcome<MedicalRecord>, PatientSubresourceError> {
+        if let Some(id) = self
+            .earlier_outcome(ctx, key, operation::ADD_MEDICAL_RECORD)
+            .await?
+        {
+            let record = self
+                .store
+                .medical_record(ctx.tenant(), MedicalRecordId::from_uuid(id))
+                .await?;
+            return record
+                .map(Outcome::replayed)
+                .ok_or(PatientSubresourceError::ReplayGone);
+        }
         let now = self.clock.now();
         let record = MedicalRecord {
             id: MedicalRecordId::new(),
@@ -296,9 +324,10 @@ impl<S: PatientStore> PatientService<S> {
             crate::store::Change::AddMedicalRecord(&record),
             &timeline,
             &[],
+            idempotency_record(key, operation::ADD_MEDICAL_RECORD, record.id.as_uuid()),
         )
         .await?;
-        Ok(record)
+        Ok(Outcome::new(record))
     }
 
     pub async fn medical_records(
@@ -332,7 +361,20 @@ impl<S: PatientStore> PatientService<S> {
         ctx: &Context,
         who: PatientRef,
         request: LabOrderRequest,
-    ) -> Result<LabOrder, PatientSubresourceError> {
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Outcome<LabOrder>, PatientSubresourceError> {
+        if let Some(id) = self
+            .earlier_outcome(ctx, key, operation::ORDER_LABS)
+            .await?
+        {
+            let order = self
+                .store
+                .lab_order(ctx.tenant(), LabOrderId::from_uuid(id))
+                .await?;
+            return order
+                .map(Outcome::replayed)
+                .ok_or(PatientSubresourceError::ReplayGone);
+        }
         let patient = match who {
             PatientRef::Id(id) => self.store.patient(ctx.tenant(), id).await?,
             PatientRef::Ssn(ssn) => self.store.patient_by_ssn(ctx.tenant(), &ssn).await?,
@@ -381,10 +423,11 @@ impl<S: PatientStore> PatientService<S> {
             crate::store::Change::OrderLabs(&order),
             &timeline,
             &events,
+            idempotency_record(key, operation::ORDER_LABS, order.id.as_uuid()),
         )
         .await?;
         tracing::info!(patient_id = %patient.id, order_id = %order.id, "lab tests ordered");
-        Ok(order)
+        Ok(Outcome::new(order))
     }
 
     pub async fn discharge(
@@ -392,7 +435,27 @@ impl<S: PatientStore> PatientService<S> {
         ctx: &Context,
         patient_id: PatientId,
         discharge: Discharge,
-    ) -> Result<Discharged, PatientSubresourceError> {
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Outcome<Discharged>, PatientSubresourceError> {
+        if let Some(id) = self.earlier_outcome(ctx, key, operation::DISCHARGE).await? {
+            let entry = self
+                .store
+                .timeline_entry(ctx.tenant(), TimelineEntryId::from_uuid(id))
+                .await?;
+            return match entry {
+                Some(TimelineEntry {
+                    patient_id,
+                    occurred_at,
+                    event: TimelineEvent::Discharged { disposition },
+                    ..
+                }) => Ok(Outcome::replayed(Discharged {
+                    patient_id,
+                    discharged_at: occurred_at,
+                    disposition,
+                })),
+                _ => Err(PatientSubresourceError::ReplayGone),
+            };
+        }
         let now = self.clock.now();
         let at = discharge.discharged_at.unwrap_or(now);
         let disposition = discharge.disposition.map(str::to_owned);
@@ -417,13 +480,14 @@ impl<S: PatientStore> PatientService<S> {
             crate::store::Change::Touch(patient_id),
             &timeline,
             &events,
+            idempotency_record(key, operation::DISCHARGE, timeline.id.as_uuid()),
         )
         .await?;
-        Ok(Discharged {
+        Ok(Outcome::new(Discharged {
             patient_id,
             discharged_at: at,
             disposition,
-        })
+        }))
     }
 
     async fn require_patient(&self, ctx: &Context, id: PatientId) -> Result<(), ListError> {
@@ -439,6 +503,7 @@ impl<S: PatientStore> PatientService<S> {
         change: crate::store::Change<'_>,
         timeline: &TimelineEntry,
         events: &[EventEnvelope],
+        idempotency: Option<IdempotencyRecord<'_>>,
     ) -> Result<(), WriteError> {
         self.store
             .write(Write {
@@ -447,8 +512,78 @@ impl<S: PatientStore> PatientService<S> {
                 change,
                 timeline,
                 events,
+                idempotency,
             })
             .await
+    }
+
+    /// What an earlier request with the same key created, if there was one. The same key
+    /// for another operation or another request is refused.
+    async fn earlier_outcome(
+        &self,
+        ctx: &Context,
+        key: Option<&IdempotencyKey>,
+        operation: &str,
+    ) -> Result<Option<Uuid>, IdempotencyError> {
+        let Some(key) = key else { return Ok(None) };
+        match self
+            .store
+            .used_idempotency_key(ctx.tenant(), &key.key)
+            .await?
+        {
+            None => Ok(None),
+            Some(used)
+                if used.operation == operation && used.request_digest == key.request_digest =>
+            {
+                Ok(Some(used.resource_id))
+            }
+            Some(_) => Err(IdempotencyError::KeyReused),
+        }
+    }
+}
+
+/// The names under which idempotency keys record what they did.
+mod operation {
+    pub const REGISTER: &str = "patient.register";
+    pub const ADD_MEDICAL_RECORD: &str = "patient.add_medical_record";
+    pub const ORDER_LABS: &str = "patient.order_labs";
+    pub const DISCHARGE: &str = "patient.discharge";
+}
+
+fn idempotency_record<'a>(
+    key: Option<&'a IdempotencyKey>,
+    operation: &'a str,
+    resource_id: Uuid,
+) -> Option<IdempotencyRecord<'a>> {
+    key.map(|k| IdempotencyRecord {
+        key: &k.key,
+        operation,
+        request_digest: &k.request_digest,
+        resource_id,
+    })
+}
+
+/// The result of a command that may be a retry: `replayed` when an earlier request with the
+/// same idempotency key did the work and this is its outcome.
+#[derive(Debug, Clone)]
+pub struct Outcome<T> {
+    pub value: T,
+    pub replayed: bool,
+}
+
+impl<T> Outcome<T> {
+    fn new(value: T) -> Self {
+        Self {
+            value,
+            replayed: false,
+        }
+    }
+
+    fn replayed(value: T) -> Self {
+        Self {
+            value,
+            replayed: true,
+        }
     }
 }
 

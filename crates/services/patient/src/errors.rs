@@ -23,12 +23,27 @@ macro_rules! operation_error {
     };
 }
 
+/// Why an idempotency key could not be honoured.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    #[error("this Idempotency-Key was used for a different request")]
+    KeyReused,
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterPatientError {
     #[error("a patient with this MRN already exists")]
     DuplicateMrn,
     #[error("a patient with this SSN already exists")]
     DuplicateSsn,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is being processed; retry shortly")]
+    IdempotencyConflict,
+    #[error("what the first request with this Idempotency-Key created no longer exists")]
+    ReplayGone,
     #[error(transparent)]
     Store(#[from] DbError),
 }
@@ -36,6 +51,9 @@ pub enum RegisterPatientError {
 operation_error!(RegisterPatientError {
     DuplicateMrn => ("patient.duplicate_mrn", Conflict),
     DuplicateSsn => ("patient.duplicate_ssn", Conflict),
+    IdempotencyKeyReused => ("request.idempotency_key_reused", Invalid),
+    IdempotencyConflict => ("request.idempotency_conflict", Conflict),
+    ReplayGone => ("request.idempotent_resource_gone", NotFound),
     Store(_) => ("internal", Internal),
 });
 
@@ -45,6 +63,7 @@ impl From<WriteError> for RegisterPatientError {
             WriteError::DuplicateMrn => Self::DuplicateMrn,
             WriteError::DuplicateSsn => Self::DuplicateSsn,
             WriteError::Db(e) => Self::Store(e),
+            WriteError::IdempotencyKeyTaken => Self::IdempotencyConflict,
             // A registration neither needs an existing patient nor a version.
             WriteError::NotFound | WriteError::VersionConflict => {
                 Self::Store(DbError::Invariant("registration conflicted unexpectedly"))
@@ -98,6 +117,9 @@ impl From<WriteError> for UpdatePatientError {
             WriteError::DuplicateSsn => Self::DuplicateSsn,
             WriteError::DuplicateMrn => Self::MrnImmutable,
             WriteError::Db(e) => Self::Store(e),
+            WriteError::IdempotencyKeyTaken => {
+                Self::Store(DbError::Invariant("no idempotency key is recorded here"))
+            }
         }
     }
 }
@@ -124,6 +146,9 @@ impl From<WriteError> for DeletePatientError {
             WriteError::NotFound => Self::NotFound,
             WriteError::VersionConflict => Self::VersionMismatch { current: -1 },
             WriteError::Db(e) => Self::Store(e),
+            WriteError::IdempotencyKeyTaken => {
+                Self::Store(DbError::Invariant("no idempotency key is recorded here"))
+            }
             WriteError::DuplicateMrn | WriteError::DuplicateSsn => {
                 Self::Store(DbError::Invariant("delete hit a unique constraint"))
             }
@@ -136,12 +161,21 @@ impl From<WriteError> for DeletePatientError {
 pub enum PatientSubresourceError {
     #[error("patient not found")]
     PatientNotFound,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is being processed; retry shortly")]
+    IdempotencyConflict,
+    #[error("what the first request with this Idempotency-Key created no longer exists")]
+    ReplayGone,
     #[error(transparent)]
     Store(#[from] DbError),
 }
 
 operation_error!(PatientSubresourceError {
     PatientNotFound => ("patient.not_found", NotFound),
+    IdempotencyKeyReused => ("request.idempotency_key_reused", Invalid),
+    IdempotencyConflict => ("request.idempotency_conflict", Conflict),
+    ReplayGone => ("request.idempotent_resource_gone", NotFound),
     Store(_) => ("internal", Internal),
 });
 
@@ -150,6 +184,7 @@ impl From<WriteError> for PatientSubresourceError {
         match e {
             WriteError::NotFound => Self::PatientNotFound,
             WriteError::Db(e) => Self::Store(e),
+            WriteError::IdempotencyKeyTaken => Self::IdempotencyConflict,
             WriteError::VersionConflict | WriteError::DuplicateMrn | WriteError::DuplicateSsn => {
                 Self::Store(DbError::Invariant(
                     "a patient sub-resource write hit a patient constraint",
@@ -181,6 +216,24 @@ impl From<ReadError> for ListError {
         match e {
             ReadError::BadCursor => Self::BadCursor,
             ReadError::Db(e) => Self::Store(e),
+        }
+    }
+}
+
+impl From<IdempotencyError> for RegisterPatientError {
+    fn from(e: IdempotencyError) -> Self {
+        match e {
+            IdempotencyError::KeyReused => Self::IdempotencyKeyReused,
+            IdempotencyError::Store(e) => Self::Store(e),
+        }
+    }
+}
+
+impl From<IdempotencyError> for PatientSubresourceError {
+    fn from(e: IdempotencyError) -> Self {
+        match e {
+            IdempotencyError::KeyReused => Self::IdempotencyKeyReused,
+            IdempotencyError::Store(e) => Self::Store(e),
         }
     }
 }

@@ -14,16 +14,30 @@ pub const SERVICE: &str = "patient";
 /// The patient service's own tables; the composition root applies them with the outbox's.
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     component: SERVICE,
-    sqlite: &[Migration {
-        version: 1,
-        name: "patient tables",
-        sql: include_str!("../migrations/sqlite/0001_patient_tables.sql"),
-    }],
-    postgres: &[Migration {
-        version: 1,
-        name: "patient tables",
-        sql: include_str!("../migrations/postgres/0001_patient_tables.sql"),
-    }],
+    sqlite: &[
+        Migration {
+            version: 1,
+            name: "patient tables",
+            sql: include_str!("../migrations/sqlite/0001_patient_tables.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "idempotency keys",
+            sql: include_str!("../migrations/sqlite/0002_idempotency_keys.sql"),
+        },
+    ],
+    postgres: &[
+        Migration {
+            version: 1,
+            name: "patient tables",
+            sql: include_str!("../migrations/postgres/0001_patient_tables.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "idempotency keys",
+            sql: include_str!("../migrations/postgres/0002_idempotency_keys.sql"),
+        },
+    ],
 };
 
 /// Everything the service's database needs, in order.

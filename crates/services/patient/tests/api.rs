@@ -33,6 +33,9 @@ testkit::on_both_backends!(
     health_metrics_and_request_ids_work,
     unknown_routes_and_methods_get_problem_details,
     no_ssn_name_or_birth_date_reaches_the_logs,
+    a_retried_registration_with_the_same_idempotency_key_creates_one_patient,
+    retried_records_orders_and_discharges_take_effect_once,
+    an_idempotency_key_reused_for_another_request_is_refused,
 );
 
 async fn registering_a_patient_returns_201_with_location_etag_and_the_stored_representation(
@@ -837,4 +840,142 @@ async fn no_ssn_name_or_birth_date_reaches_the_logs(app: TestApp) {
         app_logs_mention(id),
         "the patient id is logged, so the check above can see the logs"
     );
+}
+
+async fn post_with_key(app: &TestApp, path: &str, key: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_retried_registration_with_the_same_idempotency_key_creates_one_patient(app: TestApp) {
+    let body = minimal_patient("Retry", "Once");
+    let first = post_with_key(&app, PATIENTS, "reg-7f3a", &body).await;
+    assert_eq!(first.status(), 201);
+    assert_eq!(header(&first, "idempotent-replayed"), "");
+    let (_, created) = json(first).await;
+
+    let again = post_with_key(&app, PATIENTS, "reg-7f3a", &body).await;
+    assert_eq!(again.status(), 201, "a retry gets the first answer");
+    assert_eq!(header(&again, "idempotent-replayed"), "true");
+    assert_eq!(
+        header(&again, "location"),
+        format!("{PATIENTS}/{}", created["id"].as_str().unwrap())
+    );
+    let (_, replayed) = json(again).await;
+    assert_eq!(replayed, created);
+
+    assert_eq!(count_rows(&app, "patients").await, 1);
+    assert_eq!(
+        count_rows(&app, "outbox").await,
+        1,
+        "one patient.created.v1"
+    );
+
+    // Keys belong to a tenant: the same key elsewhere is a new request.
+    let other = app
+        .client
+        .post(app.url(PATIENTS))
+        .header("idempotency-key", "reg-7f3a")
+        .header("x-tenant-id", "other-clinic")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            other.status().as_u16(),
+            header(&other, "idempotent-replayed")
+        ),
+        (201, String::new())
+    );
+    assert_eq!(count_rows(&app, "patients").await, 2);
+}
+
+async fn retried_records_orders_and_discharges_take_effect_once(app: TestApp) {
+    let p = create(&app, full_patient("Retry", "Subresource", "212-45-6789")).await;
+    let base = format!("{PATIENTS}/{}", p["id"].as_str().unwrap());
+    let record =
+        json!({"recordType": "VISIT", "recordDate": "2026-02-01T10:00:00Z", "providerId": "P1"});
+    let cases = [
+        (
+            format!("{base}/medical-records"),
+            record,
+            201,
+            "medical_records",
+        ),
+        (
+            format!("{PATIENTS}/212-45-6789/order-labs"),
+            lab_order(),
+            202,
+            "lab_order_requests",
+        ),
+        (
+            format!("{base}/discharge"),
+            json!({"disposition": "HOME"}),
+            200,
+            "patient_timeline WHERE entry_type = 'DISCHARGED'",
+        ),
+    ];
+    for (i, (path, body, status, table)) in cases.into_iter().enumerate() {
+        let key = format!("sub-{i}");
+        let (first_status, first) = json(post_with_key(&app, &path, &key, &body).await).await;
+        let again = post_with_key(&app, &path, &key, &body).await;
+        assert_eq!(header(&again, "idempotent-replayed"), "true", "{table}");
+        let (again_status, second) = json(again).await;
+        assert_eq!(
+            (first_status, again_status),
+            (status, status),
+            "{table}: {first}"
+        );
+        assert_eq!(
+            first, second,
+            "{table}: the retry answers what the first request did"
+        );
+        assert_eq!(
+            count_rows(&app, table).await,
+            1,
+            "{table}: took effect once"
+        );
+    }
+    let types = strings(&Value::Array(outbox(&app).await), "eventType");
+    assert_eq!(
+        types,
+        vec![
+            "patient.created.v1",
+            "lab.test.ordered.v1",
+            "patient.discharged.v1"
+        ]
+    );
+}
+
+async fn an_idempotency_key_reused_for_another_request_is_refused(app: TestApp) {
+    let first = post_with_key(&app, PATIENTS, "k-1", &minimal_patient("Key", "One")).await;
+    assert_eq!(first.status(), 201);
+    let (status, problem) =
+        json(post_with_key(&app, PATIENTS, "k-1", &minimal_patient("Key", "Two")).await).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("request.idempotency_key_reused"))
+    );
+    let p = create(&app, minimal_patient("Key", "Three")).await;
+    let path = format!("{PATIENTS}/{}/discharge", p["id"].as_str().unwrap());
+    let (status, problem) = json(post_with_key(&app, &path, "k-1", &json!({})).await).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("request.idempotency_key_reused")),
+        "another operation"
+    );
+    let (status, problem) =
+        json(post_with_key(&app, PATIENTS, "has space", &minimal_patient("Key", "Four")).await)
+            .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("request.invalid_idempotency_key"))
+    );
+    assert_eq!(count_rows(&app, "patients").await, 2);
 }

@@ -10,9 +10,8 @@ use crate::domain::timeline::DISPOSITIONS;
 use crate::domain::{Demographics, Email, Mrn, Patient, Phone, Ssn, identifiers, text};
 use crate::store::{SearchCriteria, SqlPatientStore};
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dto::*;
@@ -20,7 +19,7 @@ use kernel::ids::{CorrelationId, PatientId};
 use kernel::{FieldError, FieldErrors};
 use preconditions::{etag, if_match};
 use std::sync::Arc;
-use web::{ApiJson, Caller, PageBody, Problem, QueryParams, page_request};
+use web::{ApiJson, Body, Caller, JsonCommand, PageBody, Problem, QueryParams, page_request};
 
 pub type Service = Arc<PatientService<SqlPatientStore>>;
 
@@ -77,6 +76,17 @@ fn with_etag(status: StatusCode, patient: &Patient) -> Response {
     response
 }
 
+/// Tells a client that this answer repeats the outcome of its earlier request.
+fn mark_replay(mut response: Response, replayed: bool) -> Response {
+    if replayed {
+        response.headers_mut().insert(
+            web::idempotency::REPLAYED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
 fn demographics(service: &Service, body: &PatientIn) -> Result<Demographics, Problem> {
     Demographics::parse(&body.demographics(), service.today()).map_err(invalid)
 }
@@ -84,7 +94,10 @@ fn demographics(service: &Service, body: &PatientIn) -> Result<Demographics, Pro
 async fn register(
     State(service): State<Service>,
     caller: Caller,
-    ApiJson(body): ApiJson<PatientIn>,
+    JsonCommand {
+        body,
+        idempotency_key,
+    }: JsonCommand<PatientIn>,
 ) -> Result<Response, Problem> {
     if body.id.is_some() {
         return Err(invalid(vec![FieldError::new(
@@ -94,15 +107,15 @@ async fn register(
         )]));
     }
     let d = demographics(&service, &body)?;
-    let patient = service
-        .register(&context(caller), d)
+    let outcome = service
+        .register(&context(caller), d, idempotency_key.as_ref())
         .await
         .map_err(operation)?;
-    let mut response = with_etag(StatusCode::CREATED, &patient);
-    if let Ok(v) = HeaderValue::from_str(&format!("{BASE}/{}", patient.id)) {
+    let mut response = with_etag(StatusCode::CREATED, &outcome.value);
+    if let Ok(v) = HeaderValue::from_str(&format!("{BASE}/{}", outcome.value.id)) {
         response.headers_mut().insert(header::LOCATION, v);
     }
-    Ok(response)
+    Ok(mark_replay(response, outcome.replayed))
 }
 
 async fn read(
@@ -242,19 +255,22 @@ async fn add_record(
     State(service): State<Service>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<MedicalRecordIn>,
+    JsonCommand {
+        body,
+        idempotency_key,
+    }: JsonCommand<MedicalRecordIn>,
 ) -> Result<Response, Problem> {
     let id = patient_id(&id)?;
     let record = NewMedicalRecord::parse(&body.input(), service.now()).map_err(invalid)?;
-    let record = service
-        .add_medical_record(&context(caller), id, record)
+    let outcome = service
+        .add_medical_record(&context(caller), id, record, idempotency_key.as_ref())
         .await
         .map_err(operation)?;
-    Ok((
+    let response = (
         StatusCode::CREATED,
-        axum::Json(MedicalRecordOut::from(record)),
-    )
-        .into_response())
+        axum::Json(MedicalRecordOut::from(outcome.value)),
+    );
+    Ok(mark_replay(response.into_response(), outcome.replayed))
 }
 
 async fn timeline(
@@ -276,7 +292,10 @@ async fn order_labs(
     State(service): State<Service>,
     caller: Caller,
     Path(who): Path<String>,
-    ApiJson(body): ApiJson<LabOrderIn>,
+    JsonCommand {
+        body,
+        idempotency_key,
+    }: JsonCommand<LabOrderIn>,
 ) -> Result<Response, Problem> {
     // The SSN form never reaches a log: the route is logged as its template.
     let who = if Ssn::looks_like(&who) {
@@ -287,26 +306,32 @@ async fn order_labs(
         PatientRef::Id(patient_id(&who)?)
     };
     let request = LabOrderRequest::parse(&body.input()).map_err(invalid)?;
-    let order = service
-        .order_labs(&context(caller), who, request)
+    let outcome = service
+        .order_labs(&context(caller), who, request, idempotency_key.as_ref())
         .await
         .map_err(operation)?;
-    Ok((StatusCode::ACCEPTED, axum::Json(LabOrderOut::from(order))).into_response())
+    let response = (
+        StatusCode::ACCEPTED,
+        axum::Json(LabOrderOut::from(outcome.value)),
+    );
+    Ok(mark_replay(response.into_response(), outcome.replayed))
 }
 
 async fn discharge(
     State(service): State<Service>,
     caller: Caller,
     Path(id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    Body(bytes): Body,
 ) -> Result<Response, Problem> {
     let id = patient_id(&id)?;
+    let key = web::idempotency::from_request(&headers, "POST", uri.path(), &bytes)?;
     // The body is optional: an empty POST discharges now with no disposition.
-    let body: DischargeIn = if body.is_empty() {
+    let body: DischargeIn = if bytes.is_empty() {
         DischargeIn::default()
     } else {
-        web::json::parse_with_type(&headers, &body)?
+        web::json::parse_with_type(&headers, &bytes)?
     };
     let mut errors = FieldErrors::new();
     let discharged_at = body
@@ -328,8 +353,12 @@ async fn discharge(
                 discharged_at,
                 disposition,
             },
+            key.as_ref(),
         )
         .await
         .map_err(operation)?;
-    Ok(axum::Json(DischargedOut::from(done)).into_response())
+    Ok(mark_replay(
+        axum::Json(DischargedOut::from(done.value)).into_response(),
+        done.replayed,
+    ))
 }

@@ -13,10 +13,11 @@ use crate::domain::{Email, Mrn, Patient, Phone, Ssn};
 use chrono::{DateTime, NaiveDate, Utc};
 use events::EventEnvelope;
 use kernel::TenantId;
-use kernel::ids::PatientId;
+use kernel::ids::{LabOrderId, MedicalRecordId, PatientId, TimelineEntryId};
 use kernel::paging::{Page, PageRequest};
 use std::future::Future;
 use store::DbError;
+use uuid::Uuid;
 
 /// A state change, written in one transaction with its timeline entry and its events.
 #[derive(Debug)]
@@ -45,6 +46,25 @@ pub struct Write<'a> {
     pub change: Change<'a>,
     pub timeline: &'a TimelineEntry,
     pub events: &'a [EventEnvelope],
+    /// Recorded with the change, so a retry finds the change or nothing at all.
+    pub idempotency: Option<IdempotencyRecord<'a>>,
+}
+
+/// What an `Idempotency-Key` produced: which operation, for which request, creating what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord<'a> {
+    pub key: &'a str,
+    pub operation: &'a str,
+    pub request_digest: &'a str,
+    pub resource_id: Uuid,
+}
+
+/// An `Idempotency-Key` already used in the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedIdempotencyKey {
+    pub operation: String,
+    pub request_digest: String,
+    pub resource_id: Uuid,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +77,8 @@ pub enum WriteError {
     DuplicateMrn,
     #[error("SSN taken")]
     DuplicateSsn,
+    #[error("idempotency key taken by a concurrent request")]
+    IdempotencyKeyTaken,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -135,4 +157,24 @@ pub trait PatientStore: Send + Sync + 'static {
         patient: PatientId,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<TimelineEntry>, ReadError>> + Send;
+    fn used_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<UsedIdempotencyKey>, DbError>> + Send;
+    fn medical_record(
+        &self,
+        tenant: &TenantId,
+        id: MedicalRecordId,
+    ) -> impl Future<Output = Result<Option<MedicalRecord>, DbError>> + Send;
+    fn lab_order(
+        &self,
+        tenant: &TenantId,
+        id: LabOrderId,
+    ) -> impl Future<Output = Result<Option<LabOrder>, DbError>> + Send;
+    fn timeline_entry(
+        &self,
+        tenant: &TenantId,
+        id: TimelineEntryId,
+    ) -> impl Future<Output = Result<Option<TimelineEntry>, DbError>> + Send;
 }

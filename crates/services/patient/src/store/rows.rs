@@ -6,12 +6,13 @@
 use crate::domain::address::Address;
 use crate::domain::identifiers::DateOfBirth;
 use crate::domain::insurance::Insurance;
+use crate::domain::lab_order::{LabOrder, LabOrderRequest, OrderedTest, PRIORITIES};
 use crate::domain::medical_record::{MedicalRecord, RECORD_TYPES};
 use crate::domain::timeline::{TimelineEntry, TimelineEvent};
 use crate::domain::{Email, Gender, Mrn, Patient, PersonName, Phone, Ssn};
 use crate::store::PatientSummary;
 use chrono::{DateTime, NaiveDate, Utc};
-use kernel::ids::{MedicalRecordId, PatientId, TimelineEntryId};
+use kernel::ids::{LabOrderId, MedicalRecordId, PatientId, TimelineEntryId};
 use kernel::{Sensitive, TenantId};
 use sqlx::types::Json;
 use store::DbError;
@@ -237,4 +238,66 @@ impl From<TimelineRow> for TimelineEntry {
             event: r.details.0,
         }
     }
+}
+
+/// A test of a lab order, as stored in `lab_order_requests.tests`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredTest {
+    pub test_code: String,
+    pub test_name: String,
+    pub loinc_code: Option<String>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct LabOrderRow {
+    order_id: Uuid,
+    patient_id: Uuid,
+    priority: String,
+    ordering_provider_id: String,
+    ordering_provider_name: String,
+    tests: Json<Vec<StoredTest>>,
+    diagnosis_codes: Json<Vec<String>>,
+    ordered_at: DateTime<Utc>,
+}
+
+pub const LAB_ORDER_COLUMNS: &str = "order_id, patient_id, priority, ordering_provider_id, ordering_provider_name, tests, diagnosis_codes, ordered_at";
+
+impl TryFrom<LabOrderRow> for LabOrder {
+    type Error = DbError;
+
+    fn try_from(r: LabOrderRow) -> Result<Self, DbError> {
+        Ok(LabOrder {
+            id: LabOrderId::from_uuid(r.order_id),
+            patient_id: PatientId::from_uuid(r.patient_id),
+            request: LabOrderRequest {
+                tests: r
+                    .tests
+                    .0
+                    .into_iter()
+                    .map(|t| OrderedTest {
+                        test_code: t.test_code,
+                        test_name: t.test_name,
+                        loinc_code: t.loinc_code,
+                    })
+                    .collect(),
+                priority: PRIORITIES
+                    .iter()
+                    .find(|p| **p == r.priority)
+                    .copied()
+                    .ok_or(broken("stored priority"))?,
+                ordering_provider_id: r.ordering_provider_id,
+                ordering_provider_name: r.ordering_provider_name,
+                diagnosis_codes: r.diagnosis_codes.0,
+            },
+            ordered_at: r.ordered_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct IdempotencyRow {
+    pub operation: String,
+    pub request_digest: String,
+    pub resource_id: Uuid,
 }

@@ -3,7 +3,10 @@
 
 use super::rows::*;
 use super::search::{After, Bind, SearchStatement};
-use super::{Change, PatientStore, PatientSummary, ReadError, SearchCriteria, Write, WriteError};
+use super::{
+    Change, PatientStore, PatientSummary, ReadError, SearchCriteria, UsedIdempotencyKey, Write,
+    WriteError,
+};
 use crate::domain::lab_order::LabOrder;
 use crate::domain::medical_record::MedicalRecord;
 use crate::domain::name::search_key;
@@ -11,9 +14,8 @@ use crate::domain::timeline::TimelineEntry;
 use crate::domain::{Mrn, Patient, Ssn};
 use chrono::{DateTime, Utc};
 use kernel::TenantId;
-use kernel::ids::PatientId;
+use kernel::ids::{LabOrderId, MedicalRecordId, PatientId, TimelineEntryId};
 use kernel::paging::{Page, PageRequest};
-use serde_json::json;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use store::{Db, DbError, Tx, execute, on_pool, on_tx, outbox};
@@ -77,6 +79,14 @@ fn translate(e: DbError) -> WriteError {
         }
         Some(v) if v.is("idx_patients_ssn", "patients.tenant_id, patients.ssn") => {
             WriteError::DuplicateSsn
+        }
+        Some(v)
+            if v.is(
+                "idempotency_keys_pkey",
+                "idempotency_keys.tenant_id, idempotency_keys.idempotency_key",
+            ) =>
+        {
+            WriteError::IdempotencyKeyTaken
         }
         _ => WriteError::Db(e),
     }
@@ -164,6 +174,22 @@ impl PatientStore for SqlPatientStore {
         }
         insert_timeline(&mut tx, w.tenant, w.timeline).await?;
         outbox::append(&mut tx, w.events).await?;
+        if let Some(k) = &w.idempotency {
+            execute!(
+                &mut tx,
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (tenant_id, idempotency_key, operation, request_digest, resource_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(w.tenant.as_str())
+                .bind(k.key)
+                .bind(k.operation)
+                .bind(k.request_digest)
+                .bind(k.resource_id)
+                .bind(Utc::now())
+            )
+            .map_err(db)?;
+        }
         tx.commit().await.map_err(translate)
     }
 
@@ -306,6 +332,78 @@ impl PatientStore for SqlPatientStore {
         Ok(Page::from_rows(entries, page, |e| {
             (e.occurred_at, e.id.as_uuid())
         }))
+    }
+
+    async fn used_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<UsedIdempotencyKey>, DbError> {
+        let row: Option<IdempotencyRow> = on_pool!(&self.db, |c| {
+            sqlx::query_as(
+                "SELECT operation, request_digest, resource_id FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(key)
+            .fetch_optional(c)
+            .await
+        })?;
+        Ok(row.map(|r| UsedIdempotencyKey {
+            operation: r.operation,
+            request_digest: r.request_digest,
+            resource_id: r.resource_id,
+        }))
+    }
+
+    async fn medical_record(
+        &self,
+        tenant: &TenantId,
+        id: MedicalRecordId,
+    ) -> Result<Option<MedicalRecord>, DbError> {
+        let sql = format!(
+            "SELECT {MEDICAL_RECORD_COLUMNS} FROM medical_records WHERE tenant_id = $1 AND record_id = $2"
+        );
+        let row: Option<MedicalRecordRow> =
+            on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.as_str())
+                .bind(id.as_uuid())
+                .fetch_optional(c)
+                .await)?;
+        row.map(MedicalRecord::try_from).transpose()
+    }
+
+    async fn lab_order(
+        &self,
+        tenant: &TenantId,
+        id: LabOrderId,
+    ) -> Result<Option<LabOrder>, DbError> {
+        let sql = format!(
+            "SELECT {LAB_ORDER_COLUMNS} FROM lab_order_requests WHERE tenant_id = $1 AND order_id = $2"
+        );
+        let row: Option<LabOrderRow> =
+            on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.as_str())
+                .bind(id.as_uuid())
+                .fetch_optional(c)
+                .await)?;
+        row.map(LabOrder::try_from).transpose()
+    }
+
+    async fn timeline_entry(
+        &self,
+        tenant: &TenantId,
+        id: TimelineEntryId,
+    ) -> Result<Option<TimelineEntry>, DbError> {
+        let sql = format!(
+            "SELECT {TIMELINE_COLUMNS} FROM patient_timeline WHERE tenant_id = $1 AND entry_id = $2"
+        );
+        let row: Option<TimelineRow> =
+            on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.as_str())
+                .bind(id.as_uuid())
+                .fetch_optional(c)
+                .await)?;
+        Ok(row.map(Into::into))
     }
 }
 
@@ -550,7 +648,11 @@ async fn insert_lab_order(
         .request
         .tests
         .iter()
-        .map(|t| json!({"testCode": t.test_code, "testName": t.test_name, "loincCode": t.loinc_code}))
+        .map(|t| StoredTest {
+            test_code: t.test_code.clone(),
+            test_name: t.test_name.clone(),
+            loinc_code: t.loinc_code.clone(),
+        })
         .collect();
     execute!(
         tx,

@@ -9,7 +9,9 @@ use kernel::paging::PageRequest;
 use patient::domain::patient::DemographicsInput;
 use patient::domain::timeline::{TimelineEntry, TimelineEvent};
 use patient::domain::{Demographics, Mrn, Patient};
-use patient::store::{Change, PatientStore, SearchCriteria, SqlPatientStore, Write, WriteError};
+use patient::store::{
+    Change, IdempotencyRecord, PatientStore, SearchCriteria, SqlPatientStore, Write, WriteError,
+};
 use testkit::{Backend, TestApp};
 
 testkit::on_both_backends!(
@@ -17,6 +19,7 @@ testkit::on_both_backends!(
     generated_mrns_never_repeat_within_a_tenant,
     stale_versions_and_missing_patients_are_told_apart,
     searches_use_indexes_not_table_scans,
+    an_idempotency_key_is_recorded_with_its_change_or_not_at_all,
 );
 
 fn tenant() -> TenantId {
@@ -80,6 +83,7 @@ async fn register(
             change: Change::Register(p),
             timeline: &timeline,
             events,
+            idempotency: None,
         })
         .await
 }
@@ -155,6 +159,7 @@ async fn stale_versions_and_missing_patients_are_told_apart(app: TestApp) {
         },
         timeline: &timeline,
         events: &[],
+        idempotency: None,
     };
     assert!(matches!(
         store.write(delete(p.id, 5)).await,
@@ -260,4 +265,76 @@ async fn searches_use_indexes_not_table_scans(app: TestApp) {
             "{c:?} should use {index}:\n{plan}"
         );
     }
+}
+
+async fn an_idempotency_key_is_recorded_with_its_change_or_not_at_all(app: TestApp) {
+    let store = store_of(&app).await;
+    let t = tenant();
+    let register_with_key = |p: &Patient| {
+        let (store, t, p) = (store.clone(), t.clone(), p.clone());
+        async move {
+            let timeline = TimelineEntry::new(
+                p.id,
+                Utc::now(),
+                TimelineEvent::Registered {
+                    mrn: p.mrn.to_string(),
+                },
+            );
+            let idempotency = IdempotencyRecord {
+                key: "retry-1",
+                operation: "patient.register",
+                request_digest: "d1",
+                resource_id: p.id.as_uuid(),
+            };
+            store
+                .write(Write {
+                    tenant: &t,
+                    actor: "tester",
+                    change: Change::Register(&p),
+                    timeline: &timeline,
+                    events: &[created_event(&p)],
+                    idempotency: Some(idempotency),
+                })
+                .await
+        }
+    };
+    let first = new_patient("IDEM-0001");
+    register_with_key(&first).await.unwrap();
+    let used = store
+        .used_idempotency_key(&t, "retry-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (used.operation.as_str(), used.resource_id),
+        ("patient.register", first.id.as_uuid())
+    );
+
+    // A second change under the same key loses the race: neither it nor its event is written.
+    let second = new_patient("IDEM-0002");
+    let lost = register_with_key(&second).await;
+    assert!(
+        matches!(lost, Err(WriteError::IdempotencyKeyTaken)),
+        "{lost:?}"
+    );
+    assert!(store.patient(&t, second.id).await.unwrap().is_none());
+    assert_eq!(
+        store::outbox::read(store.db(), 0, 100).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store
+            .used_idempotency_key(&t, "retry-1")
+            .await
+            .unwrap()
+            .unwrap(),
+        used
+    );
+    assert!(
+        store
+            .used_idempotency_key(&TenantId::parse("elsewhere").unwrap(), "retry-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
