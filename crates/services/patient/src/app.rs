@@ -174,9 +174,7 @@ impl<S: PatientStore> PatientService<S> {
         if let Some(expected) = expected_version
             && expected != patient.version
         {
-            return Err(UpdatePatientError::VersionMismatch {
-                current: patient.version,
-            });
+            return Err(UpdatePatientError::VersionMismatch);
         }
         let read_version = patient.version;
         let now = self.clock.now();
@@ -210,15 +208,8 @@ impl<S: PatientStore> PatientService<S> {
             patient: &patient,
             expected_version: read_version,
         };
-        self.write(ctx, change, &timeline, &events, None)
-            .await
-            .map_err(|e| match e {
-                // Someone else updated between our read and our write.
-                WriteError::VersionConflict => UpdatePatientError::VersionMismatch {
-                    current: read_version + 1,
-                },
-                other => other.into(),
-            })?;
+        // A version conflict here means someone else updated between our read and our write.
+        self.write(ctx, change, &timeline, &events, None).await?;
         Ok(patient)
     }
 
@@ -236,9 +227,7 @@ impl<S: PatientStore> PatientService<S> {
         if let Some(expected) = expected_version
             && expected != patient.version
         {
-            return Err(DeletePatientError::VersionMismatch {
-                current: patient.version,
-            });
+            return Err(DeletePatientError::VersionMismatch);
         }
         let now = self.clock.now();
         let events = [EventEnvelope::new(
@@ -255,14 +244,7 @@ impl<S: PatientStore> PatientService<S> {
             expected_version: patient.version,
             at: now,
         };
-        self.write(ctx, change, &timeline, &events, None)
-            .await
-            .map_err(|e| match e {
-                WriteError::VersionConflict => DeletePatientError::VersionMismatch {
-                    current: patient.version + 1,
-                },
-                other => other.into(),
-            })?;
+        self.write(ctx, change, &timeline, &events, None).await?;
         tracing::info!(patient_id = %id, "patient soft-deleted");
         Ok(())
     }

@@ -89,10 +89,8 @@ operation_error!(GetPatientError {
 pub enum UpdatePatientError {
     #[error("patient not found")]
     NotFound,
-    #[error(
-        "the patient has changed since it was read (current version {current}); read it again and reapply the change"
-    )]
-    VersionMismatch { current: i64 },
+    #[error("the patient has changed since it was read; read it again and reapply the change")]
+    VersionMismatch,
     #[error("the MRN of a patient cannot be changed")]
     MrnImmutable,
     #[error("a patient with this SSN already exists")]
@@ -103,7 +101,7 @@ pub enum UpdatePatientError {
 
 operation_error!(UpdatePatientError {
     NotFound => ("patient.not_found", NotFound),
-    VersionMismatch { .. } => ("patient.version_mismatch", PreconditionFailed),
+    VersionMismatch => ("patient.version_mismatch", PreconditionFailed),
     MrnImmutable => ("patient.mrn_immutable", Invalid),
     DuplicateSsn => ("patient.duplicate_ssn", Conflict),
     Store(_) => ("internal", Internal),
@@ -113,7 +111,7 @@ impl From<WriteError> for UpdatePatientError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::NotFound => Self::NotFound,
-            WriteError::VersionConflict => Self::VersionMismatch { current: -1 },
+            WriteError::VersionConflict => Self::VersionMismatch,
             WriteError::DuplicateSsn => Self::DuplicateSsn,
             WriteError::DuplicateMrn => Self::MrnImmutable,
             WriteError::Db(e) => Self::Store(e),
@@ -128,15 +126,15 @@ impl From<WriteError> for UpdatePatientError {
 pub enum DeletePatientError {
     #[error("patient not found")]
     NotFound,
-    #[error("the patient has changed since it was read (current version {current})")]
-    VersionMismatch { current: i64 },
+    #[error("the patient has changed since it was read; read it again")]
+    VersionMismatch,
     #[error(transparent)]
     Store(#[from] DbError),
 }
 
 operation_error!(DeletePatientError {
     NotFound => ("patient.not_found", NotFound),
-    VersionMismatch { .. } => ("patient.version_mismatch", PreconditionFailed),
+    VersionMismatch => ("patient.version_mismatch", PreconditionFailed),
     Store(_) => ("internal", Internal),
 });
 
@@ -144,7 +142,7 @@ impl From<WriteError> for DeletePatientError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::NotFound => Self::NotFound,
-            WriteError::VersionConflict => Self::VersionMismatch { current: -1 },
+            WriteError::VersionConflict => Self::VersionMismatch,
             WriteError::Db(e) => Self::Store(e),
             WriteError::IdempotencyKeyTaken => {
                 Self::Store(DbError::Invariant("no idempotency key is recorded here"))

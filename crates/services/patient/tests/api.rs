@@ -441,6 +441,37 @@ async fn malformed_bodies_wrong_media_types_and_oversized_bodies_get_clear_error
         (413, Some("request.body_too_large"))
     );
     assert_eq!(count_rows(&app, "patients").await, 0);
+
+    // The same holds where the body is optional.
+    let p = create(&app, minimal_patient("Small", "Body")).await;
+    let path = format!("{PATIENTS}/{}/discharge", p["id"].as_str().unwrap());
+    let big = json!({"disposition": "x".repeat(200 * 1024)}).to_string();
+    let response = app
+        .client
+        .post(app.url(&path))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/problem+json"
+    );
+    let (status, problem) = json(response).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (413, Some("request.body_too_large"))
+    );
+    let response = app
+        .client
+        .post(app.url(&path))
+        .header("content-type", "text/plain")
+        .body("HOME")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
 }
 
 async fn duplicate_mrns_and_ssns_are_conflicts_and_store_nothing(app: TestApp) {
