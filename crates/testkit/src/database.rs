@@ -157,6 +157,21 @@ async fn build_template(conn: &mut PgConnection, admin: &str, name: &str) -> Res
     )))
     .await
     .map_err(|e| e.to_string())?;
+    // Templates of older migrations are of no further use; a failure here costs only disk.
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'meditrack\\_tpl\\_%' AND datname <> $1",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_default();
+    for old in stale {
+        let _ = conn
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{old}\""
+            )))
+            .await;
+    }
     Ok(())
 }
 
