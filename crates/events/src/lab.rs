@@ -35,3 +35,22 @@ impl EventPayload for LabTestOrderedV1 {
     const EVENT_TYPE: &'static str = "lab.test.ordered.v1";
     const TOPIC: Topic = Topic::LabEvents;
 }
+
+/// Results of a lab order are ready (000 §2.1.2). Values travel by reference: consumers
+/// that show them read the lab API; the event says which order and which tests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabResultsAvailableV1 {
+    pub order_id: LabOrderId,
+    pub patient_id: PatientId,
+    pub test_codes: Vec<String>,
+    /// Whether any result is outside its reference range.
+    #[serde(default)]
+    pub abnormal: bool,
+    pub reported_at: DateTime<Utc>,
+}
+
+impl EventPayload for LabResultsAvailableV1 {
+    const EVENT_TYPE: &'static str = "lab.results.available.v1";
+    const TOPIC: Topic = Topic::LabEvents;
+}

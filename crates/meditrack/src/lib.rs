@@ -10,24 +10,36 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::from_fn;
 use axum::routing::get;
+use eventbus::consumer::Consumer;
+use eventbus::embedded::EmbeddedLog;
+use eventbus::relay::OutboxRelay;
 use kernel::{SystemClock, TenantId};
 use patient::app::PatientService;
 use patient::store::SqlPatientStore;
 use std::sync::Arc;
 use store::{Db, DbError, MigrationSet, StoreConfig};
+use tokio::sync::watch;
 use web::health::{CheckFuture, Checks, ReadinessCheck};
 use web::{DefaultTenant, Problem};
 
-/// Each service and the migrations of its database.
+/// Each database and its migrations: one per service, and the embedded event log.
 pub fn services() -> Vec<(&'static str, Vec<MigrationSet>)> {
-    vec![(patient::SERVICE, patient::migrations().to_vec())]
+    vec![
+        (patient::SERVICE, patient::migrations().to_vec()),
+        (
+            eventbus::embedded::DATABASE,
+            vec![eventbus::embedded::MIGRATIONS],
+        ),
+    ]
 }
 
-/// A built hub: its router, and the databases to close on shutdown.
+/// A built hub: its router, its background workers, and the databases to close on shutdown.
 #[derive(Debug)]
 pub struct Hub {
     pub router: Router,
     pub databases: Vec<Db>,
+    relays: Vec<OutboxRelay>,
+    consumers: Vec<Consumer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +83,21 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let tenant =
         TenantId::parse(&config.default_tenant).map_err(|e| StartError::Config(e.to_string()))?;
     let databases = open_databases(config).await?;
-    let patient_db = databases
-        .iter()
-        .find(|(s, _)| *s == patient::SERVICE)
-        .map(|(_, db)| db.clone())
-        .ok_or(StartError::Config("no patient database".to_owned()))?;
+    let patient_db = database(&databases, patient::SERVICE)?;
+    let log = Arc::new(EmbeddedLog::new(database(
+        &databases,
+        eventbus::embedded::DATABASE,
+    )?));
+    let relays = vec![OutboxRelay::new(
+        patient::SERVICE,
+        patient_db.clone(),
+        log.clone(),
+    )];
+    let consumers = vec![patient::consumers::consumer(
+        patient_db.clone(),
+        log.clone(),
+        log.clone(),
+    )];
 
     let patient = Arc::new(PatientService::new(
         SqlPatientStore::new(patient_db),
@@ -118,23 +140,46 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     Ok(Hub {
         router,
         databases: databases.into_iter().map(|(_, db)| db).collect(),
+        relays,
+        consumers,
     })
 }
 
+fn database(databases: &[(&'static str, Db)], name: &str) -> Result<Db, StartError> {
+    databases
+        .iter()
+        .find(|(s, _)| *s == name)
+        .map(|(_, db)| db.clone())
+        .ok_or_else(|| StartError::Config(format!("no {name} database")))
+}
+
 impl Hub {
-    /// Serves until `shutdown` resolves, lets in-flight requests finish, then closes the pools.
+    /// Serves until `shutdown` resolves. Then, in order: stop accepting and drain in-flight
+    /// requests, let the relays and consumers finish their batch (and commit), close the pools.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router)
+        let (stop, stopped) = watch::channel(false);
+        let mut workers = Vec::new();
+        for relay in self.relays {
+            workers.push(tokio::spawn(relay.run(stopped.clone())));
+        }
+        for consumer in self.consumers {
+            workers.push(tokio::spawn(consumer.run(stopped.clone())));
+        }
+        let served = axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        let _ = stop.send(true);
+        for worker in workers {
+            let _ = worker.await;
+        }
         for db in &self.databases {
             db.close().await;
         }
-        Ok(())
+        served
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod db;
 pub mod error;
+pub mod inbox;
 pub mod migrate;
 pub mod outbox;
 

@@ -126,6 +126,11 @@ impl TestApp {
         Db::connect(service, &store).await.expect("test database")
     }
 
+    /// The hub's embedded event log, to publish as another service would or to look at it.
+    pub async fn event_log(&self) -> eventbus::embedded::EmbeddedLog {
+        eventbus::embedded::EmbeddedLog::new(self.db(eventbus::embedded::DATABASE).await)
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
@@ -170,6 +175,26 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// Polls `check` until it yields a value, for effects that happen in the background (events).
+/// Never a fixed sleep: a test waits only as long as it must, and fails after 15 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

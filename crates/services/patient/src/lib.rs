@@ -2,6 +2,7 @@
 //! lab order requests and discharges.
 
 pub mod app;
+pub mod consumers;
 pub mod domain;
 pub mod errors;
 pub mod http;
@@ -41,6 +42,10 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
 };
 
 /// Everything the service's database needs, in order.
-pub fn migrations() -> [MigrationSet; 2] {
-    [::store::outbox::MIGRATIONS, MIGRATIONS]
+pub fn migrations() -> [MigrationSet; 3] {
+    [
+        ::store::outbox::MIGRATIONS,
+        ::store::inbox::MIGRATIONS,
+        MIGRATIONS,
+    ]
 }

@@ -36,6 +36,10 @@ testkit::on_both_backends!(
     a_retried_registration_with_the_same_idempotency_key_creates_one_patient,
     retried_records_orders_and_discharges_take_effect_once,
     an_idempotency_key_reused_for_another_request_is_refused,
+    a_patients_events_reach_the_event_log_in_order,
+    lab_results_and_filled_prescriptions_from_other_services_join_the_timeline,
+    a_redelivered_event_takes_effect_once,
+    poison_events_are_dead_lettered_and_the_consumer_moves_on,
 );
 
 async fn registering_a_patient_returns_201_with_location_etag_and_the_stored_representation(
@@ -1009,4 +1013,221 @@ async fn an_idempotency_key_reused_for_another_request_is_refused(app: TestApp) 
         (400, Some("request.invalid_idempotency_key"))
     );
     assert_eq!(count_rows(&app, "patients").await, 2);
+}
+
+/// Publishes `payload` as `source` would, on its topic.
+async fn publish<P: events::EventPayload>(
+    app: &TestApp,
+    patient: &Value,
+    payload: &P,
+) -> events::EventEnvelope {
+    let meta = events::EventMeta {
+        source: "test",
+        tenant: kernel::TenantId::parse(testkit::TEST_TENANT).unwrap(),
+        correlation_id: kernel::ids::CorrelationId::new(),
+        causation_id: None,
+        occurred_at: chrono::Utc::now(),
+    };
+    let envelope = events::EventEnvelope::new(&meta, patient["id"].as_str().unwrap(), payload);
+    publish_raw(
+        app,
+        P::TOPIC.name(),
+        &serde_json::to_string(&envelope).unwrap(),
+    )
+    .await;
+    envelope
+}
+
+async fn publish_raw(app: &TestApp, topic: &str, payload: &str) {
+    let record = eventbus::Record {
+        topic: topic.into(),
+        key: "k".into(),
+        event_id: uuid::Uuid::now_v7(),
+        payload: payload.into(),
+    };
+    let log = app.event_log().await;
+    eventbus::EventSink::publish(&log, &[record]).await.unwrap();
+}
+
+fn lab_results(patient: &Value) -> events::lab::LabResultsAvailableV1 {
+    events::lab::LabResultsAvailableV1 {
+        order_id: kernel::ids::LabOrderId::new(),
+        patient_id: patient["id"].as_str().unwrap().parse().unwrap(),
+        test_codes: vec!["CBC".into()],
+        abnormal: true,
+        reported_at: "2026-11-24T08:00:00Z".parse().unwrap(),
+    }
+}
+
+fn filled(patient: &Value) -> events::pharmacy::PrescriptionFilledV1 {
+    events::pharmacy::PrescriptionFilledV1 {
+        prescription_id: uuid::Uuid::now_v7(),
+        patient_id: patient["id"].as_str().unwrap().parse().unwrap(),
+        medication_code: "197361".into(),
+        quantity: 30,
+        filled_at: "2026-11-24T09:00:00Z".parse().unwrap(),
+        pharmacy_id: Some("PH-1".into()),
+    }
+}
+
+/// The timeline's entry types once it has at least `n` entries.
+async fn timeline_types(app: &TestApp, patient: &Value, n: usize) -> Vec<String> {
+    let path = format!(
+        "{PATIENTS}/{}/timeline?limit=100",
+        patient["id"].as_str().unwrap()
+    );
+    testkit::eventually("timeline entries", || async {
+        let (_, page) = json(app.get(&path).await).await;
+        let types = strings(&page["items"], "type");
+        (types.len() >= n).then_some(types)
+    })
+    .await
+}
+
+async fn a_patients_events_reach_the_event_log_in_order(app: TestApp) {
+    let p = create(&app, minimal_patient("Ev", "Order")).await;
+    let path = format!("{PATIENTS}/{}", p["id"].as_str().unwrap());
+    let mut body = p.clone();
+    for (version, phone) in [(1, "555-234-5678"), (2, "555-345-6789")] {
+        body["phone"] = json!(phone);
+        assert_eq!(
+            app.put_json(&path, &body, Some(&format!("\"{version}\"")))
+                .await
+                .status(),
+            200
+        );
+    }
+    let log = app.event_log().await;
+    let delivered = testkit::eventually("the relay to publish", || async {
+        let records = log.records("patient-events", 0, 100).await.unwrap();
+        let mine: Vec<_> = records
+            .into_iter()
+            .filter(|d| d.key == p["id"].as_str().unwrap())
+            .collect();
+        (mine.len() >= 3).then_some(mine)
+    })
+    .await;
+    let types: Vec<String> = delivered
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<Value>(&d.payload).unwrap()["eventType"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            "patient.created.v1",
+            "patient.updated.v1",
+            "patient.updated.v1"
+        ]
+    );
+    testkit::eventually("the outbox to be marked published", || async {
+        (count_rows(&app, "outbox WHERE published_at IS NULL").await == 0).then_some(())
+    })
+    .await;
+}
+
+async fn lab_results_and_filled_prescriptions_from_other_services_join_the_timeline(app: TestApp) {
+    let p = create(&app, minimal_patient("Tim", "Events")).await;
+    let results = publish(&app, &p, &lab_results(&p)).await;
+    publish(&app, &p, &filled(&p)).await;
+    let types = timeline_types(&app, &p, 3).await;
+    assert_eq!(
+        types,
+        vec!["REGISTERED", "PRESCRIPTION_FILLED", "LAB_RESULTS_AVAILABLE"]
+    );
+    let (_, page) = json(
+        app.get(&format!(
+            "{PATIENTS}/{}/timeline",
+            p["id"].as_str().unwrap()
+        ))
+        .await,
+    )
+    .await;
+    let lab = &page["items"][2];
+    assert_eq!(
+        lab["id"],
+        results.event_id.to_string(),
+        "an entry takes the id of its event"
+    );
+    assert_eq!(
+        (lab["abnormal"].as_bool(), lab["testCodes"].clone()),
+        (Some(true), json!(["CBC"]))
+    );
+    assert_eq!(lab["occurredAt"], "2026-11-24T08:00:00Z");
+    assert_eq!(page["items"][1]["medicationCode"], "197361");
+}
+
+async fn a_redelivered_event_takes_effect_once(app: TestApp) {
+    let p = create(&app, minimal_patient("Re", "Delivered")).await;
+    publish(&app, &p, &lab_results(&p)).await;
+    timeline_types(&app, &p, 2).await;
+    // Rewind the patient service's consumer group: everything is delivered again.
+    app.event_log()
+        .await
+        .seek(patient::consumers::CONSUMER, 0)
+        .await
+        .unwrap();
+    publish(&app, &p, &filled(&p)).await;
+    let types = timeline_types(&app, &p, 3).await;
+    assert_eq!(
+        types,
+        vec!["REGISTERED", "PRESCRIPTION_FILLED", "LAB_RESULTS_AVAILABLE"],
+        "no second lab entry"
+    );
+    assert_eq!(
+        count_rows(
+            &app,
+            "patient_timeline WHERE entry_type = 'LAB_RESULTS_AVAILABLE'"
+        )
+        .await,
+        1
+    );
+    // The inbox skipped it: it was not applied again, failed and dead-lettered.
+    let dead = app
+        .event_log()
+        .await
+        .records("dlq-events", 0, 10)
+        .await
+        .unwrap();
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(count_rows(&app, "inbox").await, 2);
+}
+
+async fn poison_events_are_dead_lettered_and_the_consumer_moves_on(app: TestApp) {
+    let p = create(&app, minimal_patient("Poi", "Son")).await;
+    publish_raw(&app, "lab-events", "this is not an envelope").await;
+    let stranger = json!({"id": "01900000-0000-7000-8000-000000000000"});
+    publish(&app, &stranger, &lab_results(&stranger)).await;
+    publish(&app, &p, &filled(&p)).await;
+    assert_eq!(
+        timeline_types(&app, &p, 2).await,
+        vec!["REGISTERED", "PRESCRIPTION_FILLED"]
+    );
+    let log = app.event_log().await;
+    let dead = testkit::eventually("two dead letters", || async {
+        let d = log.records("dlq-events", 0, 100).await.unwrap();
+        (d.len() >= 2).then_some(d)
+    })
+    .await;
+    let letters: Vec<eventbus::consumer::DeadLetter> = dead
+        .iter()
+        .map(|d| serde_json::from_str(&d.payload).unwrap())
+        .collect();
+    assert_eq!(letters[0].consumer, "patient");
+    assert_eq!(letters[0].payload, "this is not an envelope");
+    assert!(
+        letters[0].error.contains("not a valid envelope"),
+        "{}",
+        letters[0].error
+    );
+    assert!(
+        letters[1].error.contains("no such patient"),
+        "{}",
+        letters[1].error
+    );
+    assert_eq!(letters[1].attempts, 1, "a permanent failure is not retried");
 }

@@ -43,6 +43,18 @@ pub enum TimelineEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         disposition: Option<String>,
     },
+    /// Reported by the lab service (`lab.results.available.v1`).
+    LabResultsAvailable {
+        order_id: LabOrderId,
+        test_codes: Vec<String>,
+        abnormal: bool,
+    },
+    /// Reported by the pharmacy service (`prescription.filled.v1`).
+    PrescriptionFilled {
+        prescription_id: uuid::Uuid,
+        medication_code: String,
+        quantity: u32,
+    },
 }
 
 impl TimelineEvent {
@@ -54,6 +66,8 @@ impl TimelineEvent {
             TimelineEvent::MedicalRecordAdded { .. } => "MEDICAL_RECORD_ADDED",
             TimelineEvent::LabOrdered { .. } => "LAB_ORDERED",
             TimelineEvent::Discharged { .. } => "DISCHARGED",
+            TimelineEvent::LabResultsAvailable { .. } => "LAB_RESULTS_AVAILABLE",
+            TimelineEvent::PrescriptionFilled { .. } => "PRESCRIPTION_FILLED",
         }
     }
 }

@@ -4,7 +4,7 @@ mod rows;
 mod search;
 mod sql;
 
-pub use sql::SqlPatientStore;
+pub use sql::{SqlPatientStore, append_external_entry};
 
 use crate::domain::lab_order::LabOrder;
 use crate::domain::medical_record::MedicalRecord;

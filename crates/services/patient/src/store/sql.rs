@@ -676,6 +676,32 @@ async fn insert_lab_order(
     Ok(())
 }
 
+/// Adds an entry reported by another service, inside a consumer's transaction. `false` when
+/// the tenant has no such patient (deleted ones included: their history still grows).
+pub async fn append_external_entry(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    entry: &TimelineEntry,
+) -> Result<bool, DbError> {
+    let known: Option<i32> = on_tx!(&mut *tx, |c| {
+        sqlx::query_scalar("SELECT 1 FROM patients WHERE tenant_id = $1 AND patient_id = $2")
+            .bind(tenant.as_str())
+            .bind(entry.patient_id.as_uuid())
+            .fetch_optional(c)
+            .await
+    })?;
+    if known.is_none() {
+        return Ok(false);
+    }
+    match insert_timeline(tx, tenant, entry).await {
+        Ok(()) => Ok(true),
+        Err(WriteError::Db(e)) => Err(e),
+        Err(_) => Err(DbError::Invariant(
+            "a timeline insert hit a patient constraint",
+        )),
+    }
+}
+
 async fn insert_timeline(
     tx: &mut Tx,
     tenant: &TenantId,

@@ -1,0 +1,262 @@
+//! The consumer runtime. A service declares which event types it handles; the runtime reads
+//! its group's deliveries, and for each one opens a transaction on the service's database,
+//! records the event id in the inbox, runs the handler, and commits: the inbox makes a
+//! redelivered event a no-op. Transient failures retry with backoff; an undecodable event,
+//! a permanent failure or exhausted retries go to `dlq-events` and the consumer moves on.
+
+use crate::relay::backoff;
+use crate::{BoxFuture, BusError, Delivery, EventSink, EventSource, Record};
+use chrono::Utc;
+use events::{EventEnvelope, Topic};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Db, Tx};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub const HANDLED: &str = "meditrack_events_handled_total";
+pub const FAILED: &str = "meditrack_events_failed_total";
+pub const DEAD_LETTERED: &str = "meditrack_events_dead_lettered_total";
+pub const SKIPPED: &str = "meditrack_events_skipped_total";
+
+/// Why a handler could not apply an event. Messages must not contain PHI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying: the database was busy, a dependency was down.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Retrying cannot help: the event breaks a rule. It goes to the DLQ at once.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<store::DbError> for HandlerError {
+    fn from(e: store::DbError) -> Self {
+        HandlerError::Transient(e.to_string())
+    }
+}
+
+/// Applies one event type inside the consumer's transaction.
+pub trait Handler: Send + Sync {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts before an event is dead-lettered (the first try included).
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 5 }
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Already applied before (a redelivery): nothing done.
+    Duplicate,
+    /// No handler for this type in this consumer.
+    Skipped,
+    DeadLettered,
+}
+
+/// A DLQ entry: what failed, where it came from, and the event as it was read.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub consumer: String,
+    pub error: String,
+    pub attempts: u32,
+    pub original_topic: String,
+    pub original_offset: i64,
+    pub original_key: String,
+    pub payload: String,
+    pub dead_lettered_at: chrono::DateTime<Utc>,
+}
+
+pub struct Consumer {
+    name: &'static str,
+    topics: Vec<&'static str>,
+    db: Db,
+    handlers: HashMap<&'static str, Arc<dyn Handler>>,
+    source: Arc<dyn EventSource>,
+    dead_letters: Arc<dyn EventSink>,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.name)
+            .field("topics", &self.topics)
+            .field("handles", &self.handlers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Consumer {
+    /// A consumer group `name`, applying events in `db` (which must have the inbox table).
+    pub fn new(
+        name: &'static str,
+        db: Db,
+        source: Arc<dyn EventSource>,
+        dead_letters: Arc<dyn EventSink>,
+    ) -> Self {
+        Self {
+            name,
+            topics: Vec::new(),
+            db,
+            handlers: HashMap::new(),
+            source,
+            dead_letters,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Handles `event_type` (read from `topic`) with `handler`.
+    pub fn on(mut self, event_type: &'static str, topic: Topic, handler: Arc<dyn Handler>) -> Self {
+        if !self.topics.contains(&topic.name()) {
+            self.topics.push(topic.name());
+        }
+        self.handlers.insert(event_type, handler);
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Reads and applies one batch, then commits the group's position. Returns how many
+    /// deliveries it processed.
+    pub async fn process_batch(&self, wait: Duration) -> Result<usize, BusError> {
+        let deliveries = self.source.poll(self.name, &self.topics, 100, wait).await?;
+        for delivery in &deliveries {
+            self.process(delivery).await?;
+        }
+        if let Some(last) = deliveries.last() {
+            self.source.commit(self.name, last).await?;
+        }
+        Ok(deliveries.len())
+    }
+
+    async fn process(&self, delivery: &Delivery) -> Result<Outcome, BusError> {
+        let envelope: EventEnvelope = match serde_json::from_str(&delivery.payload) {
+            Ok(e) => e,
+            Err(_) => {
+                return self
+                    .dead_letter(delivery, "the event is not a valid envelope".to_owned(), 1)
+                    .await;
+            }
+        };
+        let Some(handler) = self.handlers.get(envelope.event_type.as_str()) else {
+            metrics::counter!(SKIPPED, "consumer" => self.name).increment(1);
+            return Ok(Outcome::Skipped);
+        };
+        let labels = [
+            ("consumer", self.name.to_owned()),
+            ("event_type", envelope.event_type.clone()),
+        ];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.apply(handler.as_ref(), &envelope).await {
+                Ok(outcome) => {
+                    metrics::counter!(HANDLED, &labels).increment(1);
+                    return Ok(outcome);
+                }
+                Err(HandlerError::Permanent(e)) => {
+                    metrics::counter!(FAILED, &labels).increment(1);
+                    return self.dead_letter(delivery, e, attempt).await;
+                }
+                Err(HandlerError::Transient(e)) if attempt >= self.retry.max_attempts => {
+                    metrics::counter!(FAILED, &labels).increment(1);
+                    return self.dead_letter(delivery, e, attempt).await;
+                }
+                Err(HandlerError::Transient(e)) => {
+                    metrics::counter!(FAILED, &labels).increment(1);
+                    tracing::warn!(consumer = self.name, event_id = %envelope.event_id, attempt, error = %e, "handler failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+    }
+
+    async fn apply(
+        &self,
+        handler: &dyn Handler,
+        envelope: &EventEnvelope,
+    ) -> Result<Outcome, HandlerError> {
+        let mut tx = self.db.begin().await?;
+        if !store::inbox::record(&mut tx, self.name, envelope.event_id.as_uuid()).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        handler.handle(&mut tx, envelope).await?;
+        tx.commit().await?;
+        tracing::debug!(consumer = self.name, event_id = %envelope.event_id, correlation_id = %envelope.correlation_id, "event applied");
+        Ok(Outcome::Applied)
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: String,
+        attempts: u32,
+    ) -> Result<Outcome, BusError> {
+        tracing::error!(consumer = self.name, topic = %delivery.topic, offset = delivery.offset, attempts, error = %error, "event dead-lettered");
+        let letter = DeadLetter {
+            consumer: self.name.to_owned(),
+            error,
+            attempts,
+            original_topic: delivery.topic.clone(),
+            original_offset: delivery.offset,
+            original_key: delivery.key.clone(),
+            payload: delivery.payload.clone(),
+            dead_lettered_at: Utc::now(),
+        };
+        let record = Record {
+            topic: Topic::DlqEvents.name().to_owned(),
+            key: delivery.key.clone(),
+            event_id: Uuid::now_v7(),
+            payload: serde_json::to_string(&letter).unwrap_or_default(),
+        };
+        self.dead_letters
+            .publish(std::slice::from_ref(&record))
+            .await?;
+        metrics::counter!(DEAD_LETTERED, "consumer" => self.name).increment(1);
+        Ok(Outcome::DeadLettered)
+    }
+
+    /// Processes until `shutdown` turns true, finishing (and committing) the batch under way.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            match self.process_batch(Duration::from_millis(500)).await {
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(consumer = self.name, error = %e, failures, "consumer failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(failures)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(consumer = self.name, "consumer stopped");
+    }
+}

@@ -1,0 +1,235 @@
+//! The embedded event log: a durable, append-only table in its own database (`eventlog`:
+//! `data/eventlog.db`, or schema `eventlog` on PostgreSQL), with one committed position per
+//! consumer group. It needs no broker and gives a total order, so per-key order holds.
+
+use crate::{BoxFuture, BusError, Delivery, EventSink, EventSource, Record};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Db, DbError, Migration, MigrationSet, StoreConfig, Tx, execute, on_pool};
+use tokio::sync::Notify;
+
+pub const DATABASE: &str = "eventlog";
+
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    component: "eventlog",
+    sqlite: &[Migration {
+        version: 1,
+        name: "create event log",
+        sql: "CREATE TABLE event_log (
+            log_offset INTEGER PRIMARY KEY AUTOINCREMENT,
+            topic TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            event_id BLOB NOT NULL UNIQUE,
+            payload TEXT NOT NULL,
+            appended_at TEXT NOT NULL
+        );
+        CREATE INDEX idx_event_log_topic ON event_log (topic, log_offset);
+        CREATE TABLE consumer_offsets (
+            consumer_group TEXT PRIMARY KEY,
+            next_offset INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        );",
+    }],
+    postgres: &[Migration {
+        version: 1,
+        name: "create event log",
+        sql: "CREATE TABLE event_log (
+            log_offset BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            topic VARCHAR(100) NOT NULL,
+            event_key VARCHAR(100) NOT NULL,
+            event_id UUID NOT NULL UNIQUE,
+            payload TEXT NOT NULL,
+            appended_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE INDEX idx_event_log_topic ON event_log (topic, log_offset);
+        CREATE TABLE consumer_offsets (
+            consumer_group VARCHAR(100) PRIMARY KEY,
+            next_offset BIGINT NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );",
+    }],
+};
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedLog {
+    db: Db,
+    /// Wakes consumers in this process as soon as something is appended.
+    appended: Arc<Notify>,
+}
+
+impl EmbeddedLog {
+    /// Opens (and migrates) the log's own database.
+    pub async fn open(config: &StoreConfig) -> Result<Self, DbError> {
+        let db = Db::connect(DATABASE, config).await?;
+        store::migrate(&db, &[MIGRATIONS]).await?;
+        Ok(Self::new(db))
+    }
+
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            appended: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn append(&self, records: &[Record]) -> Result<(), BusError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin().await?;
+        if let Tx::Postgres(t) = &mut tx {
+            // Offsets must follow commit order, or a consumer could pass an offset whose
+            // transaction commits later and never see it. Appends therefore take turns;
+            // readers are not blocked.
+            sqlx::query("LOCK TABLE event_log IN EXCLUSIVE MODE")
+                .execute(&mut **t)
+                .await?;
+        }
+        let now = Utc::now();
+        for r in records {
+            // A relay that crashed after publishing but before marking publishes again.
+            execute!(
+                &mut tx,
+                sqlx::query(
+                    "INSERT INTO event_log (topic, event_key, event_id, payload, appended_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+                )
+                .bind(&r.topic)
+                .bind(&r.key)
+                .bind(r.event_id)
+                .bind(&r.payload)
+                .bind(now)
+            )?;
+        }
+        tx.commit().await?;
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        group: &str,
+        topics: &[&str],
+        max: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let next: Option<i64> = on_pool!(&self.db, |c| {
+            sqlx::query_scalar("SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1")
+                .bind(group)
+                .fetch_optional(c)
+                .await
+        })?;
+        let placeholders: Vec<String> = (0..topics.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT log_offset, topic, event_key, payload FROM event_log
+             WHERE log_offset >= $1 AND topic IN ({}) ORDER BY log_offset LIMIT $2",
+            placeholders.join(", ")
+        );
+        let rows: Vec<(i64, String, String, String)> = on_pool!(&self.db, |c| {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(next.unwrap_or(0))
+                .bind(max as i64);
+            for t in topics {
+                q = q.bind(*t);
+            }
+            q.fetch_all(c).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(offset, topic, key, payload)| Delivery {
+                offset,
+                topic,
+                key,
+                payload,
+            })
+            .collect())
+    }
+
+    /// Sets where `group` resumes: `meditrack events replay --consumer … --from …`.
+    pub async fn seek(&self, group: &str, next_offset: i64) -> Result<(), BusError> {
+        let mut tx = self.db.begin().await?;
+        execute!(
+            &mut tx,
+            sqlx::query(
+                "INSERT INTO consumer_offsets (consumer_group, next_offset, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (consumer_group) DO UPDATE SET next_offset = excluded.next_offset, updated_at = excluded.updated_at",
+            )
+            .bind(group)
+            .bind(next_offset)
+            .bind(Utc::now())
+        )?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every record of `topic` from `from` on, oldest first (for DLQ listings and tests).
+    pub async fn records(
+        &self,
+        topic: &str,
+        from: i64,
+        max: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let rows: Vec<(i64, String, String, String)> = on_pool!(&self.db, |c| {
+            sqlx::query_as(
+                "SELECT log_offset, topic, event_key, payload FROM event_log
+                 WHERE topic = $1 AND log_offset >= $2 ORDER BY log_offset LIMIT $3",
+            )
+            .bind(topic)
+            .bind(from)
+            .bind(max as i64)
+            .fetch_all(c)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(offset, topic, key, payload)| Delivery {
+                offset,
+                topic,
+                key,
+                payload,
+            })
+            .collect())
+    }
+}
+
+impl EventSink for EmbeddedLog {
+    fn publish<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(self.append(records))
+    }
+}
+
+impl EventSource for EmbeddedLog {
+    fn poll<'a>(
+        &'a self,
+        group: &'a str,
+        topics: &'a [&'a str],
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, BusError>> {
+        Box::pin(async move {
+            // Registered before reading, so an append between the read and the wait still wakes us.
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let found = self.read(group, topics, max).await?;
+            if !found.is_empty() || wait.is_zero() {
+                return Ok(found);
+            }
+            // Appends by other processes (PostgreSQL) do not notify: the timeout covers them.
+            let _ = tokio::time::timeout(wait, appended).await;
+            self.read(group, topics, max).await
+        })
+    }
+
+    fn commit<'a>(
+        &'a self,
+        group: &'a str,
+        delivery: &'a Delivery,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(self.seek(group, delivery.offset + 1))
+    }
+}

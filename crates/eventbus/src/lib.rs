@@ -1,0 +1,77 @@
+//! The event backbone. Services write events to their outbox in the transaction of the
+//! change; the [`relay`] moves them to a sink; [`consumer`]s read them from a source and
+//! apply each one exactly once (inbox in the consumer's own transaction), retrying what
+//! fails transiently and sending what cannot be handled to `dlq-events`.
+//!
+//! Sinks and sources are traits with two implementations: the [`embedded`] log (the
+//! default, no services needed) and Kafka (to come, same contract).
+
+pub mod consumer;
+pub mod embedded;
+pub mod relay;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One event on its way to a topic. `payload` is the JSON envelope as the outbox holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    /// The partition key: the aggregate id, so one aggregate's events stay in order.
+    pub key: String,
+    pub event_id: Uuid,
+    pub payload: String,
+}
+
+/// One event read from a topic, with its position there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub offset: i64,
+    pub topic: String,
+    pub key: String,
+    pub payload: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error(transparent)]
+    Db(#[from] store::DbError),
+    #[error("broker: {0}")]
+    Broker(String),
+}
+
+impl From<sqlx::Error> for BusError {
+    fn from(e: sqlx::Error) -> Self {
+        BusError::Db(e.into())
+    }
+}
+
+/// Where the relay publishes.
+pub trait EventSink: Send + Sync {
+    /// Appends `records` in order. Publishing the same event id again must be harmless.
+    fn publish<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), BusError>>;
+}
+
+/// What consumers read. Each consumer group has its own committed position.
+pub trait EventSource: Send + Sync {
+    /// Up to `max` deliveries after the group's committed position, waiting up to `wait`
+    /// for some to arrive.
+    fn poll<'a>(
+        &'a self,
+        group: &'a str,
+        topics: &'a [&'a str],
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, BusError>>;
+
+    /// Marks everything up to and including `delivery` as done for `group`.
+    fn commit<'a>(
+        &'a self,
+        group: &'a str,
+        delivery: &'a Delivery,
+    ) -> BoxFuture<'a, Result<(), BusError>>;
+}

@@ -1,0 +1,154 @@
+//! The outbox relay: moves a service's committed outbox rows to the sink, oldest first,
+//! and marks them published. A crash between publishing and marking publishes a batch
+//! again; sinks and consumers make that harmless (event ids are unique).
+
+use crate::{BusError, EventSink, Record};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Db, Tx, execute, on_pool, on_tx};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub const PUBLISHED: &str = "meditrack_outbox_published_total";
+pub const PUBLISH_LATENCY: &str = "meditrack_outbox_publish_latency_seconds";
+
+#[derive(Clone)]
+pub struct OutboxRelay {
+    service: &'static str,
+    db: Db,
+    sink: Arc<dyn EventSink>,
+    batch: i64,
+    idle_poll: Duration,
+}
+
+impl std::fmt::Debug for OutboxRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("service", &self.service)
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+impl OutboxRelay {
+    pub fn new(service: &'static str, db: Db, sink: Arc<dyn EventSink>) -> Self {
+        Self {
+            service,
+            db,
+            sink,
+            batch: 500,
+            idle_poll: Duration::from_millis(100),
+        }
+    }
+
+    /// Publishes one batch; returns how many events it published.
+    pub async fn publish_pending(&self) -> Result<usize, BusError> {
+        // A plain read first: an idle relay must not take the write lock every few ms.
+        let pending: Option<i64> = on_pool!(&self.db, |c| {
+            sqlx::query_scalar("SELECT position FROM outbox WHERE published_at IS NULL LIMIT 1")
+                .fetch_optional(c)
+                .await
+        })?;
+        if pending.is_none() {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin().await?;
+        if let Tx::Postgres(t) = &mut tx {
+            // One relay per service publishes at a time, so batches never overtake each
+            // other and one key's events keep their order. The others find the lock taken.
+            let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(lock_key(self.service))
+                .fetch_one(&mut **t)
+                .await?;
+            if !leader {
+                return Ok(0);
+            }
+        }
+        let rows: Vec<(i64, String, String, Uuid, String, DateTime<Utc>)> = on_tx!(&mut tx, |c| {
+            // The envelope is read as text on both backends (JSONB on PostgreSQL).
+            sqlx::query_as(
+                "SELECT position, topic, event_key, event_id, CAST(envelope AS TEXT), created_at FROM outbox
+                 WHERE published_at IS NULL ORDER BY position LIMIT $1",
+            )
+            .bind(self.batch)
+            .fetch_all(c)
+            .await
+        })?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let records: Vec<Record> = rows
+            .iter()
+            .map(|(_, topic, key, id, payload, _)| Record {
+                topic: topic.clone(),
+                key: key.clone(),
+                event_id: *id,
+                payload: payload.clone(),
+            })
+            .collect();
+        self.sink.publish(&records).await?;
+        // Exactly the rows published: on PostgreSQL a lower position can commit after a
+        // higher one, so a range could mark a row nobody published.
+        let placeholders: Vec<String> = (0..rows.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE outbox SET published_at = $1 WHERE position IN ({})",
+            placeholders.join(", ")
+        );
+        let now = Utc::now();
+        execute!(&mut tx, {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now);
+            for (position, ..) in &rows {
+                q = q.bind(*position);
+            }
+            q
+        })?;
+        tx.commit().await?;
+        for (.., created_at) in &rows {
+            let latency = (now - *created_at).to_std().unwrap_or_default();
+            metrics::histogram!(PUBLISH_LATENCY, "service" => self.service)
+                .record(latency.as_secs_f64());
+        }
+        metrics::counter!(PUBLISHED, "service" => self.service).increment(rows.len() as u64);
+        Ok(rows.len())
+    }
+
+    /// Publishes until `shutdown` turns true; the batch under way is finished first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            let pause = match self.publish_pending().await {
+                Ok(n) if n as i64 >= self.batch => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => {
+                    failures = 0;
+                    self.idle_poll
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(service = self.service, error = %e, failures, "outbox relay failed; retrying");
+                    backoff(failures)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(service = self.service, "outbox relay stopped");
+    }
+}
+
+/// 100 ms doubling to at most 10 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7))).min(Duration::from_secs(10))
+}
+
+fn lock_key(service: &str) -> i64 {
+    // Stable across processes and releases (unlike std's hasher).
+    service.bytes().fold(0x6f75_7462_6f78_i64, |h, b| {
+        h.wrapping_mul(31).wrapping_add(i64::from(b))
+    })
+}

@@ -1,0 +1,107 @@
+//! Events from other services that the patient service applies: lab results and filled
+//! prescriptions become timeline entries (000 §2.1.1, "Events Consumed").
+
+use crate::domain::timeline::{TimelineEntry, TimelineEvent};
+use crate::store::append_external_entry;
+use eventbus::BoxFuture;
+use eventbus::consumer::{Consumer, Handler, HandlerError};
+use eventbus::{EventSink, EventSource};
+use events::lab::LabResultsAvailableV1;
+use events::pharmacy::PrescriptionFilledV1;
+use events::{EventEnvelope, EventPayload};
+use kernel::TenantId;
+use kernel::ids::{PatientId, TimelineEntryId};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use store::{Db, Tx};
+
+pub const CONSUMER: &str = "patient";
+
+/// The patient service's consumer group.
+pub fn consumer(
+    db: Db,
+    source: Arc<dyn EventSource>,
+    dead_letters: Arc<dyn EventSink>,
+) -> Consumer {
+    Consumer::new(CONSUMER, db, source, dead_letters)
+        .on(
+            LabResultsAvailableV1::EVENT_TYPE,
+            LabResultsAvailableV1::TOPIC,
+            Arc::new(LabResults),
+        )
+        .on(
+            PrescriptionFilledV1::EVENT_TYPE,
+            PrescriptionFilledV1::TOPIC,
+            Arc::new(PrescriptionFilled),
+        )
+}
+
+struct LabResults;
+struct PrescriptionFilled;
+
+fn payload<P: DeserializeOwned + EventPayload>(event: &EventEnvelope) -> Result<P, HandlerError> {
+    serde_json::from_value(event.payload.clone()).map_err(|_| {
+        HandlerError::Permanent(format!("the payload does not match {}", P::EVENT_TYPE))
+    })
+}
+
+/// The timeline entry takes the event's id: one event, one entry, however often it comes.
+async fn record(
+    tx: &mut Tx,
+    event: &EventEnvelope,
+    patient: PatientId,
+    at: chrono::DateTime<chrono::Utc>,
+    what: TimelineEvent,
+) -> Result<(), HandlerError> {
+    let tenant = TenantId::parse(&event.tenant_id)
+        .map_err(|_| HandlerError::Permanent("the tenant id is not valid".to_owned()))?;
+    let entry = TimelineEntry {
+        id: TimelineEntryId::from_uuid(event.event_id.as_uuid()),
+        patient_id: patient,
+        occurred_at: at,
+        event: what,
+    };
+    if append_external_entry(tx, &tenant, &entry).await? {
+        Ok(())
+    } else {
+        Err(HandlerError::Permanent(
+            "no such patient in this tenant".to_owned(),
+        ))
+    }
+}
+
+impl Handler for LabResults {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let p: LabResultsAvailableV1 = payload(event)?;
+            let what = TimelineEvent::LabResultsAvailable {
+                order_id: p.order_id,
+                test_codes: p.test_codes,
+                abnormal: p.abnormal,
+            };
+            record(tx, event, p.patient_id, p.reported_at, what).await
+        })
+    }
+}
+
+impl Handler for PrescriptionFilled {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let p: PrescriptionFilledV1 = payload(event)?;
+            let what = TimelineEvent::PrescriptionFilled {
+                prescription_id: p.prescription_id,
+                medication_code: p.medication_code,
+                quantity: p.quantity,
+            };
+            record(tx, event, p.patient_id, p.filled_at, what).await
+        })
+    }
+}
