@@ -7,6 +7,7 @@
 //! default, no services needed) and Kafka (to come, same contract).
 
 pub mod consumer;
+pub mod dlq;
 pub mod embedded;
 pub mod relay;
 

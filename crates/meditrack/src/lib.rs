@@ -53,7 +53,8 @@ pub enum StartError {
     Config(String),
 }
 
-fn store_config(config: &Config) -> StoreConfig {
+/// Where the databases are, from the configuration.
+pub fn store_config(config: &Config) -> StoreConfig {
     StoreConfig {
         data_dir: config.data_dir.clone(),
         database_url: config.database_url.clone(),

@@ -42,6 +42,46 @@ enum Command {
     Migrate,
     /// Print the effective configuration (passwords hidden), then exit.
     Config,
+    /// Operate the event backbone: the dead-letter queue and consumer positions.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// The dead-letter queue: events a consumer could not apply.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Make a consumer group read again from an offset of the event log (effects stay
+    /// exactly-once: what it already applied is skipped). A running hub picks it up.
+    Replay {
+        /// The consumer group, e.g. `patient`.
+        #[arg(long)]
+        consumer: String,
+        /// The first offset to deliver again (0: from the beginning).
+        #[arg(long)]
+        from: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// One line per dead letter: offset, consumer, attempts, origin, time, error.
+    List {
+        /// Start at this DLQ offset.
+        #[arg(long, default_value_t = 0)]
+        from: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One dead letter in full, as JSON (it contains the event as it was read).
+    Show { offset: i64 },
+    /// Put the event of a dead letter back on its topic, after fixing what made it fail.
+    Replay { offset: i64 },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +118,7 @@ fn main() -> ExitCode {
                 print_config(&config);
                 Ok(())
             }
+            Command::Events { command } => events(&config, command).await,
         }
     });
     match result {
@@ -105,6 +146,68 @@ async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("meditrack stopped cleanly");
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn events(config: &Config, command: EventsCommand) -> Result<(), String> {
+    let log = eventbus::embedded::EmbeddedLog::open(&meditrack::store_config(config))
+        .await
+        .map_err(|e| e.to_string())?;
+    match command {
+        EventsCommand::Replay { consumer, from } => {
+            log.seek(&consumer, from).await.map_err(|e| e.to_string())?;
+            println!("consumer {consumer} will read again from offset {from}");
+        }
+        EventsCommand::Dlq {
+            command: DlqCommand::List { from, limit },
+        } => {
+            let entries = eventbus::dlq::list(&log, from, limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            if entries.is_empty() {
+                println!("the dead-letter queue is empty");
+            }
+            for e in entries {
+                let l = &e.letter;
+                println!(
+                    "{}\t{}\tattempts={}\t{}@{}\t{}\t{}",
+                    e.offset,
+                    l.consumer,
+                    l.attempts,
+                    l.original_topic,
+                    l.original_offset,
+                    l.dead_lettered_at.to_rfc3339(),
+                    l.error
+                );
+            }
+        }
+        EventsCommand::Dlq {
+            command: DlqCommand::Show { offset },
+        } => {
+            let entry = eventbus::dlq::show(&log, offset)
+                .await
+                .map_err(|e| e.to_string())?;
+            let entry = entry.ok_or_else(|| format!("no dead letter at offset {offset}"))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&entry.letter).unwrap_or_default()
+            );
+        }
+        EventsCommand::Dlq {
+            command: DlqCommand::Replay { offset },
+        } => {
+            let entry = eventbus::dlq::replay(&log, offset)
+                .await
+                .map_err(|e| e.to_string())?;
+            let entry = entry.ok_or_else(|| format!("no dead letter at offset {offset}"))?;
+            println!(
+                "replayed dead letter {offset} onto {}",
+                entry.letter.original_topic
+            );
+        }
+    }
+    log.db().close().await;
     Ok(())
 }
 

@@ -234,3 +234,96 @@ fn help_names_the_commands_and_the_settings() {
         "{help}"
     );
 }
+
+fn meditrack(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("MEDITRACK_DATABASE_URL")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn dead_letters_can_be_listed_shown_and_replayed_from_the_command_line() {
+    let dir = temp_dir("dlq");
+    let hub = Hub::start(&dir, 1).await;
+    // Another service publishes results for a patient this hub has never heard of.
+    let config = store::StoreConfig {
+        data_dir: dir.join("data"),
+        database_url: None,
+        max_connections: 1,
+    };
+    let log = eventbus::embedded::EmbeddedLog::open(&config)
+        .await
+        .unwrap();
+    let poison = json!({
+        "eventId": uuid::Uuid::now_v7(), "eventType": "lab.results.available.v1", "occurredAt": "2026-11-25T10:00:00Z",
+        "source": "lab", "tenantId": "default", "key": "01900000-0000-7000-8000-000000000000",
+        "correlationId": uuid::Uuid::now_v7(),
+        "payload": {"orderId": uuid::Uuid::now_v7(), "patientId": "01900000-0000-7000-8000-000000000000",
+                    "testCodes": ["CBC"], "abnormal": false, "reportedAt": "2026-11-25T10:00:00Z"}
+    });
+    let record = eventbus::Record {
+        topic: "lab-events".into(),
+        key: "01900000-0000-7000-8000-000000000000".into(),
+        event_id: uuid::Uuid::now_v7(),
+        payload: poison.to_string(),
+    };
+    eventbus::EventSink::publish(&log, &[record]).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let listed = loop {
+        let (ok, out) = meditrack(&dir, &["events", "dlq", "list"]);
+        assert!(ok);
+        if out.contains("patient") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "no dead letter appeared: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        listed.contains("lab-events@") && listed.contains("no such patient"),
+        "{listed}"
+    );
+    let offset = listed.split('\t').next().unwrap().trim().to_owned();
+
+    let (ok, shown) = meditrack(&dir, &["events", "dlq", "show", &offset]);
+    assert!(ok);
+    let letter: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(letter["consumer"], "patient");
+    assert_eq!(
+        serde_json::from_str::<Value>(letter["payload"].as_str().unwrap()).unwrap(),
+        poison
+    );
+
+    // Replayed without a fix, it fails again: a second dead letter proves it went round.
+    let (ok, out) = meditrack(&dir, &["events", "dlq", "replay", &offset]);
+    assert!(ok && out.contains("replayed"), "{out}");
+    loop {
+        let (_, out) = meditrack(&dir, &["events", "dlq", "list"]);
+        if out.lines().count() >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replay did not reach the consumer: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, out) = meditrack(&dir, &["events", "dlq", "show", "424242"]);
+    assert!(!ok, "{out}");
+    let (ok, out) = meditrack(
+        &dir,
+        &["events", "replay", "--consumer", "patient", "--from", "0"],
+    );
+    assert!(ok && out.contains("from offset 0"), "{out}");
+
+    let (status, _) = hub.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
