@@ -20,6 +20,8 @@ pub const HANDLED: &str = "meditrack_events_handled_total";
 pub const FAILED: &str = "meditrack_events_failed_total";
 pub const DEAD_LETTERED: &str = "meditrack_events_dead_lettered_total";
 pub const SKIPPED: &str = "meditrack_events_skipped_total";
+/// The name 000 §6.1 gives it; the embedded log reports it too.
+pub const LAG: &str = "kafka_consumer_lag";
 
 /// Why a handler could not apply an event. Messages must not contain PHI.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,7 +153,34 @@ impl Consumer {
         if let Some(last) = deliveries.last() {
             self.source.commit(self.name, last).await?;
         }
+        self.report_lag(!deliveries.is_empty()).await;
         Ok(deliveries.len())
+    }
+
+    /// After work, asks the source; after an empty poll, nothing waits.
+    async fn report_lag(&self, worked: bool) {
+        let lags = if worked {
+            match self.source.lag(self.name, &self.topics).await {
+                Ok(lags) => lags,
+                Err(e) => {
+                    tracing::debug!(consumer = self.name, error = %e, "cannot read the consumer lag");
+                    return;
+                }
+            }
+        } else {
+            self.topics
+                .iter()
+                .map(|t| crate::Lag {
+                    topic: (*t).to_owned(),
+                    partition: 0,
+                    waiting: 0,
+                })
+                .collect()
+        };
+        for lag in lags {
+            metrics::gauge!(LAG, "group" => self.name, "topic" => lag.topic, "partition" => lag.partition.to_string())
+                .set(lag.waiting as f64);
+        }
     }
 
     async fn process(&self, delivery: &Delivery) -> Result<Outcome, BusError> {

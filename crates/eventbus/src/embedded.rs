@@ -2,7 +2,7 @@
 //! `data/eventlog.db`, or schema `eventlog` on PostgreSQL), with one committed position per
 //! consumer group. It needs no broker and gives a total order, so per-key order holds.
 
-use crate::{BoxFuture, BusError, Delivery, EventSink, EventSource, Record};
+use crate::{BoxFuture, BusError, Delivery, EventSink, EventSource, Lag, Record};
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,18 +111,24 @@ impl EmbeddedLog {
         Ok(())
     }
 
-    async fn read(
-        &self,
-        group: &str,
-        topics: &[&str],
-        max: usize,
-    ) -> Result<Vec<Delivery>, BusError> {
+    /// The next offset `group` reads (0 for a group that never committed).
+    async fn position(&self, group: &str) -> Result<i64, BusError> {
         let next: Option<i64> = on_pool!(&self.db, |c| {
             sqlx::query_scalar("SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1")
                 .bind(group)
                 .fetch_optional(c)
                 .await
         })?;
+        Ok(next.unwrap_or(0))
+    }
+
+    async fn read(
+        &self,
+        group: &str,
+        topics: &[&str],
+        max: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let next = self.position(group).await?;
         let placeholders: Vec<String> = (0..topics.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
             "SELECT log_offset, topic, event_key, payload FROM event_log
@@ -131,7 +137,7 @@ impl EmbeddedLog {
         );
         let rows: Vec<(i64, String, String, String)> = on_pool!(&self.db, |c| {
             let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(next.unwrap_or(0))
+                .bind(next)
                 .bind(max as i64);
             for t in topics {
                 q = q.bind(*t);
@@ -231,5 +237,34 @@ impl EventSource for EmbeddedLog {
         delivery: &'a Delivery,
     ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(self.seek(group, delivery.offset + 1))
+    }
+
+    fn lag<'a>(
+        &'a self,
+        group: &'a str,
+        topics: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<Lag>, BusError>> {
+        Box::pin(async move {
+            let next = self.position(group).await?;
+            let mut lags = Vec::with_capacity(topics.len());
+            for topic in topics {
+                let waiting: i64 = on_pool!(&self.db, |c| {
+                    sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM event_log WHERE topic = $1 AND log_offset >= $2",
+                    )
+                    .bind(*topic)
+                    .bind(next)
+                    .fetch_one(c)
+                    .await
+                })?;
+                // The embedded log has one partition per topic.
+                lags.push(Lag {
+                    topic: (*topic).to_owned(),
+                    partition: 0,
+                    waiting,
+                });
+            }
+            Ok(lags)
+        })
     }
 }

@@ -75,4 +75,19 @@ pub trait EventSource: Send + Sync {
         group: &'a str,
         delivery: &'a Delivery,
     ) -> BoxFuture<'a, Result<(), BusError>>;
+
+    /// How many events of each `(topic, partition)` wait for `group`.
+    fn lag<'a>(
+        &'a self,
+        group: &'a str,
+        topics: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<Lag>, BusError>>;
+}
+
+/// Events waiting for a consumer group on one partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lag {
+    pub topic: String,
+    pub partition: i32,
+    pub waiting: i64,
 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 pub const PUBLISHED: &str = "meditrack_outbox_published_total";
 pub const PUBLISH_LATENCY: &str = "meditrack_outbox_publish_latency_seconds";
+pub const BACKLOG: &str = "meditrack_outbox_backlog";
 
 #[derive(Clone)]
 pub struct OutboxRelay {
@@ -45,12 +46,13 @@ impl OutboxRelay {
     /// Publishes one batch; returns how many events it published.
     pub async fn publish_pending(&self) -> Result<usize, BusError> {
         // A plain read first: an idle relay must not take the write lock every few ms.
-        let pending: Option<i64> = on_pool!(&self.db, |c| {
-            sqlx::query_scalar("SELECT position FROM outbox WHERE published_at IS NULL LIMIT 1")
-                .fetch_optional(c)
+        let backlog: i64 = on_pool!(&self.db, |c| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(c)
                 .await
         })?;
-        if pending.is_none() {
+        metrics::gauge!(BACKLOG, "service" => self.service).set(backlog as f64);
+        if backlog == 0 {
             return Ok(0);
         }
         let mut tx = self.db.begin().await?;

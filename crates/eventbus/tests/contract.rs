@@ -146,6 +146,9 @@ async fn each_group_resumes_from_its_own_committed_position(db: TestDatabase) {
         3,
         "a new group starts at the beginning"
     );
+    let waiting = |lags: Vec<eventbus::Lag>| lags.iter().map(|l| l.waiting).sum::<i64>();
+    assert_eq!(waiting(log.lag("group-a", &[TOPIC]).await.unwrap()), 1);
+    assert_eq!(waiting(log.lag("group-b", &[TOPIC]).await.unwrap()), 3);
     // A replay moves a group back.
     log.seek("group-a", 0).await.unwrap();
     assert_eq!(poll(&log, "group-a").await.len(), 3);

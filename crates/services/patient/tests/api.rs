@@ -1131,6 +1131,10 @@ async fn a_patients_events_reach_the_event_log_in_order(app: TestApp) {
 }
 
 async fn lab_results_and_filled_prescriptions_from_other_services_join_the_timeline(app: TestApp) {
+    let handled = r#"meditrack_events_handled_total{consumer="patient",event_type="lab.results.available.v1"}"#;
+    let published = r#"meditrack_outbox_published_total{service="patient"}"#;
+    let (handled_before, published_before) =
+        (metric(&app, handled).await, metric(&app, published).await);
     let p = create(&app, minimal_patient("Tim", "Events")).await;
     let results = publish(&app, &p, &lab_results(&p)).await;
     publish(&app, &p, &filled(&p)).await;
@@ -1159,6 +1163,20 @@ async fn lab_results_and_filled_prescriptions_from_other_services_join_the_timel
     );
     assert_eq!(lab["occurredAt"], "2026-11-24T08:00:00Z");
     assert_eq!(page["items"][1]["medicationCode"], "197361");
+    assert!(
+        metric(&app, handled).await > handled_before,
+        "handled events are counted"
+    );
+    testkit::eventually("the registration to be published", || async {
+        (metric(&app, published).await > published_before).then_some(())
+    })
+    .await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"kafka_consumer_lag{group="patient",topic="lab-events",partition="0"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"meditrack_outbox_backlog{service="patient"}"#));
 }
 
 async fn a_redelivered_event_takes_effect_once(app: TestApp) {

@@ -128,10 +128,18 @@ pub fn set_path(body: &mut Value, path: &str, value: Value) {
 }
 
 pub async fn registrations(app: &TestApp) -> f64 {
+    metric(app, "meditrack_patient_registrations_total").await
+}
+
+/// The value of one series (name and labels exactly as rendered) on `/metrics`; 0 if absent.
+pub async fn metric(app: &TestApp, series: &str) -> f64 {
     let metrics = app.get("/metrics").await.text().await.unwrap();
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("meditrack_patient_registrations_total "))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
