@@ -2,6 +2,7 @@ use crate::Topic;
 use chrono::{DateTime, Utc};
 use kernel::TenantId;
 use kernel::ids::{CorrelationId, EventId};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A typed event payload: knows its versioned type name and its topic.
@@ -22,7 +23,7 @@ pub struct EventMeta {
 
 /// The envelope of ARCHITECTURE.md §5. `key` is the aggregate id: the partition key, so
 /// that one aggregate's events stay in order. Keys and envelope fields never carry PHI.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventEnvelope {
     pub event_id: EventId,
@@ -104,6 +105,25 @@ mod tests {
         assert_eq!(json["tenantId"], "t1");
         assert!(json.get("causationId").is_none());
         assert_eq!(json["payload"]["patientId"], patient.to_string());
+    }
+
+    #[test]
+    fn consumers_ignore_fields_they_do_not_know() {
+        let json = serde_json::json!({
+            "eventId": "01900000-0000-7000-8000-000000000001", "eventType": "lab.results.available.v1",
+            "occurredAt": "2026-11-25T10:00:00Z", "source": "lab", "tenantId": "t", "key": "k",
+            "correlationId": "01900000-0000-7000-8000-000000000002", "addedInV1_1": true,
+            "payload": {"orderId": "01900000-0000-7000-8000-000000000003",
+                        "patientId": "01900000-0000-7000-8000-000000000004",
+                        "testCodes": [], "reportedAt": "2026-11-25T10:00:00Z", "futureField": {"x": 1}}
+        });
+        let envelope: EventEnvelope = serde_json::from_value(json).unwrap();
+        let payload: crate::lab::LabResultsAvailableV1 =
+            serde_json::from_value(envelope.payload).unwrap();
+        assert!(
+            !payload.abnormal,
+            "a field added later with a default may be absent"
+        );
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use crate::{EventPayload, Topic};
 use chrono::{DateTime, Utc};
 use kernel::ids::{LabOrderId, PatientId};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LabTestOrderedV1 {
     pub order_id: LabOrderId,
@@ -22,7 +23,7 @@ pub struct LabTestOrderedV1 {
     pub ordered_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderedTest {
     pub test_code: String,
@@ -38,7 +39,7 @@ impl EventPayload for LabTestOrderedV1 {
 
 /// Results of a lab order are ready (000 §2.1.2). Values travel by reference: consumers
 /// that show them read the lab API; the event says which order and which tests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LabResultsAvailableV1 {
     pub order_id: LabOrderId,

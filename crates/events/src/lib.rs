@@ -5,6 +5,7 @@ pub mod envelope;
 pub mod lab;
 pub mod patient;
 pub mod pharmacy;
+pub mod schemas;
 pub mod topic;
 
 pub use envelope::{EventEnvelope, EventMeta, EventPayload, topic_of};

@@ -5,9 +5,10 @@
 use crate::{EventPayload, Topic};
 use chrono::{DateTime, Utc};
 use kernel::ids::PatientId;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientCreatedV1 {
     pub patient_id: PatientId,
@@ -20,7 +21,7 @@ impl EventPayload for PatientCreatedV1 {
     const TOPIC: Topic = Topic::PatientEvents;
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientUpdatedV1 {
     pub patient_id: PatientId,
@@ -35,7 +36,7 @@ impl EventPayload for PatientUpdatedV1 {
 }
 
 /// Not in 000's list, but projections of patients elsewhere must learn of a soft delete.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientDeletedV1 {
     pub patient_id: PatientId,
@@ -47,7 +48,7 @@ impl EventPayload for PatientDeletedV1 {
     const TOPIC: Topic = Topic::PatientEvents;
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatientDischargedV1 {
     pub patient_id: PatientId,

@@ -3,11 +3,12 @@
 use crate::{EventPayload, Topic};
 use chrono::{DateTime, Utc};
 use kernel::ids::PatientId;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A prescription was dispensed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrescriptionFilledV1 {
     pub prescription_id: Uuid,
