@@ -150,8 +150,8 @@ impl Consumer {
         for delivery in &deliveries {
             self.process(delivery).await?;
         }
-        if let Some(last) = deliveries.last() {
-            self.source.commit(self.name, last).await?;
+        if !deliveries.is_empty() {
+            self.source.commit(self.name, &deliveries).await?;
         }
         self.report_lag(!deliveries.is_empty()).await;
         Ok(deliveries.len())

@@ -149,6 +149,7 @@ impl EmbeddedLog {
             .map(|(offset, topic, key, payload)| Delivery {
                 offset,
                 topic,
+                partition: 0,
                 key,
                 payload,
             })
@@ -195,6 +196,7 @@ impl EmbeddedLog {
             .map(|(offset, topic, key, payload)| Delivery {
                 offset,
                 topic,
+                partition: 0,
                 key,
                 payload,
             })
@@ -234,9 +236,14 @@ impl EventSource for EmbeddedLog {
     fn commit<'a>(
         &'a self,
         group: &'a str,
-        delivery: &'a Delivery,
+        done: &'a [Delivery],
     ) -> BoxFuture<'a, Result<(), BusError>> {
-        Box::pin(self.seek(group, delivery.offset + 1))
+        Box::pin(async move {
+            match done.iter().map(|d| d.offset).max() {
+                Some(last) => self.seek(group, last + 1).await,
+                None => Ok(()),
+            }
+        })
     }
 
     fn lag<'a>(

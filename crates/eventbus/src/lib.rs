@@ -9,6 +9,7 @@
 pub mod consumer;
 pub mod dlq;
 pub mod embedded;
+pub mod kafka;
 pub mod relay;
 
 use std::future::Future;
@@ -33,6 +34,8 @@ pub struct Record {
 pub struct Delivery {
     pub offset: i64,
     pub topic: String,
+    /// Always 0 on the embedded log, which has one partition per topic.
+    pub partition: i32,
     pub key: String,
     pub payload: String,
 }
@@ -69,11 +72,12 @@ pub trait EventSource: Send + Sync {
         wait: Duration,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, BusError>>;
 
-    /// Marks everything up to and including `delivery` as done for `group`.
+    /// Marks `done` (a batch, in delivery order) as processed for `group`: on each
+    /// partition, everything up to its last delivery in the batch.
     fn commit<'a>(
         &'a self,
         group: &'a str,
-        delivery: &'a Delivery,
+        done: &'a [Delivery],
     ) -> BoxFuture<'a, Result<(), BusError>>;
 
     /// How many events of each `(topic, partition)` wait for `group`.
