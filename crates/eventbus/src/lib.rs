@@ -4,11 +4,12 @@
 //! fails transiently and sending what cannot be handled to `dlq-events`.
 //!
 //! Sinks and sources are traits with two implementations: the [`embedded`] log (the
-//! default, no services needed) and Kafka (to come, same contract).
+//! default, no services needed) and Kafka (feature `kafka`, same contract).
 
 pub mod consumer;
 pub mod dlq;
 pub mod embedded;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod relay;
 
