@@ -129,6 +129,16 @@ impl EmbeddedLog {
         max: usize,
     ) -> Result<Vec<Delivery>, BusError> {
         let next = self.position(group).await?;
+        self.read_from(next, topics, max).await
+    }
+
+    /// Records of `topics` from offset `from` on, in log order.
+    async fn read_from(
+        &self,
+        from: i64,
+        topics: &[&str],
+        max: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
         let placeholders: Vec<String> = (0..topics.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
             "SELECT log_offset, topic, event_key, payload FROM event_log
@@ -137,7 +147,7 @@ impl EmbeddedLog {
         );
         let rows: Vec<(i64, String, String, String)> = on_pool!(&self.db, |c| {
             let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(next)
+                .bind(from)
                 .bind(max as i64);
             for t in topics {
                 q = q.bind(*t);
@@ -180,27 +190,7 @@ impl EmbeddedLog {
         from: i64,
         max: usize,
     ) -> Result<Vec<Delivery>, BusError> {
-        let rows: Vec<(i64, String, String, String)> = on_pool!(&self.db, |c| {
-            sqlx::query_as(
-                "SELECT log_offset, topic, event_key, payload FROM event_log
-                 WHERE topic = $1 AND log_offset >= $2 ORDER BY log_offset LIMIT $3",
-            )
-            .bind(topic)
-            .bind(from)
-            .bind(max as i64)
-            .fetch_all(c)
-            .await
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|(offset, topic, key, payload)| Delivery {
-                offset,
-                topic,
-                partition: 0,
-                key,
-                payload,
-            })
-            .collect())
+        self.read_from(from, &[topic], max).await
     }
 }
 

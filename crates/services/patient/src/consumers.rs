@@ -3,6 +3,7 @@
 
 use crate::domain::timeline::{TimelineEntry, TimelineEvent};
 use crate::store::append_external_entry;
+use chrono::{DateTime, Utc};
 use eventbus::BoxFuture;
 use eventbus::consumer::{Consumer, Handler, HandlerError};
 use eventbus::{EventSink, EventSource};
@@ -27,81 +28,63 @@ pub fn consumer(
         .on(
             LabResultsAvailableV1::EVENT_TYPE,
             LabResultsAvailableV1::TOPIC,
-            Arc::new(LabResults),
+            Arc::new(ToTimeline(lab_results)),
         )
         .on(
             PrescriptionFilledV1::EVENT_TYPE,
             PrescriptionFilledV1::TOPIC,
-            Arc::new(PrescriptionFilled),
+            Arc::new(ToTimeline(prescription_filled)),
         )
 }
 
-struct LabResults;
-struct PrescriptionFilled;
-
-fn payload<P: DeserializeOwned + EventPayload>(event: &EventEnvelope) -> Result<P, HandlerError> {
-    serde_json::from_value(event.payload.clone()).map_err(|_| {
-        HandlerError::Permanent(format!("the payload does not match {}", P::EVENT_TYPE))
-    })
-}
-
-/// The timeline entry takes the event's id: one event, one entry, however often it comes.
-async fn record(
-    tx: &mut Tx,
-    event: &EventEnvelope,
-    patient: PatientId,
-    at: chrono::DateTime<chrono::Utc>,
-    what: TimelineEvent,
-) -> Result<(), HandlerError> {
-    let tenant = TenantId::parse(&event.tenant_id)
-        .map_err(|_| HandlerError::Permanent("the tenant id is not valid".to_owned()))?;
-    let entry = TimelineEntry {
-        id: TimelineEntryId::from_uuid(event.event_id.as_uuid()),
-        patient_id: patient,
-        occurred_at: at,
-        event: what,
+fn lab_results(p: LabResultsAvailableV1) -> (PatientId, DateTime<Utc>, TimelineEvent) {
+    let what = TimelineEvent::LabResultsAvailable {
+        order_id: p.order_id,
+        test_codes: p.test_codes,
+        abnormal: p.abnormal,
     };
-    if append_external_entry(tx, &tenant, &entry).await? {
-        Ok(())
-    } else {
-        Err(HandlerError::Permanent(
-            "no such patient in this tenant".to_owned(),
-        ))
-    }
+    (p.patient_id, p.reported_at, what)
 }
 
-impl Handler for LabResults {
+fn prescription_filled(p: PrescriptionFilledV1) -> (PatientId, DateTime<Utc>, TimelineEvent) {
+    let what = TimelineEvent::PrescriptionFilled {
+        prescription_id: p.prescription_id,
+        medication_code: p.medication_code,
+        quantity: p.quantity,
+    };
+    (p.patient_id, p.filled_at, what)
+}
+
+/// Applies events of payload `P` as a timeline entry: which patient, when, and what.
+struct ToTimeline<P>(fn(P) -> (PatientId, DateTime<Utc>, TimelineEvent));
+
+impl<P: DeserializeOwned + EventPayload + Send + Sync> Handler for ToTimeline<P> {
     fn handle<'a>(
         &'a self,
         tx: &'a mut Tx,
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let p: LabResultsAvailableV1 = payload(event)?;
-            let what = TimelineEvent::LabResultsAvailable {
-                order_id: p.order_id,
-                test_codes: p.test_codes,
-                abnormal: p.abnormal,
+            let payload: P = serde_json::from_value(event.payload.clone()).map_err(|_| {
+                HandlerError::Permanent(format!("the payload does not match {}", P::EVENT_TYPE))
+            })?;
+            let (patient, at, what) = (self.0)(payload);
+            let tenant = TenantId::parse(&event.tenant_id)
+                .map_err(|_| HandlerError::Permanent("the tenant id is not valid".to_owned()))?;
+            // The entry takes the event's id: one event, one entry, however often it comes.
+            let entry = TimelineEntry {
+                id: TimelineEntryId::from_uuid(event.event_id.as_uuid()),
+                patient_id: patient,
+                occurred_at: at,
+                event: what,
             };
-            record(tx, event, p.patient_id, p.reported_at, what).await
-        })
-    }
-}
-
-impl Handler for PrescriptionFilled {
-    fn handle<'a>(
-        &'a self,
-        tx: &'a mut Tx,
-        event: &'a EventEnvelope,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(async move {
-            let p: PrescriptionFilledV1 = payload(event)?;
-            let what = TimelineEvent::PrescriptionFilled {
-                prescription_id: p.prescription_id,
-                medication_code: p.medication_code,
-                quantity: p.quantity,
-            };
-            record(tx, event, p.patient_id, p.filled_at, what).await
+            if append_external_entry(tx, &tenant, &entry).await? {
+                Ok(())
+            } else {
+                Err(HandlerError::Permanent(
+                    "no such patient in this tenant".to_owned(),
+                ))
+            }
         })
     }
 }
