@@ -10,25 +10,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 fn brokers() -> Option<String> {
-    let brokers = std::env::var("MEDITRACK_TEST_KAFKA_BROKERS")
-        .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-    let reachable = brokers.split(',').any(|b| {
-        b.parse().ok().is_some_and(|addr| {
-            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-        })
-    });
-    if reachable {
-        return Some(brokers);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!(
-            "a Kafka-protocol broker is required in CI (CI=true) but {brokers} is not reachable"
-        );
-    }
-    eprintln!(
-        "skipping a Kafka test: no broker at {brokers} (set MEDITRACK_TEST_KAFKA_BROKERS or start tansu)"
-    );
-    None
+    testkit::kafka_brokers()
 }
 
 async fn topic(brokers: &str, partitions: i32) -> String {

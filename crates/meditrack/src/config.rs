@@ -10,6 +10,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    /// `host:port,…` of a Kafka-protocol cluster; unset: the embedded event log.
+    pub kafka_brokers: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub default_tenant: String,
@@ -30,6 +32,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            kafka_brokers: None,
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
             default_tenant: "default".to_owned(),
@@ -46,6 +49,7 @@ struct Layer {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    kafka_brokers: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     default_tenant: Option<String>,
@@ -53,10 +57,11 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 8] = [
+pub const ENV_KEYS: [&str; 9] = [
     "listen",
     "data_dir",
     "database_url",
+    "kafka_brokers",
     "log_format",
     "log_level",
     "default_tenant",
@@ -117,6 +122,7 @@ impl Config {
                 }
                 "data_dir" => layer.data_dir = Some(value.into()),
                 "database_url" => layer.database_url = Some(value),
+                "kafka_brokers" => layer.kafka_brokers = Some(value),
                 "log_format" => {
                     layer.log_format = Some(match value.as_str() {
                         "json" => LogFormat::Json,
@@ -157,6 +163,9 @@ impl Config {
         }
         if let Some(v) = l.database_url {
             self.database_url = Some(v);
+        }
+        if let Some(v) = l.kafka_brokers {
+            self.kafka_brokers = Some(v);
         }
         if let Some(v) = l.log_format {
             self.log_format = v;

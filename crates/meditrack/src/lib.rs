@@ -13,6 +13,7 @@ use axum::routing::get;
 use eventbus::consumer::Consumer;
 use eventbus::embedded::EmbeddedLog;
 use eventbus::relay::OutboxRelay;
+use eventbus::{EventSink, EventSource};
 use kernel::{SystemClock, TenantId};
 use patient::app::PatientService;
 use patient::store::SqlPatientStore;
@@ -85,36 +86,33 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         TenantId::parse(&config.default_tenant).map_err(|e| StartError::Config(e.to_string()))?;
     let databases = open_databases(config).await?;
     let patient_db = database(&databases, patient::SERVICE)?;
-    let log = Arc::new(EmbeddedLog::new(database(
-        &databases,
-        eventbus::embedded::DATABASE,
-    )?));
+    let backbone = backbone(config, &databases).await?;
     let relays = vec![OutboxRelay::new(
         patient::SERVICE,
         patient_db.clone(),
-        log.clone(),
+        backbone.sink.clone(),
     )];
     let consumers = vec![patient::consumers::consumer(
         patient_db.clone(),
-        log.clone(),
-        log.clone(),
+        backbone.source.clone(),
+        backbone.sink.clone(),
     )];
 
     let patient = Arc::new(PatientService::new(
         SqlPatientStore::new(patient_db),
         Arc::new(SystemClock),
     ));
-    let checks = Checks::new(
-        databases
-            .iter()
-            .map(|(service, db)| {
-                Box::new(DatabaseCheck {
-                    service,
-                    db: db.clone(),
-                }) as Box<dyn ReadinessCheck>
-            })
-            .collect(),
-    );
+    let mut checks: Vec<Box<dyn ReadinessCheck>> = databases
+        .iter()
+        .map(|(service, db)| {
+            Box::new(DatabaseCheck {
+                service,
+                db: db.clone(),
+            }) as Box<dyn ReadinessCheck>
+        })
+        .collect();
+    checks.extend(backbone.check);
+    let checks = Checks::new(checks);
 
     let router = Router::new()
         .merge(patient::http::router(patient))
@@ -144,6 +142,80 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         relays,
         consumers,
     })
+}
+
+/// Where events go and come from: Kafka when `kafka_brokers` is set, else the embedded log.
+struct Backbone {
+    sink: Arc<dyn EventSink>,
+    source: Arc<dyn EventSource>,
+    check: Option<Box<dyn ReadinessCheck>>,
+}
+
+async fn backbone(
+    config: &Config,
+    databases: &[(&'static str, Db)],
+) -> Result<Backbone, StartError> {
+    match &config.kafka_brokers {
+        None => {
+            let log = Arc::new(EmbeddedLog::new(database(
+                databases,
+                eventbus::embedded::DATABASE,
+            )?));
+            Ok(Backbone {
+                sink: log.clone(),
+                source: log,
+                check: None,
+            })
+        }
+        Some(brokers) => kafka_backbone(brokers).await,
+    }
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka_backbone(brokers: &str) -> Result<Backbone, StartError> {
+    use eventbus::kafka::{KafkaSink, KafkaSource, ensure_topics};
+    let fail = |e: eventbus::BusError| StartError::Config(format!("Kafka at {brokers}: {e}"));
+    // One broker in development; production clusters set their own replication.
+    ensure_topics(brokers, 1).await.map_err(fail)?;
+    tracing::info!(brokers, "event backbone: Kafka");
+    Ok(Backbone {
+        sink: Arc::new(KafkaSink::new(brokers).map_err(fail)?),
+        source: Arc::new(KafkaSource::new(brokers)),
+        check: Some(Box::new(BrokerCheck {
+            brokers: brokers.to_owned(),
+        })),
+    })
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka_backbone(_brokers: &str) -> Result<Backbone, StartError> {
+    Err(StartError::Config(
+        "MEDITRACK_KAFKA_BROKERS is set, but this build has no Kafka support: build with --features kafka".to_owned(),
+    ))
+}
+
+/// The broker answers on at least one of its addresses.
+#[cfg(feature = "kafka")]
+struct BrokerCheck {
+    brokers: String,
+}
+
+#[cfg(feature = "kafka")]
+impl ReadinessCheck for BrokerCheck {
+    fn name(&self) -> String {
+        "event-backbone".to_owned()
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            for broker in self.brokers.split(',') {
+                if tokio::net::TcpStream::connect(broker.trim()).await.is_ok() {
+                    return Ok(());
+                }
+            }
+            Err("no broker answers".to_owned())
+        })
+    }
 }
 
 fn database(databases: &[(&'static str, Db)], name: &str) -> Result<Db, StartError> {

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 ///
 /// Configuration comes from defaults, then meditrack.toml (or --config), then environment:
 /// MEDITRACK_LISTEN (127.0.0.1:8080), MEDITRACK_DATA_DIR (./data), MEDITRACK_DATABASE_URL
-/// (unset: embedded SQLite; postgres://… for PostgreSQL), MEDITRACK_LOG_FORMAT (json|text),
+/// (unset: embedded SQLite; postgres://… for PostgreSQL), MEDITRACK_KAFKA_BROKERS (unset:
+/// embedded event log; host:port,… for Kafka), MEDITRACK_LOG_FORMAT (json|text),
 /// MEDITRACK_LOG_LEVEL (info), MEDITRACK_DEFAULT_TENANT (default), MEDITRACK_MAX_BODY_BYTES
 /// (1048576), MEDITRACK_DB_MAX_CONNECTIONS (10).
 #[derive(Debug, Parser)]
@@ -30,7 +31,7 @@ enum Command {
     ///
     /// With no configuration the data lives in embedded SQLite files under ./data and nothing
     /// else is needed. Settings: MEDITRACK_LISTEN, MEDITRACK_DATA_DIR, MEDITRACK_DATABASE_URL,
-    /// MEDITRACK_LOG_FORMAT, MEDITRACK_LOG_LEVEL, MEDITRACK_DEFAULT_TENANT,
+    /// MEDITRACK_KAFKA_BROKERS, MEDITRACK_LOG_FORMAT, MEDITRACK_LOG_LEVEL, MEDITRACK_DEFAULT_TENANT,
     /// MEDITRACK_MAX_BODY_BYTES, MEDITRACK_DB_MAX_CONNECTIONS (see `meditrack --help`).
     /// Stops gracefully on SIGTERM or Ctrl-C.
     Serve {
@@ -218,6 +219,10 @@ fn print_config(c: &Config) {
     match c.database_url_redacted() {
         Some(url) => println!("database_url = \"{url}\""),
         None => println!("# database_url unset: embedded SQLite under data_dir"),
+    }
+    match &c.kafka_brokers {
+        Some(brokers) => println!("kafka_brokers = \"{brokers}\""),
+        None => println!("# kafka_brokers unset: embedded event log under data_dir"),
     }
     println!(
         "log_format = \"{}\"",

@@ -327,3 +327,20 @@ async fn dead_letters_can_be_listed_shown_and_replayed_from_the_command_line() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[cfg(not(feature = "kafka"))]
+#[test]
+fn a_build_without_kafka_refuses_kafka_brokers_clearly() {
+    let dir = temp_dir("nokafka");
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .env("MEDITRACK_KAFKA_BROKERS", "127.0.0.1:9092")
+        .env_remove("MEDITRACK_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--features kafka"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}

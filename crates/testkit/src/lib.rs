@@ -41,20 +41,26 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn sqlite() -> TestApp {
-        Self::start(TestDatabase::sqlite()).await
+        Self::start(TestDatabase::sqlite(), None).await
+    }
+
+    /// On SQLite, with events over the Kafka-protocol broker at `brokers`.
+    pub async fn sqlite_with_kafka(brokers: &str) -> TestApp {
+        Self::start(TestDatabase::sqlite(), Some(brokers.to_owned())).await
     }
 
     /// `None` (after saying why) when PostgreSQL is unreachable outside CI.
     pub async fn postgres() -> Option<TestApp> {
-        Some(Self::start(TestDatabase::postgres().await?).await)
+        Some(Self::start(TestDatabase::postgres().await?, None).await)
     }
 
-    async fn start(database: TestDatabase) -> TestApp {
+    async fn start(database: TestDatabase, kafka_brokers: Option<String>) -> TestApp {
         logs::install();
         let config = Config {
             listen: ([127, 0, 0, 1], 0).into(),
             data_dir: database.data_dir(),
             database_url: database.url(),
+            kafka_brokers,
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
             default_tenant: TEST_TENANT.to_owned(),
@@ -176,6 +182,33 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// The Kafka-protocol broker for tests (`MEDITRACK_TEST_KAFKA_BROKERS`, default
+/// 127.0.0.1:9092). `None` after saying why when none answers, except under `CI=true`,
+/// where a missing broker fails the test.
+pub fn kafka_brokers() -> Option<String> {
+    let brokers = std::env::var("MEDITRACK_TEST_KAFKA_BROKERS")
+        .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let timeout = std::time::Duration::from_secs(1);
+    let reachable = brokers.split(',').any(|b| {
+        b.trim()
+            .parse()
+            .ok()
+            .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, timeout).is_ok())
+    });
+    if reachable {
+        return Some(brokers);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!(
+            "a Kafka-protocol broker is required in CI (CI=true) but {brokers} is not reachable"
+        );
+    }
+    eprintln!(
+        "skipping a Kafka test: no broker at {brokers} (set MEDITRACK_TEST_KAFKA_BROKERS or start tansu)"
+    );
+    None
 }
 
 /// Polls `check` until it yields a value, for effects that happen in the background (events).

@@ -1,0 +1,83 @@
+//! The hub with `MEDITRACK_KAFKA_BROKERS` set (built with `--features kafka`): it creates the
+//! topics of 000 §3.1, reports the broker in readiness, and its outbox relay publishes to
+//! Kafka, keyed by patient, in order.
+
+#![allow(clippy::unwrap_used)]
+
+use eventbus::EventSource;
+use eventbus::kafka::KafkaSource;
+use serde_json::{Value, json};
+use std::time::Duration;
+use testkit::{TestApp, json as body};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_kafka_configured_the_hubs_events_go_to_kafka_in_order() {
+    let Some(brokers) = testkit::kafka_brokers() else {
+        return;
+    };
+    let app = TestApp::sqlite_with_kafka(&brokers).await;
+
+    let (status, ready) = body(app.get("/health/ready").await).await;
+    assert_eq!(
+        (
+            status,
+            ready["components"]["event-backbone"]["status"].as_str()
+        ),
+        (200, Some("UP")),
+        "{ready}"
+    );
+
+    let (status, patient) = body(
+        app.post_json(
+            "/api/v1/patients",
+            &json!({"firstName": "Kaf", "lastName": "Ka", "dateOfBirth": "1990-01-01"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = patient["id"].as_str().unwrap().to_owned();
+    let mut update = patient.clone();
+    update["phone"] = json!("555-234-5678");
+    let response = app
+        .client
+        .put(app.url(&format!("/api/v1/patients/{id}")))
+        .header("if-match", "\"1\"")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Once the relay has published both, a reader of its own sees them, in order.
+    let db = app.db("patient").await;
+    testkit::eventually("the relay to publish to Kafka", || async {
+        let unpublished: i64 = store::on_pool!(&db, |c| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL"
+        )
+        .fetch_one(c)
+        .await)
+        .unwrap();
+        (unpublished == 0).then_some(())
+    })
+    .await;
+    let reader = KafkaSource::new(&brokers);
+    let group = format!("probe-{}", uuid::Uuid::now_v7().simple());
+    let mut types = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while types.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {types:?} arrived"
+        );
+        let batch = reader
+            .poll(&group, &["patient-events"], 500, Duration::from_millis(500))
+            .await
+            .unwrap();
+        for d in batch.into_iter().filter(|d| d.key == id) {
+            let e: Value = serde_json::from_str(&d.payload).unwrap();
+            types.push(e["eventType"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(types, vec!["patient.created.v1", "patient.updated.v1"]);
+}
