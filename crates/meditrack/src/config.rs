@@ -12,11 +12,53 @@ pub struct Config {
     pub database_url: Option<String>,
     /// `host:port,…` of a Kafka-protocol cluster; unset: the embedded event log.
     pub kafka_brokers: Option<String>,
+    /// The services this process runs (`patient`, `gateway`); unset: the all-in-one hub.
+    pub services: Option<Vec<Service>>,
+    /// Where the gateway finds the patient service.
+    pub patient_url: String,
     pub log_format: LogFormat,
     pub log_level: String,
     pub default_tenant: String,
     pub max_body_bytes: usize,
     pub db_max_connections: u32,
+}
+
+/// What one process of the split deployment runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Patient,
+    Gateway,
+}
+
+impl Service {
+    pub const ALL: [(&'static str, Service); 2] =
+        [("patient", Service::Patient), ("gateway", Service::Gateway)];
+}
+
+/// `patient,gateway` → the services; an unknown name is an error naming the known ones.
+pub fn parse_services(list: &str) -> Result<Vec<Service>, ConfigError> {
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let service = Service::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "unknown service '{name}'; known: {}",
+                    Service::ALL.map(|(n, _)| n).join(", ")
+                ))
+            })?;
+        if !out.contains(&service) {
+            out.push(service);
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Invalid(
+            "services: name at least one service".to_owned(),
+        ));
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -33,6 +75,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             kafka_brokers: None,
+            services: None,
+            patient_url: "http://127.0.0.1:8081".to_owned(),
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
             default_tenant: "default".to_owned(),
@@ -50,6 +94,8 @@ struct Layer {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     kafka_brokers: Option<String>,
+    services: Option<String>,
+    patient_url: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     default_tenant: Option<String>,
@@ -57,11 +103,13 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 9] = [
+pub const ENV_KEYS: [&str; 11] = [
     "listen",
     "data_dir",
     "database_url",
     "kafka_brokers",
+    "services",
+    "patient_url",
     "log_format",
     "log_level",
     "default_tenant",
@@ -102,7 +150,7 @@ impl Config {
                 path: path.to_owned(),
                 message: e.message().to_owned(),
             })?;
-            config.apply(layer);
+            config.apply(layer)?;
         }
         let mut layer = Layer::default();
         for key in ENV_KEYS {
@@ -123,6 +171,8 @@ impl Config {
                 "data_dir" => layer.data_dir = Some(value.into()),
                 "database_url" => layer.database_url = Some(value),
                 "kafka_brokers" => layer.kafka_brokers = Some(value),
+                "services" => layer.services = Some(value),
+                "patient_url" => layer.patient_url = Some(value),
                 "log_format" => {
                     layer.log_format = Some(match value.as_str() {
                         "json" => LogFormat::Json,
@@ -149,12 +199,12 @@ impl Config {
                 _ => {}
             }
         }
-        config.apply(layer);
+        config.apply(layer)?;
         config.validate()?;
         Ok(config)
     }
 
-    fn apply(&mut self, l: Layer) {
+    fn apply(&mut self, l: Layer) -> Result<(), ConfigError> {
         if let Some(v) = l.listen {
             self.listen = v;
         }
@@ -166,6 +216,12 @@ impl Config {
         }
         if let Some(v) = l.kafka_brokers {
             self.kafka_brokers = Some(v);
+        }
+        if let Some(v) = l.services {
+            self.services = Some(parse_services(&v)?);
+        }
+        if let Some(v) = l.patient_url {
+            self.patient_url = v;
         }
         if let Some(v) = l.log_format {
             self.log_format = v;
@@ -182,6 +238,7 @@ impl Config {
         if let Some(v) = l.db_max_connections {
             self.db_max_connections = v;
         }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -201,6 +258,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Whether this process runs `service`: the all-in-one hub runs every service but the
+    /// gateway (its routes are served directly).
+    pub fn runs(&self, service: Service) -> bool {
+        match &self.services {
+            None => service != Service::Gateway,
+            Some(list) => list.contains(&service),
+        }
     }
 
     /// The database URL with its password hidden, for logs and `meditrack config`.
@@ -265,6 +331,24 @@ mod tests {
         assert!(e.to_string().starts_with("MEDITRACK_LISTEN"), "{e}");
         let e = Config::load(None, env(&[("MEDITRACK_DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(e.to_string().contains("postgres://"), "{e}");
+    }
+
+    #[test]
+    fn services_are_known_names() {
+        assert_eq!(
+            parse_services("patient, gateway,patient").unwrap(),
+            vec![Service::Patient, Service::Gateway]
+        );
+        assert!(
+            parse_services("patient,billing")
+                .unwrap_err()
+                .to_string()
+                .contains("known: patient, gateway")
+        );
+        let all_in_one = Config::default();
+        assert!(all_in_one.runs(Service::Patient) && !all_in_one.runs(Service::Gateway));
+        let c = Config::load(None, env(&[("MEDITRACK_SERVICES", "gateway")])).unwrap();
+        assert!(c.runs(Service::Gateway) && !c.runs(Service::Patient));
     }
 
     #[test]

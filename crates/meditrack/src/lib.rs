@@ -3,7 +3,7 @@
 pub mod config;
 pub mod logging;
 
-pub use config::Config;
+pub use config::{Config, Service};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -63,11 +63,23 @@ pub fn store_config(config: &Config) -> StoreConfig {
     }
 }
 
-/// Opens (and migrates) the database of every service.
+/// Opens (and migrates) the database of every service: `meditrack migrate`.
 pub async fn open_databases(config: &Config) -> Result<Vec<(&'static str, Db)>, StartError> {
+    let all: Vec<&'static str> = services().into_iter().map(|(name, _)| name).collect();
+    open(config, &all).await
+}
+
+/// Opens (and migrates) the databases named.
+async fn open(
+    config: &Config,
+    names: &[&'static str],
+) -> Result<Vec<(&'static str, Db)>, StartError> {
     let store_config = store_config(config);
     let mut out = Vec::new();
-    for (service, sets) in services() {
+    for (service, sets) in services()
+        .into_iter()
+        .filter(|(name, _)| names.contains(name))
+    {
         let db = Db::connect(service, &store_config)
             .await
             .map_err(|source| StartError::Database { service, source })?;
@@ -84,39 +96,53 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let metrics = web::metrics::install();
     let tenant =
         TenantId::parse(&config.default_tenant).map_err(|e| StartError::Config(e.to_string()))?;
-    let databases = open_databases(config).await?;
-    let patient_db = database(&databases, patient::SERVICE)?;
-    let backbone = backbone(config, &databases).await?;
-    let relays = vec![OutboxRelay::new(
-        patient::SERVICE,
-        patient_db.clone(),
-        backbone.sink.clone(),
-    )];
-    let consumers = vec![patient::consumers::consumer(
-        patient_db.clone(),
-        backbone.source.clone(),
-        backbone.sink.clone(),
-    )];
+    let mut router = Router::new();
+    let mut databases = Vec::new();
+    let mut relays = Vec::new();
+    let mut consumers = Vec::new();
+    let mut checks: Vec<Box<dyn ReadinessCheck>> = Vec::new();
 
-    let patient = Arc::new(PatientService::new(
-        SqlPatientStore::new(patient_db),
-        Arc::new(SystemClock),
-    ));
-    let mut checks: Vec<Box<dyn ReadinessCheck>> = databases
-        .iter()
-        .map(|(service, db)| {
+    if config.runs(Service::Patient) {
+        let mut names = vec![patient::SERVICE];
+        if config.kafka_brokers.is_none() {
+            names.push(eventbus::embedded::DATABASE);
+        }
+        let opened = open(config, &names).await?;
+        let patient_db = database(&opened, patient::SERVICE)?;
+        let backbone = backbone(config, &opened).await?;
+        relays.push(OutboxRelay::new(
+            patient::SERVICE,
+            patient_db.clone(),
+            backbone.sink.clone(),
+        ));
+        consumers.push(patient::consumers::consumer(
+            patient_db.clone(),
+            backbone.source.clone(),
+            backbone.sink.clone(),
+        ));
+        let service = Arc::new(PatientService::new(
+            SqlPatientStore::new(patient_db),
+            Arc::new(SystemClock),
+        ));
+        router = router.merge(patient::http::router(service));
+        checks.extend(opened.iter().map(|(service, db)| {
             Box::new(DatabaseCheck {
                 service,
                 db: db.clone(),
             }) as Box<dyn ReadinessCheck>
-        })
-        .collect();
-    checks.extend(backbone.check);
-    let checks = Checks::new(checks);
+        }));
+        checks.extend(backbone.check);
+        databases.extend(opened.into_iter().map(|(_, db)| db));
+    }
+    if config.runs(Service::Gateway) {
+        let upstreams = gateway::Upstreams {
+            patient: config.patient_url.clone(),
+        };
+        router = router.merge(gateway::router(&upstreams, config.max_body_bytes));
+    }
 
-    let router = Router::new()
-        .merge(patient::http::router(patient))
-        .merge(web::health::router(checks))
+    let router = router
+        .merge(web::health::router(Checks::new(checks)))
         .route("/metrics", get(web::metrics::render).with_state(metrics))
         .route_layer(from_fn(web::request::capture_route))
         .fallback(|| async {
@@ -138,7 +164,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         .layer(from_fn(web::request::observe));
     Ok(Hub {
         router,
-        databases: databases.into_iter().map(|(_, db)| db).collect(),
+        databases,
         relays,
         consumers,
     })

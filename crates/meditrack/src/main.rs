@@ -14,7 +14,8 @@ use std::process::ExitCode;
 /// (unset: embedded SQLite; postgres://… for PostgreSQL), MEDITRACK_KAFKA_BROKERS (unset:
 /// embedded event log; host:port,… for Kafka), MEDITRACK_LOG_FORMAT (json|text),
 /// MEDITRACK_LOG_LEVEL (info), MEDITRACK_DEFAULT_TENANT (default), MEDITRACK_MAX_BODY_BYTES
-/// (1048576), MEDITRACK_DB_MAX_CONNECTIONS (10).
+/// (1048576), MEDITRACK_DB_MAX_CONNECTIONS (10), MEDITRACK_SERVICES (unset: all in one process),
+/// MEDITRACK_PATIENT_URL (http://127.0.0.1:8081, for the gateway).
 #[derive(Debug, Parser)]
 #[command(name = "meditrack", version)]
 struct Cli {
@@ -38,6 +39,11 @@ enum Command {
         /// Address to listen on (overrides MEDITRACK_LISTEN).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Run only these services, one process each (split mode): `patient` (port 8081 by
+        /// default) or `gateway` (8080, routes to MEDITRACK_PATIENT_URL). Unset: everything
+        /// in one process.
+        #[arg(long, env = "MEDITRACK_SERVICES")]
+        services: Option<String>,
     },
     /// Create or upgrade every service's database, then exit.
     Migrate,
@@ -94,8 +100,26 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::Serve { listen: Some(addr) } = &cli.command {
-        config.listen = *addr;
+    if let Command::Serve { listen, services } = &cli.command {
+        if let Some(list) = services {
+            match meditrack::config::parse_services(list) {
+                Ok(s) => config.services = Some(s),
+                Err(e) => {
+                    eprintln!("meditrack: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        match listen {
+            Some(addr) => config.listen = *addr,
+            // The patient service alone listens where 000 §2.1.1 puts it.
+            None if config.listen == Config::default().listen
+                && config.services.as_deref() == Some(&[meditrack::Service::Patient]) =>
+            {
+                config.listen.set_port(8081);
+            }
+            None => {}
+        }
     }
     meditrack::logging::init(&config, std::io::stdout);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -6,26 +6,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Process, free_port, serve};
 use eventbus::EventSink;
 use eventbus::embedded::EmbeddedLog;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use store::{Db, StoreConfig, on_pool};
 
-const BIN: &str = env!("CARGO_BIN_EXE_meditrack");
 const RESULTS: usize = 2_000;
 const KILLS: usize = 5;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Cheap jitter without a random-number crate: the clock's nanoseconds.
 fn jitter(max_ms: u64) -> Duration {
@@ -36,48 +29,8 @@ fn jitter(max_ms: u64) -> Duration {
     Duration::from_millis(nanos % max_ms)
 }
 
-/// A running hub; killed when dropped, so a failing test leaves no process behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start(dir: &Path, port: u16) -> Running {
-    let child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .env_remove("MEDITRACK_DATABASE_URL")
-        .env("MEDITRACK_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "the hub did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child
-}
-
-fn kill_9(mut hub: Running) {
-    let pid = hub.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = hub.0.wait();
+async fn start(dir: &Path, port: u16) -> Process {
+    serve(dir, port, &[], &[]).await
 }
 
 fn lab_result(patient: &str) -> eventbus::Record {
@@ -171,7 +124,7 @@ async fn no_event_is_lost_or_applied_twice_across_sigkills() {
             "SELECT COUNT(*) FROM patient_timeline WHERE entry_type = 'LAB_RESULTS_AVAILABLE'",
         )
         .await;
-        kill_9(hub);
+        hub.kill_9();
         eprintln!(
             "round {round}: killed with {applied} of {} results applied, {} registrations accepted",
             (round + 1) * chunk,
@@ -239,7 +192,7 @@ async fn no_event_is_lost_or_applied_twice_across_sigkills() {
         "no event published twice"
     );
 
-    kill_9(hub);
+    hub.kill_9();
     patient_db.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -66,6 +66,7 @@ impl TestApp {
             default_tenant: TEST_TENANT.to_owned(),
             max_body_bytes: 64 * 1024,
             db_max_connections: 5,
+            ..Config::default()
         };
         let backend = if config.database_url.is_some() {
             Backend::Postgres
