@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use eventbus::EventSource;
 use eventbus::kafka::KafkaSource;
 use serde_json::{Value, json};
@@ -80,4 +82,89 @@ async fn with_kafka_configured_the_hubs_events_go_to_kafka_in_order() {
         }
     }
     assert_eq!(types, vec!["patient.created.v1", "patient.updated.v1"]);
+}
+
+/// Split mode as production runs it: the patient service and the gateway as two processes,
+/// over PostgreSQL (schema `patient`) and Kafka. A registration through the gateway reaches
+/// a consumer in a third process (this test) through the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_over_postgres_and_kafka_a_registration_through_the_gateway_reaches_another_process()
+{
+    let Some(brokers) = testkit::kafka_brokers() else {
+        return;
+    };
+    let Some(database) = testkit::TestDatabase::postgres().await else {
+        return;
+    };
+    let url = database.url().unwrap();
+    let root = std::env::temp_dir().join(format!(
+        "meditrack-split-kafka-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    let (patient_port, gateway_port) = (common::free_port(), common::free_port());
+    let env = [
+        ("MEDITRACK_DATABASE_URL", url.as_str()),
+        ("MEDITRACK_KAFKA_BROKERS", brokers.as_str()),
+    ];
+    let _patient = common::serve(
+        &root.join("patient"),
+        patient_port,
+        &["--services", "patient"],
+        &env,
+    )
+    .await;
+    let upstream = format!("http://127.0.0.1:{patient_port}");
+    let _gateway = common::serve(
+        &root.join("gateway"),
+        gateway_port,
+        &["--services", "gateway"],
+        &[("MEDITRACK_PATIENT_URL", &upstream)],
+    )
+    .await;
+
+    let client = reqwest::Client::new();
+    let body = json!({"firstName": "Split", "lastName": "Kafka", "dateOfBirth": "1981-01-01"});
+    let response = client
+        .post(format!("http://127.0.0.1:{gateway_port}/api/v1/patients"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // Stored in the patient service's own schema of the shared database.
+    let db = store::Db::connect_postgres("patient", &url, 1)
+        .await
+        .unwrap();
+    let stored: i64 = store::on_pool!(&db, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM patient.patients WHERE patient_id = $1"
+    )
+    .bind(uuid::Uuid::parse_str(&id).unwrap())
+    .fetch_one(c)
+    .await)
+    .unwrap();
+    assert_eq!(stored, 1);
+    db.close().await;
+
+    let reader = KafkaSource::new(&brokers);
+    let group = format!("probe-{}", uuid::Uuid::now_v7().simple());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let event = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "patient.created.v1 did not reach Kafka"
+        );
+        let batch = reader
+            .poll(&group, &["patient-events"], 500, Duration::from_millis(500))
+            .await
+            .unwrap();
+        if let Some(d) = batch.into_iter().find(|d| d.key == id) {
+            break serde_json::from_str::<Value>(&d.payload).unwrap();
+        }
+    };
+    assert_eq!(event["eventType"], "patient.created.v1");
+    assert_eq!(event["source"], "patient");
+    let _ = std::fs::remove_dir_all(root);
 }
