@@ -128,3 +128,140 @@ async fn a_patient_registered_through_the_gateway_reaches_a_consumer_in_another_
     drop(gateway);
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// The same actions, with a lab result arriving as an event from another service, against
+/// `base` (a hub or a gateway) whose event log is in `data`; returns the timeline's types.
+async fn timeline_after_a_script(base: &str, data: &std::path::Path) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let body = json!({"firstName": "Same", "lastName": "Story", "dateOfBirth": "1966-06-06", "ssn": "214-45-6789"});
+    let created: Value = client
+        .post(format!("{base}/api/v1/patients"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut update = created.clone();
+    update["email"] = json!("same.story@example.org");
+    let r = client
+        .put(format!("{base}/api/v1/patients/{id}"))
+        .header("if-match", "\"1\"")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let order = json!({"tests": [{"testCode": "BMP", "testName": "Basic metabolic panel"}],
+                       "orderingProviderId": "P1", "orderingProviderName": "Synthetic Provider"});
+    let r = client
+        .post(format!("{base}/api/v1/patients/214-45-6789/order-labs"))
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = client
+        .post(format!("{base}/api/v1/patients/{id}/discharge"))
+        .json(&json!({"disposition": "HOME"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let config = StoreConfig {
+        data_dir: data.to_owned(),
+        database_url: None,
+        max_connections: 1,
+    };
+    let log = EmbeddedLog::open(&config).await.unwrap();
+    let result = json!({
+        "eventId": uuid::Uuid::now_v7(), "eventType": "lab.results.available.v1", "occurredAt": "2030-01-01T00:00:00Z",
+        "source": "lab", "tenantId": "default", "key": id, "correlationId": uuid::Uuid::now_v7(),
+        "payload": {"orderId": uuid::Uuid::now_v7(), "patientId": id, "testCodes": ["BMP"], "abnormal": false,
+                    "reportedAt": "2030-01-01T00:00:00Z"}
+    });
+    let record = eventbus::Record {
+        topic: "lab-events".into(),
+        key: id.clone(),
+        event_id: uuid::Uuid::now_v7(),
+        payload: result.to_string(),
+    };
+    eventbus::EventSink::publish(&log, &[record]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let page: Value = client
+            .get(format!("{base}/api/v1/patients/{id}/timeline"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let types: Vec<String> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect();
+        if types.len() >= 5 {
+            return types;
+        }
+        assert!(Instant::now() < deadline, "timeline stuck at {types:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_and_the_split_deployment_tell_the_same_story() {
+    let root = std::env::temp_dir().join(format!(
+        "meditrack-same-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+
+    let hub_port = free_port();
+    let hub = serve(&root.join("hub"), hub_port, &[], &[]).await;
+    let embedded = timeline_after_a_script(
+        &format!("http://127.0.0.1:{hub_port}"),
+        &root.join("hub/data"),
+    )
+    .await;
+    drop(hub);
+
+    let (patient_port, gateway_port) = (free_port(), free_port());
+    let _patient = serve(
+        &root.join("patient"),
+        patient_port,
+        &["--services", "patient"],
+        &[],
+    )
+    .await;
+    let upstream = format!("http://127.0.0.1:{patient_port}");
+    let _gateway = serve(
+        &root.join("gateway"),
+        gateway_port,
+        &["--services", "gateway"],
+        &[("MEDITRACK_PATIENT_URL", &upstream)],
+    )
+    .await;
+    let split = timeline_after_a_script(
+        &format!("http://127.0.0.1:{gateway_port}"),
+        &root.join("patient/data"),
+    )
+    .await;
+
+    assert_eq!(
+        embedded,
+        vec![
+            "LAB_RESULTS_AVAILABLE",
+            "DISCHARGED",
+            "LAB_ORDERED",
+            "UPDATED",
+            "REGISTERED"
+        ]
+    );
+    assert_eq!(split, embedded);
+    let _ = std::fs::remove_dir_all(root);
+}
