@@ -218,7 +218,15 @@ impl Consumer {
                 }
                 Err(HandlerError::Transient(e)) => {
                     metrics::counter!(FAILED, &labels).increment(1);
-                    tracing::warn!(consumer = self.name, event_id = %envelope.event_id, attempt, error = %e, "handler failed; retrying");
+                    tracing::warn!(
+                        consumer = self.name,
+                        event_id = %envelope.event_id,
+                        correlation_id = %envelope.correlation_id,
+                        causation_id = ?envelope.causation_id,
+                        attempt,
+                        error = %e,
+                        "handler failed; retrying"
+                    );
                     tokio::time::sleep(backoff(attempt)).await;
                 }
             }
@@ -236,7 +244,13 @@ impl Consumer {
         }
         handler.handle(&mut tx, envelope).await?;
         tx.commit().await?;
-        tracing::debug!(consumer = self.name, event_id = %envelope.event_id, correlation_id = %envelope.correlation_id, "event applied");
+        tracing::debug!(
+            consumer = self.name,
+            event_id = %envelope.event_id,
+            correlation_id = %envelope.correlation_id,
+            causation_id = ?envelope.causation_id,
+            "event applied"
+        );
         Ok(Outcome::Applied)
     }
 
@@ -246,7 +260,24 @@ impl Consumer {
         error: String,
         attempts: u32,
     ) -> Result<Outcome, BusError> {
-        tracing::error!(consumer = self.name, topic = %delivery.topic, offset = delivery.offset, attempts, error = %error, "event dead-lettered");
+        // The correlation id, when the event could be read at all, ties this to its request.
+        let correlation_id = serde_json::from_str::<serde_json::Value>(&delivery.payload)
+            .ok()
+            .and_then(|v| {
+                v.get("correlationId")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        tracing::error!(
+            consumer = self.name,
+            topic = %delivery.topic,
+            offset = delivery.offset,
+            correlation_id = %correlation_id,
+            attempts,
+            error = %error,
+            "event dead-lettered"
+        );
         let letter = DeadLetter {
             consumer: self.name.to_owned(),
             error,
