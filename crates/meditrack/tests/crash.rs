@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::{Process, free_port, serve};
+use common::{Process, free_port, serve, temp_dir};
 use eventbus::EventSink;
 use eventbus::embedded::EmbeddedLog;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use store::{Db, StoreConfig, on_pool};
 
@@ -64,12 +64,7 @@ async fn count(dir: &Path, sql: &'static str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_or_applied_twice_across_sigkills() {
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "meditrack-crash-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("crash");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/api/v1/patients");
     let client = reqwest::Client::new();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_port, serve};
+use common::{free_port, serve, temp_dir};
 use eventbus::embedded::EmbeddedLog;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -14,11 +14,7 @@ use store::StoreConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patient_registered_through_the_gateway_reaches_a_consumer_in_another_process() {
-    let root = std::env::temp_dir().join(format!(
-        "meditrack-split-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
+    let root = temp_dir("split");
     let (patient_dir, gateway_dir) = (root.join("patient"), root.join("gateway"));
     let (patient_port, gateway_port) = (free_port(), free_port());
     let patient = serve(&patient_dir, patient_port, &["--services", "patient"], &[]).await;
@@ -215,11 +211,7 @@ async fn timeline_after_a_script(base: &str, data: &std::path::Path) -> Vec<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_and_the_split_deployment_tell_the_same_story() {
-    let root = std::env::temp_dir().join(format!(
-        "meditrack-same-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
+    let root = temp_dir("same");
 
     let hub_port = free_port();
     let hub = serve(&root.join("hub"), hub_port, &[], &[]).await;

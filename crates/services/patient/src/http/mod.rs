@@ -60,6 +60,11 @@ fn patient_id(raw: &str) -> Result<PatientId, Problem> {
         .map_err(|_| Problem::not_found("patient.not_found", "patient"))
 }
 
+/// `limit` and `cursor`, and nothing else, for the lists of one patient's things.
+fn paging(params: QueryParams) -> Result<kernel::paging::PageRequest, Problem> {
+    page_request(&params.only(&["limit", "cursor"])?)
+}
+
 fn invalid(errors: Vec<FieldError>) -> Problem {
     Problem::validation(errors)
 }
@@ -243,7 +248,7 @@ async fn list_records(
     params: QueryParams,
 ) -> Result<Response, Problem> {
     let id = patient_id(&id)?;
-    let page = page_request(&params.only(&["limit", "cursor"])?)?;
+    let page = paging(params)?;
     let records = service
         .medical_records(&context(caller), id, &page)
         .await
@@ -280,7 +285,7 @@ async fn timeline(
     params: QueryParams,
 ) -> Result<Response, Problem> {
     let id = patient_id(&id)?;
-    let page = page_request(&params.only(&["limit", "cursor"])?)?;
+    let page = paging(params)?;
     let entries = service
         .timeline(&context(caller), id, &page)
         .await
