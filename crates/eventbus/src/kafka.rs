@@ -289,3 +289,106 @@ impl EventSource for KafkaSource {
         })
     }
 }
+
+/// Every record of `topic`, from the beginning of each partition to its current end, read by
+/// a throwaway reader that commits nothing (for DLQ listings; not for consuming).
+pub async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Delivery>, BusError> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_all_blocking(&brokers, &topic))
+        .await
+        .map_err(|e| BusError::Broker(format!("reader task: {e}")))?
+}
+
+fn read_all_blocking(brokers: &str, topic: &str) -> Result<Vec<Delivery>, BusError> {
+    use rdkafka::consumer::BaseConsumer;
+    let timeout = Duration::from_secs(5);
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("meditrack-reader-{}", uuid::Uuid::now_v7().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .map_err(broker)?;
+    let metadata = reader
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(broker)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut unfinished = std::collections::HashSet::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = reader
+            .fetch_watermarks(topic, partition.id(), timeout)
+            .map_err(broker)?;
+        if high > low {
+            assignment
+                .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .map_err(broker)?;
+            unfinished.insert(partition.id());
+        }
+    }
+    if unfinished.is_empty() {
+        return Ok(Vec::new());
+    }
+    reader.assign(&assignment).map_err(broker)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut out = Vec::new();
+    while !unfinished.is_empty() && std::time::Instant::now() < deadline {
+        match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(Delivery {
+                offset: m.offset(),
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            }),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                unfinished.remove(&p);
+            }
+            Some(Err(e)) => return Err(broker(e)),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The dead letters on Kafka, with their `(partition, offset)` in `dlq-events`.
+pub async fn dead_letters(
+    brokers: &str,
+) -> Result<Vec<(i32, i64, crate::consumer::DeadLetter)>, BusError> {
+    let records = read_all(brokers, Topic::DlqEvents.name()).await?;
+    Ok(records
+        .into_iter()
+        .filter_map(|d| {
+            serde_json::from_str(&d.payload)
+                .ok()
+                .map(|l| (d.partition, d.offset, l))
+        })
+        .collect())
+}
+
+/// Puts the event of the dead letter at `(partition, offset)` back on its original topic.
+pub async fn replay_dead_letter(
+    brokers: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Option<crate::consumer::DeadLetter>, BusError> {
+    let Some((.., letter)) = dead_letters(brokers)
+        .await?
+        .into_iter()
+        .find(|(p, o, _)| (*p, *o) == (partition, offset))
+    else {
+        return Ok(None);
+    };
+    let record = Record {
+        topic: letter.original_topic.clone(),
+        key: letter.original_key.clone(),
+        event_id: uuid::Uuid::now_v7(),
+        payload: letter.payload.clone(),
+    };
+    KafkaSink::new(brokers)?
+        .publish(std::slice::from_ref(&record))
+        .await?;
+    Ok(Some(letter))
+}

@@ -132,3 +132,61 @@ async fn kafka_groups_resume_from_their_own_committed_positions() {
         "a new group starts at the beginning"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_dead_letters_can_be_listed_and_replayed_onto_their_topic() {
+    let Some(brokers) = brokers() else { return };
+    eventbus::kafka::ensure_topics(&brokers, 1).await.unwrap();
+    let topic = topic(&brokers, 1).await;
+    let letter = eventbus::consumer::DeadLetter {
+        consumer: format!("dlq-test-{}", Uuid::now_v7().simple()),
+        error: "no such patient in this tenant".into(),
+        attempts: 1,
+        original_topic: topic.clone(),
+        original_offset: 7,
+        original_key: "k".into(),
+        payload: "{\"n\": 1}".into(),
+        dead_lettered_at: chrono::Utc::now(),
+    };
+    let record = Record {
+        topic: "dlq-events".into(),
+        key: "k".into(),
+        event_id: Uuid::now_v7(),
+        payload: serde_json::to_string(&letter).unwrap(),
+    };
+    KafkaSink::new(&brokers)
+        .unwrap()
+        .publish(&[record])
+        .await
+        .unwrap();
+
+    let listed = eventbus::kafka::dead_letters(&brokers).await.unwrap();
+    let (partition, offset, found) = listed
+        .into_iter()
+        .find(|(.., l)| l.consumer == letter.consumer)
+        .unwrap();
+    assert_eq!(found, letter);
+
+    let replayed = eventbus::kafka::replay_dead_letter(&brokers, partition, offset)
+        .await
+        .unwrap();
+    assert_eq!(replayed, Some(letter.clone()));
+    let source = KafkaSource::new(&brokers);
+    let got = receive(
+        &source,
+        &format!("replay-{}", Uuid::now_v7().simple()),
+        &topic,
+        1,
+    )
+    .await;
+    assert_eq!(
+        (got[0].payload.as_str(), got[0].key.as_str()),
+        ("{\"n\": 1}", "k")
+    );
+    assert!(
+        eventbus::kafka::replay_dead_letter(&brokers, 99, 99)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

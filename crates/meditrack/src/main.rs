@@ -86,9 +86,15 @@ enum DlqCommand {
         limit: usize,
     },
     /// One dead letter in full, as JSON (it contains the event as it was read).
-    Show { offset: i64 },
+    Show {
+        /// Its position: `offset` on the embedded log, `partition:offset` on Kafka.
+        position: String,
+    },
     /// Put the event of a dead letter back on its topic, after fixing what made it fail.
-    Replay { offset: i64 },
+    Replay {
+        /// Its position: `offset` on the embedded log, `partition:offset` on Kafka.
+        position: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -175,7 +181,33 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 #[allow(clippy::print_stdout)]
+/// `42` or `1:42`: a position in `dlq-events` (partition 0 when none is named).
+fn position(text: &str) -> Result<(i32, i64), String> {
+    let bad = || format!("'{text}' is not a position: use an offset, or partition:offset");
+    match text.split_once(':') {
+        Some((p, o)) => Ok((p.parse().map_err(|_| bad())?, o.parse().map_err(|_| bad())?)),
+        None => Ok((0, text.parse().map_err(|_| bad())?)),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_letter(position: &str, l: &eventbus::consumer::DeadLetter) {
+    println!(
+        "{position}\t{}\tattempts={}\t{}@{}\t{}\t{}",
+        l.consumer,
+        l.attempts,
+        l.original_topic,
+        l.original_offset,
+        l.dead_lettered_at.to_rfc3339(),
+        l.error
+    );
+}
+
+#[allow(clippy::print_stdout)]
 async fn events(config: &Config, command: EventsCommand) -> Result<(), String> {
+    if let Some(brokers) = &config.kafka_brokers {
+        return kafka_events(brokers, command).await;
+    }
     let log = eventbus::embedded::EmbeddedLog::open(&meditrack::store_config(config))
         .await
         .map_err(|e| e.to_string())?;
@@ -194,46 +226,95 @@ async fn events(config: &Config, command: EventsCommand) -> Result<(), String> {
                 println!("the dead-letter queue is empty");
             }
             for e in entries {
-                let l = &e.letter;
-                println!(
-                    "{}\t{}\tattempts={}\t{}@{}\t{}\t{}",
-                    e.offset,
-                    l.consumer,
-                    l.attempts,
-                    l.original_topic,
-                    l.original_offset,
-                    l.dead_lettered_at.to_rfc3339(),
-                    l.error
-                );
+                print_letter(&e.offset.to_string(), &e.letter);
             }
         }
         EventsCommand::Dlq {
-            command: DlqCommand::Show { offset },
+            command: DlqCommand::Show { position: at },
         } => {
+            let (_, offset) = position(&at)?;
             let entry = eventbus::dlq::show(&log, offset)
                 .await
                 .map_err(|e| e.to_string())?;
-            let entry = entry.ok_or_else(|| format!("no dead letter at offset {offset}"))?;
+            let entry = entry.ok_or_else(|| format!("no dead letter at {at}"))?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&entry.letter).unwrap_or_default()
             );
         }
         EventsCommand::Dlq {
-            command: DlqCommand::Replay { offset },
+            command: DlqCommand::Replay { position: at },
         } => {
+            let (_, offset) = position(&at)?;
             let entry = eventbus::dlq::replay(&log, offset)
                 .await
                 .map_err(|e| e.to_string())?;
-            let entry = entry.ok_or_else(|| format!("no dead letter at offset {offset}"))?;
+            let entry = entry.ok_or_else(|| format!("no dead letter at {at}"))?;
             println!(
-                "replayed dead letter {offset} onto {}",
+                "replayed dead letter {at} onto {}",
                 entry.letter.original_topic
             );
         }
     }
     log.db().close().await;
     Ok(())
+}
+
+#[cfg(feature = "kafka")]
+#[allow(clippy::print_stdout)]
+async fn kafka_events(brokers: &str, command: EventsCommand) -> Result<(), String> {
+    use eventbus::kafka::{dead_letters, replay_dead_letter};
+    match command {
+        EventsCommand::Replay { .. } => {
+            return Err("consumer replay on Kafka is not supported yet: stop the consumer and reset its group's offsets with your Kafka tooling".to_owned());
+        }
+        EventsCommand::Dlq {
+            command: DlqCommand::List { from, limit },
+        } => {
+            let letters = dead_letters(brokers).await.map_err(|e| e.to_string())?;
+            let shown: Vec<_> = letters
+                .iter()
+                .filter(|(_, o, _)| *o >= from)
+                .take(limit)
+                .collect();
+            if shown.is_empty() {
+                println!("the dead-letter queue is empty");
+            }
+            for (p, o, l) in shown {
+                print_letter(&format!("{p}:{o}"), l);
+            }
+        }
+        EventsCommand::Dlq {
+            command: DlqCommand::Show { position: at },
+        } => {
+            let (partition, offset) = position(&at)?;
+            let letters = dead_letters(brokers).await.map_err(|e| e.to_string())?;
+            let (.., letter) = letters
+                .into_iter()
+                .find(|(p, o, _)| (*p, *o) == (partition, offset))
+                .ok_or_else(|| format!("no dead letter at {at}"))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&letter).unwrap_or_default()
+            );
+        }
+        EventsCommand::Dlq {
+            command: DlqCommand::Replay { position: at },
+        } => {
+            let (partition, offset) = position(&at)?;
+            let letter = replay_dead_letter(brokers, partition, offset)
+                .await
+                .map_err(|e| e.to_string())?;
+            let letter = letter.ok_or_else(|| format!("no dead letter at {at}"))?;
+            println!("replayed dead letter {at} onto {}", letter.original_topic);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka_events(_brokers: &str, _command: EventsCommand) -> Result<(), String> {
+    Err("MEDITRACK_KAFKA_BROKERS is set, but this build has no Kafka support: build with --features kafka".to_owned())
 }
 
 #[allow(clippy::print_stdout)]

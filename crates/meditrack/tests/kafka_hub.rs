@@ -168,3 +168,63 @@ async fn split_over_postgres_and_kafka_a_registration_through_the_gateway_reache
     assert_eq!(event["source"], "patient");
     let _ = std::fs::remove_dir_all(root);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dlq_commands_work_on_kafka() {
+    let Some(brokers) = testkit::kafka_brokers() else {
+        return;
+    };
+    eventbus::kafka::ensure_topics(&brokers, 1).await.unwrap();
+    let consumer = format!("cli-test-{}", uuid::Uuid::now_v7().simple());
+    let letter = json!({
+        "consumer": consumer, "error": "the payload does not match lab.results.available.v1", "attempts": 1,
+        "originalTopic": "lab-events", "originalOffset": 3, "originalKey": "k", "payload": "{}",
+        "deadLetteredAt": "2026-11-25T10:00:00Z"
+    });
+    let record = eventbus::Record {
+        topic: "dlq-events".into(),
+        key: "k".into(),
+        event_id: uuid::Uuid::now_v7(),
+        payload: letter.to_string(),
+    };
+    eventbus::EventSink::publish(
+        &eventbus::kafka::KafkaSink::new(&brokers).unwrap(),
+        &[record],
+    )
+    .await
+    .unwrap();
+
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .args(args)
+            .env("MEDITRACK_KAFKA_BROKERS", &brokers)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, listed, err) = run(&["events", "dlq", "list", "--limit", "100000"]);
+    assert!(ok, "{err}");
+    let line = listed
+        .lines()
+        .find(|l| l.contains(&consumer))
+        .unwrap_or_else(|| panic!("not listed:\n{listed}"));
+    let at = line.split('\t').next().unwrap().to_owned();
+    assert!(
+        at.contains(':'),
+        "Kafka positions are partition:offset: {at}"
+    );
+    let (ok, shown, _) = run(&["events", "dlq", "show", &at]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).unwrap()["consumer"],
+        consumer.as_str()
+    );
+    let (ok, replayed, _) = run(&["events", "dlq", "replay", &at]);
+    assert!(ok && replayed.contains("onto lab-events"), "{replayed}");
+    let (ok, _, err) = run(&["events", "replay", "--consumer", "patient", "--from", "0"]);
+    assert!(!ok && err.contains("not supported yet"), "{err}");
+}
