@@ -89,6 +89,7 @@ async fn kafka_keeps_each_keys_events_in_order_across_partitions() {
 async fn kafka_redelivers_what_was_not_committed_before_a_crash() {
     let Some(brokers) = brokers() else { return };
     let topic = topic(&brokers, 1).await;
+    let group = format!("crash-{}", Uuid::now_v7().simple());
     let sink = KafkaSink::new(&brokers).unwrap();
     sink.publish(&[
         record(&topic, "k", 1),
@@ -98,11 +99,11 @@ async fn kafka_redelivers_what_was_not_committed_before_a_crash() {
     .await
     .unwrap();
     let first = KafkaSource::new(&brokers);
-    let got = receive(&first, "crash", &topic, 3).await;
-    first.commit("crash", &got[..1]).await.unwrap();
+    let got = receive(&first, &group, &topic, 3).await;
+    first.commit(&group, &got[..1]).await.unwrap();
     drop(first); // dies before committing the rest
     let restarted = KafkaSource::new(&brokers);
-    let again = receive(&restarted, "crash", &topic, 2).await;
+    let again = receive(&restarted, &group, &topic, 2).await;
     assert_eq!(
         again.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>(),
         vec!["2", "3"]
