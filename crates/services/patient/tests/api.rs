@@ -40,6 +40,7 @@ testkit::on_both_backends!(
     lab_results_and_filled_prescriptions_from_other_services_join_the_timeline,
     a_redelivered_event_takes_effect_once,
     poison_events_are_dead_lettered_and_the_consumer_moves_on,
+    a_lab_order_racing_a_deletion_is_refused,
 );
 
 async fn registering_a_patient_returns_201_with_location_etag_and_the_stored_representation(
@@ -1248,4 +1249,51 @@ async fn poison_events_are_dead_lettered_and_the_consumer_moves_on(app: TestApp)
         letters[1].error
     );
     assert_eq!(letters[1].attempts, 1, "a permanent failure is not retried");
+}
+
+async fn a_lab_order_racing_a_deletion_is_refused(app: TestApp) {
+    let p = create(&app, minimal_patient("Ra", "Cing")).await;
+    let id: uuid::Uuid = p["id"].as_str().unwrap().parse().unwrap();
+    // A deletion in flight: this transaction holds the patient (the row lock on PostgreSQL,
+    // the write lock on SQLite) while a lab order arrives.
+    let db = app.db("patient").await;
+    let mut deletion = db.begin().await.unwrap();
+    if let store::Tx::Postgres(tx) = &mut deletion {
+        sqlx::query("SELECT 1 FROM patients WHERE patient_id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .unwrap();
+    }
+    let (client, url) = (
+        app.client.clone(),
+        app.url(&format!("{PATIENTS}/{id}/order-labs")),
+    );
+    let order = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&lab_order())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    // Long enough for an order that does not wait for the patient to be answered already.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    store::execute!(
+        &mut deletion,
+        sqlx::query("UPDATE patients SET deleted_at = $1 WHERE patient_id = $2")
+            .bind(chrono::Utc::now())
+            .bind(id)
+    )
+    .unwrap();
+    deletion.commit().await.unwrap();
+    assert_eq!(
+        order.await.unwrap(),
+        404,
+        "no lab order for a patient deleted meanwhile"
+    );
+    assert_eq!(count_rows(&app, "lab_order_requests").await, 0);
+    db.close().await;
 }

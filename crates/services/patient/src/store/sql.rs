@@ -524,9 +524,20 @@ async fn missing_or_conflict(tx: &mut Tx, tenant: &TenantId, id: PatientId) -> W
     }
 }
 
+/// The patient is live, and stays so until `tx` ends: on PostgreSQL the row is share-locked,
+/// so a deletion or update in flight is waited for and the row checked again after it (a
+/// plain read would see the old row, and a lab order could land on a deleted patient).
+/// Commands on one patient that only add things do not block each other. SQLite needs no
+/// lock: `BEGIN IMMEDIATE` already serializes writers.
 async fn require_live(tx: &mut Tx, tenant: &TenantId, id: PatientId) -> Result<(), WriteError> {
+    const LIVE: &str =
+        "SELECT 1 FROM patients WHERE tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL";
+    let sql = match tx {
+        Tx::Postgres(_) => format!("{LIVE} FOR SHARE"),
+        Tx::Sqlite(_) => LIVE.to_owned(),
+    };
     let found: Option<i32> = on_tx!(tx, |c| {
-        sqlx::query_scalar("SELECT 1 FROM patients WHERE tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL")
+        sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
             .bind(tenant.as_str())
             .bind(id.as_uuid())
             .fetch_optional(c)
