@@ -139,10 +139,6 @@ impl Consumer {
         self
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// Reads and applies one batch, then commits the group's position. Returns how many
     /// deliveries it processed.
     pub async fn process_batch(&self, wait: Duration) -> Result<usize, BusError> {

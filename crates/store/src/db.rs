@@ -132,11 +132,4 @@ impl Tx {
         }
         Ok(())
     }
-
-    pub fn backend(&self) -> Backend {
-        match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
-            Tx::Postgres(_) => Backend::Postgres,
-        }
-    }
 }

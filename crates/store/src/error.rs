@@ -80,7 +80,7 @@ impl fmt::Display for UniqueViolation<'_> {
     }
 }
 
-pub fn unique_violation(e: &sqlx::Error) -> Option<UniqueViolation<'_>> {
+fn unique_violation(e: &sqlx::Error) -> Option<UniqueViolation<'_>> {
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => Some(UniqueViolation {
             constraint: db.constraint().map(str::to_owned),

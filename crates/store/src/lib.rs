@@ -13,7 +13,7 @@ pub mod migrate;
 pub mod outbox;
 
 pub use db::{Backend, Db, StoreConfig, Tx};
-pub use error::{DbError, unique_violation};
+pub use error::DbError;
 pub use migrate::{Migration, MigrationSet, migrate};
 
 /// Runs `$body` with `$c` bound to the pool of whichever backend `$db` is.

@@ -2,7 +2,7 @@
 //! describe, so both commit or neither does. A relay publishes them onward (issue 4).
 
 use crate::{DbError, Migration, MigrationSet, Tx};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use events::EventEnvelope;
 use sqlx::types::Json;
 
@@ -70,14 +70,13 @@ pub struct OutboxRow {
     pub position: i64,
     pub topic: String,
     pub envelope: Json<EventEnvelope>,
-    pub published_at: Option<DateTime<Utc>>,
 }
 
 /// Rows after `after`, oldest first: for the relay, and for tests that look at the outbox.
 pub async fn read(db: &crate::Db, after: i64, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
     Ok(crate::on_pool!(db, |c| {
         sqlx::query_as(
-            "SELECT position, topic, envelope, published_at FROM outbox WHERE position > $1 ORDER BY position LIMIT $2",
+            "SELECT position, topic, envelope FROM outbox WHERE position > $1 ORDER BY position LIMIT $2",
         )
         .bind(after)
         .bind(limit)

@@ -68,10 +68,6 @@ impl<S: PatientStore> PatientService<S> {
         Self { store, clock }
     }
 
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
     pub fn today(&self) -> chrono::NaiveDate {
         self.clock.now().date_naive()
     }
