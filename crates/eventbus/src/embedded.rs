@@ -245,14 +245,13 @@ impl EventSource for EmbeddedLog {
             let next = self.position(group).await?;
             let mut lags = Vec::with_capacity(topics.len());
             for topic in topics {
+                let sql = crate::capped_count("event_log WHERE topic = $1 AND log_offset >= $2");
                 let waiting: i64 = on_pool!(&self.db, |c| {
-                    sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM event_log WHERE topic = $1 AND log_offset >= $2",
-                    )
-                    .bind(*topic)
-                    .bind(next)
-                    .fetch_one(c)
-                    .await
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+                        .bind(*topic)
+                        .bind(next)
+                        .fetch_one(c)
+                        .await
                 })?;
                 // The embedded log has one partition per topic.
                 lags.push(Lag {

@@ -20,6 +20,16 @@ use uuid::Uuid;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Gauges of waiting events count up to this many. Counting further would cost a scan of
+/// the whole backlog on every batch, just when the system is behind; past this, "very
+/// behind" is all an operator needs to know.
+pub const COUNT_CAP: i64 = 10_000;
+
+/// `SELECT COUNT(*)` of the rows `from_where` selects, stopping at [`COUNT_CAP`].
+pub(crate) fn capped_count(from_where: &str) -> String {
+    format!("SELECT COUNT(*) FROM (SELECT 1 FROM {from_where} LIMIT {COUNT_CAP}) AS capped")
+}
+
 /// One event on its way to a topic. `payload` is the JSON envelope as the outbox holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

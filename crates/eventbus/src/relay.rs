@@ -46,8 +46,9 @@ impl OutboxRelay {
     /// Publishes one batch; returns how many events it published.
     pub async fn publish_pending(&self) -> Result<usize, BusError> {
         // A plain read first: an idle relay must not take the write lock every few ms.
+        let sql = crate::capped_count("outbox WHERE published_at IS NULL");
         let backlog: i64 = on_pool!(&self.db, |c| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
                 .fetch_one(c)
                 .await
         })?;

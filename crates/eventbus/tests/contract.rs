@@ -70,6 +70,7 @@ on_both_backends!(
     uncommitted_deliveries_come_again_after_a_crash,
     each_group_resumes_from_its_own_committed_position,
     the_relay_publishes_committed_outbox_rows_in_order_exactly_once,
+    lag_counts_stop_at_the_cap,
 );
 
 async fn one_keys_events_arrive_in_the_order_they_were_published(db: TestDatabase) {
@@ -221,4 +222,17 @@ async fn the_relay_publishes_committed_outbox_rows_in_order_exactly_once(db: Tes
     assert_eq!(ids, written);
     assert!(got.iter().all(|d| d.key == patient.to_string()));
     service.close().await;
+}
+
+async fn lag_counts_stop_at_the_cap(db: TestDatabase) {
+    let log = log(&db).await;
+    let records: Vec<_> = (0..eventbus::COUNT_CAP as usize + 5)
+        .map(|n| record("k", n))
+        .collect();
+    log.publish(&records).await.unwrap();
+    let lags = log.lag("g", &[TOPIC]).await.unwrap();
+    assert_eq!(
+        lags.iter().map(|l| l.waiting).sum::<i64>(),
+        eventbus::COUNT_CAP
+    );
 }
