@@ -9,12 +9,13 @@
 use crate::{BoxFuture, BusError, Delivery, EventSink, EventSource, Lag, Record};
 use events::Topic;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
@@ -41,8 +42,64 @@ fn broker(e: KafkaError) -> BusError {
     BusError::Broker(e.to_string())
 }
 
+/// How to reach the cluster and how this hub names things on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `host:port,…`
+    pub brokers: String,
+    /// Prepended to every topic and consumer-group name, so that several hubs (environments,
+    /// test runs) can share one cluster without reading each other's events.
+    pub prefix: String,
+    /// librdkafka producer properties set over ours (`MEDITRACK_KAFKA_PRODUCER_CONFIG`).
+    pub producer: Vec<(String, String)>,
+    /// This process's stable name in its consumer groups (Kafka static membership): a
+    /// restarted process takes its partitions back at once instead of waiting for the
+    /// group to notice the old member died and rebalance. Unique per running process.
+    pub instance: Option<String>,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
+    pub fn with_producer(mut self, key: &str, value: &str) -> Self {
+        self.producer.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The name of `topic` (or of a consumer group) on the cluster.
+    fn on_cluster(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The name the hub knows for `name` as read from the cluster.
+    fn in_hub(&self, name: &str) -> String {
+        name.strip_prefix(&self.prefix).unwrap_or(name).to_owned()
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config
+    }
+}
+
 /// Creates the topics of 000 §3.1 that are missing; existing ones are left as they are.
-pub async fn ensure_topics(brokers: &str, replication: i32) -> Result<(), BusError> {
+pub async fn ensure_topics(settings: &KafkaSettings, replication: i32) -> Result<(), BusError> {
     let topics: Vec<(String, i32, i64)> = Topic::ALL
         .iter()
         .map(|t| {
@@ -50,24 +107,24 @@ pub async fn ensure_topics(brokers: &str, replication: i32) -> Result<(), BusErr
             (t.name().to_owned(), partitions, retention)
         })
         .collect();
-    create_topics(brokers, replication, &topics).await
+    create_topics(settings, replication, &topics).await
 }
 
 /// Creates `(name, partitions, retention_ms)` topics unless they exist.
 pub async fn create_topics(
-    brokers: &str,
+    settings: &KafkaSettings,
     replication: i32,
     topics: &[(String, i32, i64)],
 ) -> Result<(), BusError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(broker)?;
-    let retention: Vec<String> = topics.iter().map(|(_, _, r)| r.to_string()).collect();
+    let admin: AdminClient<DefaultClientContext> = settings.client().create().map_err(broker)?;
+    let named: Vec<(String, String)> = topics
+        .iter()
+        .map(|(name, _, retention)| (settings.on_cluster(name), retention.to_string()))
+        .collect();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .zip(&retention)
-        .map(|((name, partitions, _), retention)| {
+        .zip(&named)
+        .map(|((_, partitions, _), (name, retention))| {
             NewTopic::new(name, *partitions, TopicReplication::Fixed(replication))
                 .set("retention.ms", retention)
         })
@@ -88,6 +145,7 @@ pub async fn create_topics(
 
 pub struct KafkaSink {
     producer: FutureProducer,
+    settings: KafkaSettings,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -97,25 +155,22 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn new(brokers: &str) -> Result<Self, BusError> {
-        Self::with_overrides(brokers, &[])
-    }
-
-    /// With librdkafka producer properties set over ours (`MEDITRACK_KAFKA_PRODUCER_CONFIG`).
-    pub fn with_overrides(brokers: &str, overrides: &[(String, String)]) -> Result<Self, BusError> {
-        let mut config = ClientConfig::new();
+    pub fn new(settings: &KafkaSettings) -> Result<Self, BusError> {
+        let mut config = settings.client();
         config
-            .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000");
-        for (key, value) in overrides {
+        for (key, value) in &settings.producer {
             config.set(key, value);
         }
         let producer = config.create().map_err(broker)?;
-        Ok(Self { producer })
+        Ok(Self {
+            producer,
+            settings: settings.clone(),
+        })
     }
 }
 
@@ -126,7 +181,8 @@ impl EventSink for KafkaSink {
             // one round trip per batch, not per event.
             let mut pending = Vec::with_capacity(records.len());
             for r in records {
-                let record = FutureRecord::to(&r.topic).key(&r.key).payload(&r.payload);
+                let topic = self.settings.on_cluster(&r.topic);
+                let record = FutureRecord::to(&topic).key(&r.key).payload(&r.payload);
                 let delivery = self
                     .producer
                     .send_result(record)
@@ -150,22 +206,56 @@ impl EventSink for KafkaSink {
 }
 
 pub struct KafkaSource {
-    brokers: String,
-    consumers: Mutex<HashMap<String, Arc<StreamConsumer>>>,
+    settings: KafkaSettings,
+    consumers: Mutex<HashMap<String, Arc<StreamConsumer<LagContext>>>>,
 }
+
+/// How often librdkafka reports its statistics, from which the consumer lag is read.
+const STATISTICS_INTERVAL_MS: &str = "1000";
+
+/// Keeps the consumer lag librdkafka computes from its own fetches (its statistics), so
+/// reading the lag costs no broker round trip: asking the broker for the watermarks of every
+/// partition after each batch took seconds and throttled consumption.
+#[derive(Default)]
+struct LagContext {
+    lags: std::sync::Mutex<Vec<Lag>>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lags = Vec::new();
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" queue; -1 lag is unknown.
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    lags.push(Lag {
+                        topic: topic.clone(),
+                        partition,
+                        waiting: p.consumer_lag,
+                    });
+                }
+            }
+        }
+        if let Ok(mut current) = self.lags.lock() {
+            *current = lags;
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
 
 impl std::fmt::Debug for KafkaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSource")
-            .field("brokers", &self.brokers)
+            .field("brokers", &self.settings.brokers)
             .finish()
     }
 }
 
 impl KafkaSource {
-    pub fn new(brokers: &str) -> Self {
+    pub fn new(settings: &KafkaSettings) -> Self {
         Self {
-            brokers: brokers.to_owned(),
+            settings: settings.clone(),
             consumers: Mutex::new(HashMap::new()),
         }
     }
@@ -174,14 +264,18 @@ impl KafkaSource {
         &self,
         group: &str,
         topics: &[&str],
-    ) -> Result<Arc<StreamConsumer>, BusError> {
+    ) -> Result<Arc<StreamConsumer<LagContext>>, BusError> {
         let mut consumers = self.consumers.lock().await;
         if let Some(c) = consumers.get(group) {
             return Ok(c.clone());
         }
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", group)
+        let mut config = self.settings.client();
+        if let Some(instance) = &self.settings.instance {
+            config.set("group.instance.id", instance);
+        }
+        let consumer: StreamConsumer<LagContext> = config
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .set("group.id", self.settings.on_cluster(group))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
@@ -189,12 +283,24 @@ impl KafkaSource {
             // A crashed member's partitions wait this long for a new owner.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .create()
+            .create_with_context(LagContext::default())
             .map_err(broker)?;
-        consumer.subscribe(topics).map_err(broker)?;
+        let topics: Vec<String> = topics.iter().map(|t| self.settings.on_cluster(t)).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(broker)?;
         let consumer = Arc::new(consumer);
         consumers.insert(group.to_owned(), consumer.clone());
         Ok(consumer)
+    }
+
+    fn delivery(&self, message: &impl Message) -> Delivery {
+        Delivery {
+            offset: message.offset(),
+            topic: self.settings.in_hub(message.topic()),
+            partition: message.partition(),
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            payload: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+        }
     }
 }
 
@@ -216,14 +322,7 @@ impl EventSource for KafkaSource {
                     Err(_) => break,
                     Ok(m) => m.map_err(broker)?,
                 };
-                out.push(Delivery {
-                    offset: message.offset(),
-                    topic: message.topic().to_owned(),
-                    partition: message.partition(),
-                    key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                    payload: String::from_utf8_lossy(message.payload().unwrap_or_default())
-                        .into_owned(),
-                });
+                out.push(self.delivery(&message));
                 timeout = Duration::from_millis(5);
             }
             Ok(out)
@@ -240,7 +339,7 @@ impl EventSource for KafkaSource {
                 let consumers = self.consumers.lock().await;
                 consumers.get(group).cloned()
             };
-            let Some(consumer) = consumer else {
+            let Some(consumer) = consumer.filter(|_| !done.is_empty()) else {
                 return Ok(());
             };
             let mut next: HashMap<(&str, i32), i64> = HashMap::new();
@@ -252,13 +351,18 @@ impl EventSource for KafkaSource {
             }
             let mut list = TopicPartitionList::new();
             for ((topic, partition), offset) in next {
-                list.add_partition_offset(topic, partition, Offset::Offset(offset))
-                    .map_err(broker)?;
+                list.add_partition_offset(
+                    &self.settings.on_cluster(topic),
+                    partition,
+                    Offset::Offset(offset),
+                )
+                .map_err(broker)?;
             }
             consumer.commit(&list, CommitMode::Sync).map_err(broker)
         })
     }
 
+    /// As of librdkafka's last statistics (every few seconds): no broker round trip.
     fn lag<'a>(
         &'a self,
         group: &'a str,
@@ -266,64 +370,68 @@ impl EventSource for KafkaSource {
     ) -> BoxFuture<'a, Result<Vec<Lag>, BusError>> {
         Box::pin(async move {
             let consumer = self.consumer(group, topics).await?;
-            let assignment = consumer.assignment().map_err(broker)?;
-            let committed = consumer
-                .committed_offsets(assignment, Duration::from_secs(2))
-                .map_err(broker)?;
-            let mut lags = Vec::new();
-            for element in committed.elements() {
-                let (low, high) = consumer
-                    .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(2))
-                    .map_err(broker)?;
-                let from = match element.offset() {
-                    Offset::Offset(o) => o,
-                    _ => low,
-                };
-                lags.push(Lag {
-                    topic: element.topic().to_owned(),
-                    partition: element.partition(),
-                    waiting: (high - from).max(0),
-                });
-            }
-            Ok(lags)
+            let lags = match consumer.context().lags.lock() {
+                Ok(lags) => lags.clone(),
+                Err(_) => Vec::new(),
+            };
+            Ok(lags
+                .into_iter()
+                .map(|l| Lag {
+                    topic: self.settings.in_hub(&l.topic),
+                    ..l
+                })
+                .collect())
         })
     }
 }
 
-/// Every record of `topic`, from the beginning of each partition to its current end, read by
-/// a throwaway reader that commits nothing (for DLQ listings; not for consuming).
-pub async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Delivery>, BusError> {
-    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || read_all_blocking(&brokers, &topic))
+/// Runs blocking librdkafka calls off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BusError> + Send + 'static,
+) -> Result<T, BusError> {
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| BusError::Broker(format!("reader task: {e}")))?
+        .map_err(|e| BusError::Broker(format!("broker task: {e}")))?
 }
 
-fn read_all_blocking(brokers: &str, topic: &str) -> Result<Vec<Delivery>, BusError> {
-    use rdkafka::consumer::BaseConsumer;
-    let timeout = Duration::from_secs(5);
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("meditrack-reader-{}", uuid::Uuid::now_v7().simple()),
-        )
+/// A consumer that never joins its group: it reads or sets positions only.
+fn standalone(settings: &KafkaSettings, group: &str) -> Result<BaseConsumer, BusError> {
+    settings
+        .client()
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create()
-        .map_err(broker)?;
+        .map_err(broker)
+}
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every record of `topic`, from the beginning of each partition to its current end, read by
+/// a throwaway reader that commits nothing (for DLQ listings; not for consuming).
+pub async fn read_all(settings: &KafkaSettings, topic: &str) -> Result<Vec<Delivery>, BusError> {
+    let (settings, topic) = (settings.clone(), topic.to_owned());
+    blocking(move || read_all_blocking(&settings, &topic)).await
+}
+
+fn read_all_blocking(settings: &KafkaSettings, topic: &str) -> Result<Vec<Delivery>, BusError> {
+    let reader = standalone(
+        settings,
+        &format!("meditrack-reader-{}", uuid::Uuid::now_v7().simple()),
+    )?;
+    let topic = settings.on_cluster(topic);
     let metadata = reader
-        .fetch_metadata(Some(topic), timeout)
+        .fetch_metadata(Some(&topic), ADMIN_TIMEOUT)
         .map_err(broker)?;
     let mut assignment = TopicPartitionList::new();
     let mut unfinished = std::collections::HashSet::new();
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
         let (low, high) = reader
-            .fetch_watermarks(topic, partition.id(), timeout)
+            .fetch_watermarks(&topic, partition.id(), ADMIN_TIMEOUT)
             .map_err(broker)?;
         if high > low {
             assignment
-                .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .add_partition_offset(&topic, partition.id(), Offset::Beginning)
                 .map_err(broker)?;
             unfinished.insert(partition.id());
         }
@@ -338,7 +446,7 @@ fn read_all_blocking(brokers: &str, topic: &str) -> Result<Vec<Delivery>, BusErr
         match reader.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => out.push(Delivery {
                 offset: m.offset(),
-                topic: m.topic().to_owned(),
+                topic: settings.in_hub(m.topic()),
                 partition: m.partition(),
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
@@ -353,11 +461,85 @@ fn read_all_blocking(brokers: &str, topic: &str) -> Result<Vec<Delivery>, BusErr
     Ok(out)
 }
 
+/// One partition's new position after [`reset_group`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Makes consumer group `group` read again from offset `from` on every partition (of the
+/// topics under this hub's prefix) where it has a committed position (clamped to what the partition still holds). Partitions it
+/// never committed on are read from the beginning anyway. Like Kafka's own tooling this
+/// needs the group to be idle: a running member would overwrite the positions, so the broker
+/// refuses and the error says to stop the consumer's service first.
+pub async fn reset_group(
+    settings: &KafkaSettings,
+    group: &str,
+    from: i64,
+) -> Result<Vec<Position>, BusError> {
+    let (settings, group) = (settings.clone(), group.to_owned());
+    blocking(move || reset_group_blocking(&settings, &group, from)).await
+}
+
+fn reset_group_blocking(
+    settings: &KafkaSettings,
+    group: &str,
+    from: i64,
+) -> Result<Vec<Position>, BusError> {
+    let consumer = standalone(settings, &settings.on_cluster(group))?;
+    let metadata = consumer
+        .fetch_metadata(None, ADMIN_TIMEOUT)
+        .map_err(broker)?;
+    let mut partitions = TopicPartitionList::new();
+    for topic in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name().starts_with(&settings.prefix))
+    {
+        for p in topic.partitions() {
+            partitions.add_partition(topic.name(), p.id());
+        }
+    }
+    let committed = consumer
+        .committed_offsets(partitions, ADMIN_TIMEOUT)
+        .map_err(broker)?;
+    let mut reset = TopicPartitionList::new();
+    let mut positions = Vec::new();
+    for element in committed.elements() {
+        if !matches!(element.offset(), Offset::Offset(_)) {
+            continue;
+        }
+        let (low, high) = consumer
+            .fetch_watermarks(element.topic(), element.partition(), ADMIN_TIMEOUT)
+            .map_err(broker)?;
+        let offset = from.clamp(low, high);
+        reset
+            .add_partition_offset(element.topic(), element.partition(), Offset::Offset(offset))
+            .map_err(broker)?;
+        positions.push(Position {
+            topic: settings.in_hub(element.topic()),
+            partition: element.partition(),
+            offset,
+        });
+    }
+    if positions.is_empty() {
+        return Ok(positions);
+    }
+    consumer.commit(&reset, CommitMode::Sync).map_err(|e| {
+        BusError::Broker(format!(
+            "cannot move consumer group {group}: {e} (is its service still running? stop it first)"
+        ))
+    })?;
+    Ok(positions)
+}
+
 /// The dead letters on Kafka, with their `(partition, offset)` in `dlq-events`.
 pub async fn dead_letters(
-    brokers: &str,
+    settings: &KafkaSettings,
 ) -> Result<Vec<(i32, i64, crate::consumer::DeadLetter)>, BusError> {
-    let records = read_all(brokers, Topic::DlqEvents.name()).await?;
+    let records = read_all(settings, Topic::DlqEvents.name()).await?;
     Ok(records
         .into_iter()
         .filter_map(|d| {
@@ -370,11 +552,11 @@ pub async fn dead_letters(
 
 /// Puts the event of the dead letter at `(partition, offset)` back on its original topic.
 pub async fn replay_dead_letter(
-    brokers: &str,
+    settings: &KafkaSettings,
     partition: i32,
     offset: i64,
 ) -> Result<Option<crate::consumer::DeadLetter>, BusError> {
-    let Some((.., letter)) = dead_letters(brokers)
+    let Some((.., letter)) = dead_letters(settings)
         .await?
         .into_iter()
         .find(|(p, o, _)| (*p, *o) == (partition, offset))
@@ -387,7 +569,7 @@ pub async fn replay_dead_letter(
         event_id: uuid::Uuid::now_v7(),
         payload: letter.payload.clone(),
     };
-    KafkaSink::new(brokers)?
+    KafkaSink::new(settings)?
         .publish(std::slice::from_ref(&record))
         .await?;
     Ok(Some(letter))

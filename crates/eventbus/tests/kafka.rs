@@ -4,16 +4,22 @@
 
 #![allow(clippy::unwrap_used)]
 
-use eventbus::kafka::{KafkaSink, KafkaSource, create_topics};
+use eventbus::kafka::{KafkaSettings, KafkaSink, KafkaSource, create_topics};
 use eventbus::{Delivery, EventSink, EventSource, Record};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-fn brokers() -> Option<String> {
-    testkit::kafka_brokers()
+/// The test broker, under topic and group names no other test uses.
+fn brokers() -> Option<KafkaSettings> {
+    let mut settings =
+        KafkaSettings::new(testkit::kafka_brokers()?).with_prefix(testkit::kafka_prefix());
+    for (key, value) in testkit::TEST_BROKER_PRODUCER_CONFIG {
+        settings = settings.with_producer(key, value);
+    }
+    Some(settings)
 }
 
-async fn topic(brokers: &str, partitions: i32) -> String {
+async fn topic(brokers: &KafkaSettings, partitions: i32) -> String {
     let name = format!("contract-{}", Uuid::now_v7().simple());
     create_topics(brokers, 1, &[(name.clone(), partitions, 86_400_000)])
         .await
@@ -80,11 +86,6 @@ async fn kafka_keeps_each_keys_events_in_order_across_partitions() {
     }
 }
 
-// On tansu 0.6 the member that rejoins a group after an uncommitted crash is assigned the
-// partition at the committed offset but is served no records; a raw librdkafka consumer
-// does get them when an OffsetFetch/ListOffsets happens in between. Investigation notes
-// are on issue 4. The same contract passes on the embedded log (contract.rs).
-#[ignore = "tansu 0.6 does not redeliver to a rejoined group member; see issue 4 notes"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_redelivers_what_was_not_committed_before_a_crash() {
     let Some(brokers) = brokers() else { return };
@@ -110,6 +111,51 @@ async fn kafka_redelivers_what_was_not_committed_before_a_crash() {
     );
 }
 
+/// A backlog much larger than one poll, over several partitions, read batch by batch with a
+/// commit after each, as the consumer runtime does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_read_in_committed_batches_to_the_end() {
+    let Some(brokers) = brokers() else { return };
+    let topic = topic(&brokers, 8).await;
+    let sink = KafkaSink::new(&brokers).unwrap();
+    let records: Vec<_> = (0..600)
+        .map(|n| record(&topic, &format!("key-{}", n % 10), n))
+        .collect();
+    for chunk in records.chunks(100) {
+        sink.publish(chunk).await.unwrap();
+    }
+    let source = KafkaSource::new(&brokers);
+    let group = format!("backlog-{}", Uuid::now_v7().simple());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = std::collections::HashSet::new();
+    // The lag comes from librdkafka's statistics (every second, served while polling), so
+    // the backlog is read slowly enough for several reports, then polled until it shows 0.
+    let (mut most_waiting, mut last_waiting) = (0, None);
+    while seen.len() < records.len() || last_waiting != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {}, lag {last_waiting:?}",
+            seen.len(),
+            records.len()
+        );
+        let batch = source
+            .poll(&group, &[&topic], 50, Duration::from_millis(500))
+            .await
+            .unwrap();
+        source.commit(&group, &batch).await.unwrap();
+        seen.extend(batch.into_iter().map(|d| d.payload));
+        let lags = source.lag(&group, &[&topic]).await.unwrap();
+        if !lags.is_empty() {
+            assert!(lags.iter().all(|l| l.topic == topic), "{lags:?}");
+            let waiting: i64 = lags.iter().map(|l| l.waiting).sum();
+            most_waiting = most_waiting.max(waiting);
+            last_waiting = Some(waiting);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(most_waiting > 0, "the lag showed the backlog");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_groups_resume_from_their_own_committed_positions() {
     let Some(brokers) = brokers() else { return };
@@ -132,6 +178,85 @@ async fn kafka_groups_resume_from_their_own_committed_positions() {
         3,
         "a new group starts at the beginning"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_group_can_be_moved_back_to_read_again() {
+    let Some(brokers) = brokers() else { return };
+    let topic = topic(&brokers, 1).await;
+    let group = format!("reset-{}", Uuid::now_v7().simple());
+    let untouched = eventbus::kafka::reset_group(&brokers, &group, 0)
+        .await
+        .unwrap();
+    assert!(
+        untouched.is_empty(),
+        "a group that never committed has no positions"
+    );
+
+    let sink = KafkaSink::new(&brokers).unwrap();
+    sink.publish(&[
+        record(&topic, "k", 1),
+        record(&topic, "k", 2),
+        record(&topic, "k", 3),
+    ])
+    .await
+    .unwrap();
+    let first = KafkaSource::new(&brokers);
+    let got = receive(&first, &group, &topic, 3).await;
+    first.commit(&group, &got).await.unwrap();
+    drop(first);
+
+    // Offsets past the end are clamped to it; 1 means the second record.
+    let moved = eventbus::kafka::reset_group(&brokers, &group, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        moved,
+        vec![eventbus::kafka::Position {
+            topic: topic.clone(),
+            partition: 0,
+            offset: 1
+        }]
+    );
+    let again = KafkaSource::new(&brokers);
+    let got = receive(&again, &group, &topic, 2).await;
+    assert_eq!(
+        got.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>(),
+        vec!["2", "3"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubs_with_different_prefixes_share_a_broker_without_seeing_each_others_events() {
+    let Some(ours) = brokers() else { return };
+    let theirs = ours.clone().with_prefix(testkit::kafka_prefix());
+    let topic = format!("shared-{}", Uuid::now_v7().simple());
+    for settings in [&ours, &theirs] {
+        create_topics(settings, 1, &[(topic.clone(), 1, 86_400_000)])
+            .await
+            .unwrap();
+    }
+    KafkaSink::new(&theirs)
+        .unwrap()
+        .publish(&[record(&topic, "k", 1)])
+        .await
+        .unwrap();
+    KafkaSink::new(&ours)
+        .unwrap()
+        .publish(&[record(&topic, "k", 2)])
+        .await
+        .unwrap();
+    let source = KafkaSource::new(&ours);
+    let got = receive(&source, "same-group-name", &topic, 1).await;
+    assert_eq!(
+        (got[0].payload.as_str(), got[0].topic.as_str()),
+        ("2", topic.as_str())
+    );
+    let more = source
+        .poll("same-group-name", &[&topic], 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(more.is_empty(), "read another prefix's event: {more:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,13 @@ pub struct Config {
     pub database_url: Option<String>,
     /// `host:port,…` of a Kafka-protocol cluster; unset: the embedded event log.
     pub kafka_brokers: Option<String>,
+    /// Prepended to every Kafka topic and consumer-group name, so that several hubs
+    /// (environments, test runs) can share one cluster.
+    pub kafka_prefix: String,
+    /// librdkafka producer properties over ours, `key=value,…` in the environment.
+    pub kafka_producer_config: Vec<(String, String)>,
+    /// This process's stable name in its Kafka consumer groups; unset: `host-port`.
+    pub instance_id: Option<String>,
     /// The services this process runs (`patient`, `gateway`); unset: the all-in-one hub.
     pub services: Option<Vec<Service>>,
     /// Where the gateway finds the patient service.
@@ -61,6 +68,20 @@ pub fn parse_services(list: &str) -> Result<Vec<Service>, ConfigError> {
     Ok(out)
 }
 
+/// `key=value,key=value` → the pairs; a pair without `=` is an error naming it.
+pub fn parse_properties(list: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err(ConfigError::Invalid(format!(
+                "kafka_producer_config: '{pair}' is not key=value"
+            ))),
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -75,6 +96,9 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             kafka_brokers: None,
+            kafka_prefix: String::new(),
+            kafka_producer_config: Vec::new(),
+            instance_id: None,
             services: None,
             patient_url: "http://127.0.0.1:8081".to_owned(),
             log_format: LogFormat::Json,
@@ -94,6 +118,9 @@ struct Layer {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     kafka_brokers: Option<String>,
+    kafka_prefix: Option<String>,
+    kafka_producer_config: Option<String>,
+    instance_id: Option<String>,
     services: Option<String>,
     patient_url: Option<String>,
     log_format: Option<LogFormat>,
@@ -103,11 +130,14 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 11] = [
+pub const ENV_KEYS: [&str; 14] = [
     "listen",
     "data_dir",
     "database_url",
     "kafka_brokers",
+    "kafka_prefix",
+    "kafka_producer_config",
+    "instance_id",
     "services",
     "patient_url",
     "log_format",
@@ -171,6 +201,9 @@ impl Config {
                 "data_dir" => layer.data_dir = Some(value.into()),
                 "database_url" => layer.database_url = Some(value),
                 "kafka_brokers" => layer.kafka_brokers = Some(value),
+                "kafka_prefix" => layer.kafka_prefix = Some(value),
+                "kafka_producer_config" => layer.kafka_producer_config = Some(value),
+                "instance_id" => layer.instance_id = Some(value),
                 "services" => layer.services = Some(value),
                 "patient_url" => layer.patient_url = Some(value),
                 "log_format" => {
@@ -217,6 +250,15 @@ impl Config {
         if let Some(v) = l.kafka_brokers {
             self.kafka_brokers = Some(v);
         }
+        if let Some(v) = l.kafka_prefix {
+            self.kafka_prefix = v;
+        }
+        if let Some(v) = l.kafka_producer_config {
+            self.kafka_producer_config = parse_properties(&v)?;
+        }
+        if let Some(v) = l.instance_id {
+            self.instance_id = Some(v);
+        }
         if let Some(v) = l.services {
             self.services = Some(parse_services(&v)?);
         }
@@ -250,6 +292,16 @@ impl Config {
                     .to_owned(),
             ));
         }
+        if !self
+            .kafka_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(ConfigError::Invalid(
+                "kafka_prefix may hold only letters, digits, '.', '_' and '-' (Kafka topic names)"
+                    .to_owned(),
+            ));
+        }
         kernel::TenantId::parse(&self.default_tenant)
             .map_err(|e| ConfigError::Invalid(format!("default_tenant: {e}")))?;
         if self.max_body_bytes < 1024 {
@@ -267,6 +319,21 @@ impl Config {
             None => service != Service::Gateway,
             Some(list) => list.contains(&service),
         }
+    }
+
+    /// This process's name among the members of its consumer groups: `instance_id`, or the
+    /// host name and listening port, which stay the same when the process restarts and
+    /// differ between processes.
+    pub fn instance(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "meditrack".to_owned());
+            format!("{host}-{}", self.listen.port())
+        })
     }
 
     /// The database URL with its password hidden, for logs and `meditrack config`.
@@ -331,6 +398,34 @@ mod tests {
         assert!(e.to_string().starts_with("MEDITRACK_LISTEN"), "{e}");
         let e = Config::load(None, env(&[("MEDITRACK_DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(e.to_string().contains("postgres://"), "{e}");
+    }
+
+    #[test]
+    fn kafka_settings_are_checked() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("MEDITRACK_KAFKA_PREFIX", "staging."),
+                (
+                    "MEDITRACK_KAFKA_PRODUCER_CONFIG",
+                    "batch.num.messages=1, linger.ms = 10",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka_prefix, "staging.");
+        assert_eq!(
+            c.kafka_producer_config,
+            vec![
+                ("batch.num.messages".to_owned(), "1".to_owned()),
+                ("linger.ms".to_owned(), "10".to_owned())
+            ]
+        );
+        let e = Config::load(None, env(&[("MEDITRACK_KAFKA_PREFIX", "a/b")])).unwrap_err();
+        assert!(e.to_string().contains("kafka_prefix"), "{e}");
+        let e =
+            Config::load(None, env(&[("MEDITRACK_KAFKA_PRODUCER_CONFIG", "acks")])).unwrap_err();
+        assert!(e.to_string().contains("'acks' is not key=value"), "{e}");
     }
 
     #[test]

@@ -193,28 +193,45 @@ async fn backbone(
                 check: None,
             })
         }
-        Some(brokers) => kafka_backbone(brokers).await,
+        Some(_) => kafka_backbone(config).await,
     }
 }
 
+/// How this hub reaches Kafka, when `kafka_brokers` is set.
 #[cfg(feature = "kafka")]
-async fn kafka_backbone(brokers: &str) -> Result<Backbone, StartError> {
+pub fn kafka_settings(config: &Config) -> Option<eventbus::kafka::KafkaSettings> {
+    let brokers = config.kafka_brokers.as_ref()?;
+    Some(eventbus::kafka::KafkaSettings {
+        brokers: brokers.clone(),
+        prefix: config.kafka_prefix.clone(),
+        producer: config.kafka_producer_config.clone(),
+        instance: Some(config.instance()),
+    })
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka_backbone(config: &Config) -> Result<Backbone, StartError> {
     use eventbus::kafka::{KafkaSink, KafkaSource, ensure_topics};
+    let Some(settings) = kafka_settings(config) else {
+        return Err(StartError::Config("kafka_brokers is unset".to_owned()));
+    };
+    let brokers = settings.brokers.clone();
     let fail = |e: eventbus::BusError| StartError::Config(format!("Kafka at {brokers}: {e}"));
-    // One broker in development; production clusters set their own replication.
-    ensure_topics(brokers, 1).await.map_err(fail)?;
-    tracing::info!(brokers, "event backbone: Kafka");
+    // Missing topics get replication 1 (a development broker); production clusters create
+    // theirs first with `meditrack events init-topics --replication 3`.
+    ensure_topics(&settings, 1).await.map_err(fail)?;
+    tracing::info!(brokers, prefix = settings.prefix, "event backbone: Kafka");
     Ok(Backbone {
-        sink: Arc::new(KafkaSink::new(brokers).map_err(fail)?),
-        source: Arc::new(KafkaSource::new(brokers)),
+        sink: Arc::new(KafkaSink::new(&settings).map_err(fail)?),
+        source: Arc::new(KafkaSource::new(&settings)),
         check: Some(Box::new(BrokerCheck {
-            brokers: brokers.to_owned(),
+            brokers: settings.brokers.clone(),
         })),
     })
 }
 
 #[cfg(not(feature = "kafka"))]
-async fn kafka_backbone(_brokers: &str) -> Result<Backbone, StartError> {
+async fn kafka_backbone(_config: &Config) -> Result<Backbone, StartError> {
     Err(StartError::Config(
         "MEDITRACK_KAFKA_BROKERS is set, but this build has no Kafka support: build with --features kafka".to_owned(),
     ))

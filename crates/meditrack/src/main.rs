@@ -63,8 +63,9 @@ enum EventsCommand {
         #[command(subcommand)]
         command: DlqCommand,
     },
-    /// Make a consumer group read again from an offset of the event log (effects stay
-    /// exactly-once: what it already applied is skipped). A running hub picks it up.
+    /// Make a consumer group read again from an offset (effects stay exactly-once: what it
+    /// already applied is skipped). On the embedded log a running hub picks it up; on Kafka
+    /// stop the consumer's service first, then every partition it has committed on moves.
     Replay {
         /// The consumer group, e.g. `patient`.
         #[arg(long)]
@@ -72,6 +73,13 @@ enum EventsCommand {
         /// The first offset to deliver again (0: from the beginning).
         #[arg(long)]
         from: i64,
+    },
+    /// Create the Kafka topics of 000 §3.1 that are missing, with their partitions and
+    /// retention (the hub also does this when it starts, with replication 1).
+    InitTopics {
+        /// Copies of each partition: 1 for a single broker, 3 on a production cluster.
+        #[arg(long, default_value_t = 1)]
+        replication: i32,
     },
 }
 
@@ -205,8 +213,8 @@ fn print_letter(position: &str, l: &eventbus::consumer::DeadLetter) {
 
 #[allow(clippy::print_stdout)]
 async fn events(config: &Config, command: EventsCommand) -> Result<(), String> {
-    if let Some(brokers) = &config.kafka_brokers {
-        return kafka_events(brokers, command).await;
+    if config.kafka_brokers.is_some() {
+        return kafka_events(config, command).await;
     }
     let log = eventbus::embedded::EmbeddedLog::open(&meditrack::store_config(config))
         .await
@@ -215,6 +223,11 @@ async fn events(config: &Config, command: EventsCommand) -> Result<(), String> {
         EventsCommand::Replay { consumer, from } => {
             log.seek(&consumer, from).await.map_err(|e| e.to_string())?;
             println!("consumer {consumer} will read again from offset {from}");
+        }
+        EventsCommand::InitTopics { .. } => {
+            println!(
+                "the embedded event log has no topics to create (MEDITRACK_KAFKA_BROKERS is unset)"
+            );
         }
         EventsCommand::Dlq {
             command: DlqCommand::List { from, limit },
@@ -262,16 +275,41 @@ async fn events(config: &Config, command: EventsCommand) -> Result<(), String> {
 
 #[cfg(feature = "kafka")]
 #[allow(clippy::print_stdout)]
-async fn kafka_events(brokers: &str, command: EventsCommand) -> Result<(), String> {
-    use eventbus::kafka::{dead_letters, replay_dead_letter};
+async fn kafka_events(config: &Config, command: EventsCommand) -> Result<(), String> {
+    use eventbus::kafka::{dead_letters, ensure_topics, replay_dead_letter, reset_group};
+    let Some(settings) = meditrack::kafka_settings(config) else {
+        return Err("MEDITRACK_KAFKA_BROKERS is unset".to_owned());
+    };
     match command {
-        EventsCommand::Replay { .. } => {
-            return Err("consumer replay on Kafka is not supported yet: stop the consumer and reset its group's offsets with your Kafka tooling".to_owned());
+        EventsCommand::Replay { consumer, from } => {
+            let moved = reset_group(&settings, &consumer, from)
+                .await
+                .map_err(|e| e.to_string())?;
+            if moved.is_empty() {
+                println!(
+                    "consumer {consumer} has no committed positions: it reads from the beginning when it starts"
+                );
+            }
+            for p in moved {
+                println!(
+                    "consumer {consumer} will read {}:{} again from offset {}",
+                    p.topic, p.partition, p.offset
+                );
+            }
+        }
+        EventsCommand::InitTopics { replication } => {
+            if replication < 1 {
+                return Err("--replication must be at least 1".to_owned());
+            }
+            ensure_topics(&settings, replication)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("the topics of the event backbone exist");
         }
         EventsCommand::Dlq {
             command: DlqCommand::List { from, limit },
         } => {
-            let letters = dead_letters(brokers).await.map_err(|e| e.to_string())?;
+            let letters = dead_letters(&settings).await.map_err(|e| e.to_string())?;
             let shown: Vec<_> = letters
                 .iter()
                 .filter(|(_, o, _)| *o >= from)
@@ -288,7 +326,7 @@ async fn kafka_events(brokers: &str, command: EventsCommand) -> Result<(), Strin
             command: DlqCommand::Show { position: at },
         } => {
             let (partition, offset) = position(&at)?;
-            let letters = dead_letters(brokers).await.map_err(|e| e.to_string())?;
+            let letters = dead_letters(&settings).await.map_err(|e| e.to_string())?;
             let (.., letter) = letters
                 .into_iter()
                 .find(|(p, o, _)| (*p, *o) == (partition, offset))
@@ -302,7 +340,7 @@ async fn kafka_events(brokers: &str, command: EventsCommand) -> Result<(), Strin
             command: DlqCommand::Replay { position: at },
         } => {
             let (partition, offset) = position(&at)?;
-            let letter = replay_dead_letter(brokers, partition, offset)
+            let letter = replay_dead_letter(&settings, partition, offset)
                 .await
                 .map_err(|e| e.to_string())?;
             let letter = letter.ok_or_else(|| format!("no dead letter at {at}"))?;
@@ -313,7 +351,7 @@ async fn kafka_events(brokers: &str, command: EventsCommand) -> Result<(), Strin
 }
 
 #[cfg(not(feature = "kafka"))]
-async fn kafka_events(_brokers: &str, _command: EventsCommand) -> Result<(), String> {
+async fn kafka_events(_config: &Config, _command: EventsCommand) -> Result<(), String> {
     Err("MEDITRACK_KAFKA_BROKERS is set, but this build has no Kafka support: build with --features kafka".to_owned())
 }
 
@@ -329,6 +367,17 @@ fn print_config(c: &Config) {
         Some(brokers) => println!("kafka_brokers = \"{brokers}\""),
         None => println!("# kafka_brokers unset: embedded event log under data_dir"),
     }
+    println!("kafka_prefix = \"{}\"", c.kafka_prefix);
+    let properties: Vec<String> = c
+        .kafka_producer_config
+        .iter()
+        .map(|(k, v)| {
+            let secret = k.contains("password") || k.contains("secret");
+            format!("{k}={}", if secret { "***" } else { v.as_str() })
+        })
+        .collect();
+    println!("kafka_producer_config = \"{}\"", properties.join(","));
+    println!("instance_id = \"{}\"", c.instance());
     println!(
         "log_format = \"{}\"",
         if c.log_format == LogFormat::Json {

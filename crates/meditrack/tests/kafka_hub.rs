@@ -7,7 +7,7 @@
 mod common;
 
 use eventbus::EventSource;
-use eventbus::kafka::KafkaSource;
+use eventbus::kafka::{KafkaSettings, KafkaSource};
 use serde_json::{Value, json};
 use std::time::Duration;
 use testkit::{TestApp, json as body};
@@ -63,7 +63,7 @@ async fn with_kafka_configured_the_hubs_events_go_to_kafka_in_order() {
         (unpublished == 0).then_some(())
     })
     .await;
-    let reader = KafkaSource::new(&brokers);
+    let reader = KafkaSource::new(&KafkaSettings::new(&brokers).with_prefix(app.kafka_prefix()));
     let group = format!("probe-{}", uuid::Uuid::now_v7().simple());
     let mut types = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -84,6 +84,72 @@ async fn with_kafka_configured_the_hubs_events_go_to_kafka_in_order() {
     assert_eq!(types, vec!["patient.created.v1", "patient.updated.v1"]);
 }
 
+/// A lab result for a patient this hub does not know is dead-lettered by the patient
+/// consumer on Kafka, with the reason, and a replay puts it back through the consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_a_poison_event_is_dead_lettered_and_can_be_replayed() {
+    let Some(brokers) = testkit::kafka_brokers() else {
+        return;
+    };
+    let app = TestApp::sqlite_with_kafka(&brokers).await;
+    let settings = KafkaSettings::new(&brokers).with_prefix(app.kafka_prefix());
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let poison = json!({
+        "eventId": uuid::Uuid::now_v7(), "eventType": "lab.results.available.v1", "occurredAt": "2026-11-25T10:00:00Z",
+        "source": "lab", "tenantId": testkit::TEST_TENANT, "key": unknown, "correlationId": uuid::Uuid::now_v7(),
+        "payload": {"orderId": uuid::Uuid::now_v7(), "patientId": unknown, "testCodes": ["CBC"],
+                    "abnormal": false, "reportedAt": "2026-11-25T10:00:00Z"}
+    });
+    let record = eventbus::Record {
+        topic: "lab-events".into(),
+        key: unknown.clone(),
+        event_id: uuid::Uuid::now_v7(),
+        payload: poison.to_string(),
+    };
+    eventbus::EventSink::publish(
+        &eventbus::kafka::KafkaSink::new(&settings).unwrap(),
+        &[record],
+    )
+    .await
+    .unwrap();
+
+    let letters = |count: usize| {
+        let settings = settings.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(45);
+            loop {
+                let letters = eventbus::kafka::dead_letters(&settings).await.unwrap();
+                if letters.len() >= count {
+                    break letters;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} of {count} dead letters",
+                    letters.len()
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    let first = letters(1).await;
+    let (partition, offset, letter) = &first[0];
+    assert_eq!(
+        (letter.consumer.as_str(), letter.original_topic.as_str()),
+        ("patient", "lab-events")
+    );
+    assert!(letter.error.contains("no such patient"), "{}", letter.error);
+    assert_eq!(
+        serde_json::from_str::<Value>(&letter.payload).unwrap(),
+        poison
+    );
+    eventbus::kafka::replay_dead_letter(&settings, *partition, *offset)
+        .await
+        .unwrap()
+        .unwrap();
+    // Still unknown, so it goes round once more: proof that the replay reached the consumer.
+    assert_eq!(letters(2).await.len(), 2);
+}
+
 /// Split mode as production runs it: the patient service and the gateway as two processes,
 /// over PostgreSQL (schema `patient`) and Kafka. A registration through the gateway reaches
 /// a consumer in a third process (this test) through the broker.
@@ -102,10 +168,9 @@ async fn split_over_postgres_and_kafka_a_registration_through_the_gateway_reache
         uuid::Uuid::now_v7().simple()
     ));
     let (patient_port, gateway_port) = (common::free_port(), common::free_port());
-    let env = [
-        ("MEDITRACK_DATABASE_URL", url.as_str()),
-        ("MEDITRACK_KAFKA_BROKERS", brokers.as_str()),
-    ];
+    let prefix = testkit::kafka_prefix();
+    let env = common::kafka_env(&brokers, &prefix, Some(&url));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _patient = common::serve(
         &root.join("patient"),
         patient_port,
@@ -148,7 +213,7 @@ async fn split_over_postgres_and_kafka_a_registration_through_the_gateway_reache
     assert_eq!(stored, 1);
     db.close().await;
 
-    let reader = KafkaSource::new(&brokers);
+    let reader = KafkaSource::new(&KafkaSettings::new(&brokers).with_prefix(&prefix));
     let group = format!("probe-{}", uuid::Uuid::now_v7().simple());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let event = loop {
@@ -169,15 +234,41 @@ async fn split_over_postgres_and_kafka_a_registration_through_the_gateway_reache
     let _ = std::fs::remove_dir_all(root);
 }
 
+/// The operator's commands on Kafka: `events init-topics`, `events dlq list|show|replay`, and
+/// `events replay --consumer` moving an idle group back so it reads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dlq_commands_work_on_kafka() {
+async fn the_event_commands_work_on_kafka() {
     let Some(brokers) = testkit::kafka_brokers() else {
         return;
     };
-    eventbus::kafka::ensure_topics(&brokers, 1).await.unwrap();
-    let consumer = format!("cli-test-{}", uuid::Uuid::now_v7().simple());
+    let prefix = testkit::kafka_prefix();
+    let env = common::kafka_env(&brokers, &prefix, None);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env_remove("MEDITRACK_DATABASE_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["events", "init-topics", "--replication", "0"]);
+    assert!(!ok && err.contains("at least 1"), "{err}");
+    let (ok, out, err) = run(&["events", "init-topics"]);
+    assert!(ok && out.contains("exist"), "{out}{err}");
+    let (ok, out, _) = run(&["events", "dlq", "list"]);
+    assert!(
+        ok && out.contains("empty"),
+        "a fresh prefix has an empty DLQ: {out}"
+    );
+
+    let settings = KafkaSettings::new(&brokers).with_prefix(&prefix);
     let letter = json!({
-        "consumer": consumer, "error": "the payload does not match lab.results.available.v1", "attempts": 1,
+        "consumer": "patient", "error": "the payload does not match lab.results.available.v1", "attempts": 1,
         "originalTopic": "lab-events", "originalOffset": 3, "originalKey": "k", "payload": "{}",
         "deadLetteredAt": "2026-11-25T10:00:00Z"
     });
@@ -188,43 +279,62 @@ async fn the_dlq_commands_work_on_kafka() {
         payload: letter.to_string(),
     };
     eventbus::EventSink::publish(
-        &eventbus::kafka::KafkaSink::new(&brokers).unwrap(),
+        &eventbus::kafka::KafkaSink::new(&settings).unwrap(),
         &[record],
     )
     .await
     .unwrap();
 
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::BIN)
-            .args(args)
-            .env("MEDITRACK_KAFKA_BROKERS", &brokers)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (ok, listed, err) = run(&["events", "dlq", "list", "--limit", "100000"]);
+    let (ok, listed, err) = run(&["events", "dlq", "list"]);
     assert!(ok, "{err}");
-    let line = listed
-        .lines()
-        .find(|l| l.contains(&consumer))
-        .unwrap_or_else(|| panic!("not listed:\n{listed}"));
-    let at = line.split('\t').next().unwrap().to_owned();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    let at = listed.split('\t').next().unwrap().to_owned();
     assert!(
         at.contains(':'),
         "Kafka positions are partition:offset: {at}"
     );
     let (ok, shown, _) = run(&["events", "dlq", "show", &at]);
     assert!(ok);
-    assert_eq!(
-        serde_json::from_str::<Value>(&shown).unwrap()["consumer"],
-        consumer.as_str()
+    assert_eq!(serde_json::from_str::<Value>(&shown).unwrap(), letter);
+    let (ok, out, err) = run(&["events", "dlq", "show", "1:4242"]);
+    assert!(
+        !ok && err.contains("no dead letter at 1:4242"),
+        "{out}{err}"
     );
     let (ok, replayed, _) = run(&["events", "dlq", "replay", &at]);
     assert!(ok && replayed.contains("onto lab-events"), "{replayed}");
-    let (ok, _, err) = run(&["events", "replay", "--consumer", "patient", "--from", "0"]);
-    assert!(!ok && err.contains("not supported yet"), "{err}");
+
+    // The replayed event is on lab-events now; a group that read it can be sent back.
+    let reader = KafkaSource::new(&settings);
+    let read = |reader: KafkaSource| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing on lab-events"
+            );
+            let got = reader
+                .poll("patient", &["lab-events"], 10, Duration::from_millis(500))
+                .await
+                .unwrap();
+            if !got.is_empty() {
+                reader.commit("patient", &got).await.unwrap();
+                break got;
+            }
+        }
+    };
+    let first = read(reader).await;
+    assert_eq!(first[0].payload, "{}");
+    let (ok, out, err) = run(&["events", "replay", "--consumer", "patient", "--from", "0"]);
+    assert!(
+        ok && out.contains(&format!(
+            "lab-events:{} again from offset 0",
+            first[0].partition
+        )),
+        "{out}{err}"
+    );
+    let again = read(KafkaSource::new(&settings)).await;
+    assert_eq!(again, first);
+    let (ok, out, _) = run(&["events", "replay", "--consumer", "nobody", "--from", "0"]);
+    assert!(ok && out.contains("no committed positions"), "{out}");
 }

@@ -44,9 +44,15 @@ impl TestApp {
         Self::start(TestDatabase::sqlite(), None).await
     }
 
-    /// On SQLite, with events over the Kafka-protocol broker at `brokers`.
+    /// On SQLite, with events over the Kafka-protocol broker at `brokers`, under topic and
+    /// group names of its own ([`TestApp::kafka_prefix`]).
     pub async fn sqlite_with_kafka(brokers: &str) -> TestApp {
         Self::start(TestDatabase::sqlite(), Some(brokers.to_owned())).await
+    }
+
+    /// What this hub's Kafka topic and consumer-group names start with.
+    pub fn kafka_prefix(&self) -> &str {
+        &self.config.kafka_prefix
     }
 
     /// `None` (after saying why) when PostgreSQL is unreachable outside CI.
@@ -60,6 +66,14 @@ impl TestApp {
             listen: ([127, 0, 0, 1], 0).into(),
             data_dir: database.data_dir(),
             database_url: database.url(),
+            kafka_prefix: kafka_brokers
+                .as_ref()
+                .map(|_| kafka_prefix())
+                .unwrap_or_default(),
+            kafka_producer_config: TEST_BROKER_PRODUCER_CONFIG
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             kafka_brokers,
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
@@ -211,6 +225,20 @@ pub fn kafka_brokers() -> Option<String> {
     );
     None
 }
+
+/// A fresh prefix for Kafka topic and group names, so tests sharing one broker never read
+/// each other's events.
+pub fn kafka_prefix() -> String {
+    format!("t{}.", uuid::Uuid::now_v7().simple())
+}
+
+/// Producer properties for the tansu test broker. tansu 0.6 serves a fetch only from the
+/// first record of a stored batch (its dynostore `fetch` keeps the batches whose base offset
+/// is at or after the one asked for), so a position committed inside a multi-record batch
+/// would never be served again, and a consumer restarted there would wait forever. One
+/// record per batch makes every position a batch start. Real Kafka returns the batch that
+/// holds the position and needs none of this.
+pub const TEST_BROKER_PRODUCER_CONFIG: &[(&str, &str)] = &[("batch.num.messages", "1")];
 
 /// Polls `check` until it yields a value, for effects that happen in the background (events).
 /// Never a fixed sleep: a test waits only as long as it must, and fails after 15 s.

@@ -53,6 +53,15 @@ impl Process {
 }
 
 /// `meditrack serve <args>` in `dir` on `port`, once `/health/ready` answers 200.
+fn log_file(dir: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("meditrack.log"))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
 pub async fn serve(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Process {
     std::fs::create_dir_all(dir).unwrap();
     let mut command = Command::new(BIN);
@@ -64,7 +73,8 @@ pub async fn serve(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -
         .env_remove("MEDITRACK_DATABASE_URL")
         .env_remove("MEDITRACK_KAFKA_BROKERS")
         .env("MEDITRACK_LOG_LEVEL", "warn")
-        .stdout(Stdio::null());
+        // Kept beside the data (and removed with it when the test passes) for diagnosis.
+        .stdout(log_file(dir));
     for (k, v) in env {
         command.env(k, v);
     }
@@ -82,4 +92,26 @@ pub async fn serve(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     process
+}
+
+/// The environment of a hub on the Kafka test broker, under `prefix`, on PostgreSQL at
+/// `database_url` when given.
+pub fn kafka_env(
+    brokers: &str,
+    prefix: &str,
+    database_url: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let producer: Vec<String> = testkit::TEST_BROKER_PRODUCER_CONFIG
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut env = vec![
+        ("MEDITRACK_KAFKA_BROKERS", brokers.to_owned()),
+        ("MEDITRACK_KAFKA_PREFIX", prefix.to_owned()),
+        ("MEDITRACK_KAFKA_PRODUCER_CONFIG", producer.join(",")),
+    ];
+    if let Some(url) = database_url {
+        env.push(("MEDITRACK_DATABASE_URL", url.to_owned()));
+    }
+    env
 }

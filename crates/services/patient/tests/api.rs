@@ -463,6 +463,7 @@ async fn malformed_bodies_wrong_media_types_and_oversized_bodies_get_clear_error
         header(&response, "content-type"),
         "application/problem+json"
     );
+    assert_eq!(header(&response, "connection"), "close");
     let (status, problem) = json(response).await;
     assert_eq!(
         (status, problem["code"].as_str()),
