@@ -19,6 +19,8 @@ use uuid::Uuid;
 struct Recorder {
     transient_failures_left: AtomicU32,
     broken: AtomicBool,
+    /// Events it can never apply.
+    poisoned: std::sync::Mutex<Vec<Uuid>>,
 }
 
 impl Handler for Recorder {
@@ -28,6 +30,14 @@ impl Handler for Recorder {
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
+            if self
+                .poisoned
+                .lock()
+                .unwrap()
+                .contains(&event.event_id.as_uuid())
+            {
+                return Err(HandlerError::Permanent("poisoned".into()));
+            }
             if self.broken.load(Ordering::SeqCst) {
                 return Err(HandlerError::Permanent(
                     "the handler cannot apply this yet".into(),
@@ -166,6 +176,7 @@ on_both_backends!(
     each_event_takes_effect_once_even_when_delivered_again,
     transient_failures_are_retried_until_they_pass,
     events_that_keep_failing_are_dead_lettered_and_replayable_after_a_fix,
+    one_bad_event_in_a_batch_costs_the_others_nothing,
     unknown_event_types_and_undecodable_events_do_not_stop_the_consumer,
 );
 
@@ -227,6 +238,32 @@ async fn events_that_keep_failing_are_dead_lettered_and_replayable_after_a_fix(s
     let dead = dlq::list(&s.log, 0, 10).await.unwrap();
     assert_eq!(dead.last().unwrap().letter.attempts, 1);
     assert!(dead.last().unwrap().letter.error.contains("cannot apply"));
+}
+
+async fn one_bad_event_in_a_batch_costs_the_others_nothing(s: Setup) {
+    let c = consumer(&s);
+    let mut published = Vec::new();
+    for _ in 0..5 {
+        published.push(publish(&s, "lab.results.available.v1").await);
+    }
+    s.handler
+        .poisoned
+        .lock()
+        .unwrap()
+        .push(published[2].event_id.as_uuid());
+    // All five come in one poll: applied together they would fail together.
+    assert_eq!(c.process_batch(Duration::ZERO).await.unwrap(), 5);
+    assert_eq!(effects(&s).await, 4);
+    let dead = dlq::list(&s.log, 0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        serde_json::from_str::<EventEnvelope>(&dead[0].letter.payload).unwrap(),
+        published[2]
+    );
+    // Delivered again (a crash before the position was committed): nothing changes.
+    s.log.seek("test-consumer", 0).await.unwrap();
+    drain(&c).await;
+    assert_eq!(effects(&s).await, 4);
 }
 
 async fn unknown_event_types_and_undecodable_events_do_not_stop_the_consumer(s: Setup) {
