@@ -4,8 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use eventbus::kafka::{KafkaSettings, KafkaSink, KafkaSource, create_topics};
-use eventbus::{Delivery, EventSink, EventSource, Record};
+use eventbus::{EventSink, EventSource, Record};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -27,89 +29,7 @@ async fn topic(brokers: &KafkaSettings, partitions: i32) -> String {
     name
 }
 
-fn record(topic: &str, key: &str, n: usize) -> Record {
-    Record {
-        topic: topic.into(),
-        key: key.into(),
-        event_id: Uuid::now_v7(),
-        payload: format!("{n}"),
-    }
-}
-
-/// Polls until `count` deliveries arrived (joining a group takes a moment).
-async fn receive(source: &KafkaSource, group: &str, topic: &str, count: usize) -> Vec<Delivery> {
-    let deadline = Instant::now() + Duration::from_secs(45);
-    let mut got = Vec::new();
-    while got.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "received {} of {count}",
-            got.len()
-        );
-        got.extend(
-            source
-                .poll(group, &[topic], 100, Duration::from_millis(500))
-                .await
-                .unwrap(),
-        );
-    }
-    got
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_keeps_each_keys_events_in_order_across_partitions() {
-    let Some(brokers) = brokers() else { return };
-    let topic = topic(&brokers, 4).await;
-    let sink = KafkaSink::new(&brokers).unwrap();
-    let records: Vec<_> = (0..30)
-        .map(|n| record(&topic, ["a", "b", "c"][n % 3], n))
-        .collect();
-    sink.publish(&records[..15]).await.unwrap();
-    sink.publish(&records[15..]).await.unwrap();
-    let source = KafkaSource::new(&brokers);
-    let got = receive(&source, "order", &topic, 30).await;
-    for key in ["a", "b", "c"] {
-        let of_key: Vec<usize> = got
-            .iter()
-            .filter(|d| d.key == key)
-            .map(|d| d.payload.parse().unwrap())
-            .collect();
-        let mut sorted = of_key.clone();
-        sorted.sort_unstable();
-        assert_eq!(of_key, sorted, "key {key}");
-        assert_eq!(of_key.len(), 10);
-        assert!(
-            got.iter()
-                .filter(|d| d.key == key)
-                .all(|d| d.partition == got.iter().find(|x| x.key == key).unwrap().partition)
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_redelivers_what_was_not_committed_before_a_crash() {
-    let Some(brokers) = brokers() else { return };
-    let topic = topic(&brokers, 1).await;
-    let group = format!("crash-{}", Uuid::now_v7().simple());
-    let sink = KafkaSink::new(&brokers).unwrap();
-    sink.publish(&[
-        record(&topic, "k", 1),
-        record(&topic, "k", 2),
-        record(&topic, "k", 3),
-    ])
-    .await
-    .unwrap();
-    let first = KafkaSource::new(&brokers);
-    let got = receive(&first, &group, &topic, 3).await;
-    first.commit(&group, &got[..1]).await.unwrap();
-    drop(first); // dies before committing the rest
-    let restarted = KafkaSource::new(&brokers);
-    let again = receive(&restarted, &group, &topic, 2).await;
-    assert_eq!(
-        again.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>(),
-        vec!["2", "3"]
-    );
-}
+use common::{receive, record};
 
 /// A backlog much larger than one poll, over several partitions, read batch by batch with a
 /// commit after each, as the consumer runtime does.
@@ -156,28 +76,38 @@ async fn a_backlog_is_read_in_committed_batches_to_the_end() {
     assert!(most_waiting > 0, "the lag showed the backlog");
 }
 
+/// Kafka as a contract backbone: a new topic of 4 partitions; each `open` is a new client.
+async fn backbone(brokers: &KafkaSettings) -> common::Backbone {
+    let settings = brokers.clone();
+    common::Backbone {
+        sink: std::sync::Arc::new(KafkaSink::new(brokers).unwrap()),
+        open: Box::new(move || {
+            let settings = settings.clone();
+            Box::pin(async move {
+                std::sync::Arc::new(KafkaSource::new(&settings)) as std::sync::Arc<dyn EventSource>
+            })
+        }),
+        topic: topic(brokers, 4).await,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_groups_resume_from_their_own_committed_positions() {
+async fn each_keys_events_arrive_in_the_order_they_were_published() {
     let Some(brokers) = brokers() else { return };
-    let topic = topic(&brokers, 1).await;
-    let sink = KafkaSink::new(&brokers).unwrap();
-    sink.publish(&[record(&topic, "k", 1), record(&topic, "k", 2)])
-        .await
-        .unwrap();
-    let a = KafkaSource::new(&brokers);
-    let got = receive(&a, "group-a", &topic, 2).await;
-    a.commit("group-a", &got).await.unwrap();
-    drop(a);
-    sink.publish(&[record(&topic, "k", 3)]).await.unwrap();
-    let a = KafkaSource::new(&brokers);
-    let got = receive(&a, "group-a", &topic, 1).await;
-    assert_eq!(got[0].payload, "3");
-    let b = KafkaSource::new(&brokers);
-    assert_eq!(
-        receive(&b, "group-b", &topic, 3).await.len(),
-        3,
-        "a new group starts at the beginning"
-    );
+    common::each_keys_events_arrive_in_the_order_they_were_published(backbone(&brokers).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncommitted_deliveries_come_again_after_a_crash() {
+    let Some(brokers) = brokers() else { return };
+    common::uncommitted_deliveries_come_again_after_a_crash(backbone(&brokers).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_group_resumes_from_its_own_committed_position() {
+    let Some(brokers) = brokers() else { return };
+    common::each_group_resumes_from_its_own_committed_position(backbone(&brokers).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
