@@ -55,3 +55,47 @@ impl EventPayload for LabResultsAvailableV1 {
     const EVENT_TYPE: &'static str = "lab.results.available.v1";
     const TOPIC: Topic = Topic::LabEvents;
 }
+
+/// A lab order was cancelled before it completed (000 §2.1.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabTestCancelledV1 {
+    pub order_id: LabOrderId,
+    pub patient_id: PatientId,
+    /// Who cancelled it: a provider or technician id, never a name.
+    pub cancelled_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub cancelled_at: DateTime<Utc>,
+}
+
+impl EventPayload for LabTestCancelledV1 {
+    const EVENT_TYPE: &'static str = "lab.test.cancelled.v1";
+    const TOPIC: Topic = Topic::LabEvents;
+}
+
+/// One result crossed a critical limit (HH/LL, or a per-LOINC limit); raised once per
+/// result so that the ordering provider can be told at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabCriticalResultV1 {
+    pub order_id: LabOrderId,
+    /// The result (lab test) that is critical: at most one event per result.
+    pub result_id: uuid::Uuid,
+    pub patient_id: PatientId,
+    pub test_code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loinc_code: Option<String>,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// `HH`, `LL`, or the flag the result carried when a configured limit made it critical.
+    pub abnormal_flag: String,
+    pub ordering_provider_id: String,
+    pub reported_at: DateTime<Utc>,
+}
+
+impl EventPayload for LabCriticalResultV1 {
+    const EVENT_TYPE: &'static str = "lab.critical.result.v1";
+    const TOPIC: Topic = Topic::LabEvents;
+}

@@ -2,6 +2,7 @@
 //! topic each type travels on (000 §2, §3.1).
 
 pub mod envelope;
+pub mod insurance;
 pub mod lab;
 pub mod patient;
 pub mod pharmacy;

@@ -4,9 +4,18 @@
 //! changing a field's type, or adding a required field (new fields must be optional).
 //! Such a change needs a new version (`…v2`) beside the old one.
 
-use crate::lab::{LabResultsAvailableV1, LabTestOrderedV1};
+use crate::insurance::{
+    InsuranceClaimProcessedV1, InsuranceEligibilityVerifiedV1, InsurancePreauthApprovedV1,
+    InsurancePreauthDeniedV1,
+};
+use crate::lab::{
+    LabCriticalResultV1, LabResultsAvailableV1, LabTestCancelledV1, LabTestOrderedV1,
+};
 use crate::patient::{PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientUpdatedV1};
-use crate::pharmacy::PrescriptionFilledV1;
+use crate::pharmacy::{
+    DrugInteractionDetectedV1, MedicationDispensedV1, PrescriptionCreatedV1, PrescriptionFilledV1,
+    PrescriptionReceivedV1,
+};
 use crate::{EventEnvelope, EventPayload};
 use schemars::{JsonSchema, schema_for};
 use serde_json::Value;
@@ -29,7 +38,17 @@ pub fn all() -> Vec<(&'static str, Value)> {
         payload::<PatientDischargedV1>(),
         payload::<LabTestOrderedV1>(),
         payload::<LabResultsAvailableV1>(),
+        payload::<LabTestCancelledV1>(),
+        payload::<LabCriticalResultV1>(),
+        payload::<InsuranceEligibilityVerifiedV1>(),
+        payload::<InsuranceClaimProcessedV1>(),
+        payload::<InsurancePreauthApprovedV1>(),
+        payload::<InsurancePreauthDeniedV1>(),
+        payload::<PrescriptionCreatedV1>(),
+        payload::<PrescriptionReceivedV1>(),
         payload::<PrescriptionFilledV1>(),
+        payload::<MedicationDispensedV1>(),
+        payload::<DrugInteractionDetectedV1>(),
     ]
 }
 
@@ -195,7 +214,32 @@ mod tests {
     #[test]
     fn every_event_type_has_a_schema_with_camel_case_fields() {
         let all = all();
-        assert_eq!(all.len(), 8);
+        // Every event type 000 §2 names, plus our patient.deleted.v1, and the envelope.
+        let mut names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            vec![
+                "drug.interaction.detected.v1",
+                "envelope",
+                "insurance.claim.processed.v1",
+                "insurance.eligibility.verified.v1",
+                "insurance.preauth.approved.v1",
+                "insurance.preauth.denied.v1",
+                "lab.critical.result.v1",
+                "lab.results.available.v1",
+                "lab.test.cancelled.v1",
+                "lab.test.ordered.v1",
+                "medication.dispensed.v1",
+                "patient.created.v1",
+                "patient.deleted.v1",
+                "patient.discharged.v1",
+                "patient.updated.v1",
+                "prescription.created.v1",
+                "prescription.filled.v1",
+                "prescription.received.v1",
+            ]
+        );
         let (_, created) = all
             .iter()
             .find(|(n, _)| *n == "patient.created.v1")
