@@ -74,6 +74,18 @@ enum EventsCommand {
         #[arg(long)]
         from: i64,
     },
+    /// The events on a topic, one line each: position, key (the aggregate id), event type,
+    /// event id, time. Payloads are not shown: they hold PHI.
+    List {
+        /// e.g. `patient-events`, `lab-events`.
+        #[arg(long)]
+        topic: String,
+        /// Start at this offset (on Kafka: on every partition).
+        #[arg(long, default_value_t = 0)]
+        from: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Create the Kafka topics of 000 §3.1 that are missing, with their partitions and
     /// retention (the hub also does this when it starts, with replication 1).
     InitTopics {
@@ -198,6 +210,35 @@ fn position(text: &str) -> Result<(i32, i64), String> {
     }
 }
 
+/// One line per event, with what identifies it and nothing of its payload.
+#[allow(clippy::print_stdout)]
+fn print_events(deliveries: &[eventbus::Delivery], from: i64, limit: usize, kafka: bool) {
+    let shown: Vec<_> = deliveries
+        .iter()
+        .filter(|d| d.offset >= from)
+        .take(limit)
+        .collect();
+    if shown.is_empty() {
+        println!("no events");
+    }
+    for d in shown {
+        let envelope: serde_json::Value = serde_json::from_str(&d.payload).unwrap_or_default();
+        let field = |name: &str| envelope[name].as_str().unwrap_or("?").to_owned();
+        let position = if kafka {
+            format!("{}:{}", d.partition, d.offset)
+        } else {
+            d.offset.to_string()
+        };
+        println!(
+            "{position}\t{}\t{}\t{}\t{}",
+            d.key,
+            field("eventType"),
+            field("eventId"),
+            field("occurredAt")
+        );
+    }
+}
+
 #[allow(clippy::print_stdout)]
 fn print_letter(position: &str, l: &eventbus::consumer::DeadLetter) {
     println!(
@@ -228,6 +269,13 @@ async fn events(config: &Config, command: EventsCommand) -> Result<(), String> {
             println!(
                 "the embedded event log has no topics to create (MEDITRACK_KAFKA_BROKERS is unset)"
             );
+        }
+        EventsCommand::List { topic, from, limit } => {
+            let records = log
+                .records(&topic, from, limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_events(&records, from, limit, false);
         }
         EventsCommand::Dlq {
             command: DlqCommand::List { from, limit },
@@ -296,6 +344,13 @@ async fn kafka_events(config: &Config, command: EventsCommand) -> Result<(), Str
                     p.topic, p.partition, p.offset
                 );
             }
+        }
+        EventsCommand::List { topic, from, limit } => {
+            let mut records = eventbus::kafka::read_all(&settings, &topic)
+                .await
+                .map_err(|e| e.to_string())?;
+            records.sort_by_key(|d| (d.partition, d.offset));
+            print_events(&records, from, limit, true);
         }
         EventsCommand::InitTopics { replication } => {
             if replication < 1 {

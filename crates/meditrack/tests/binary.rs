@@ -119,6 +119,24 @@ async fn the_hub_runs_without_services_stops_on_sigterm_and_keeps_its_data() {
         .unwrap();
     assert_eq!(searched.status(), 200);
 
+    // The operator sees the patient's events on the log, in order, without their PHI.
+    let id = created["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let listed = loop {
+        let (ok, out) = meditrack(&dir, &["events", "list", "--topic", "patient-events"]);
+        assert!(ok, "{out}");
+        if out.contains(id) {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "no event listed: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let line = listed.lines().find(|l| l.contains(id)).unwrap();
+    assert!(line.contains("\tpatient.created.v1\t"), "{line}");
+    assert!(!listed.contains("Oakenshield") && !listed.contains("219-09-9999"));
+    let (ok, out) = meditrack(&dir, &["events", "list", "--topic", "no-such-topic"]);
+    assert!(ok && out.contains("no events"), "{out}");
+
     let (status, log) = hub.terminate();
     assert!(status.success(), "SIGTERM is a clean shutdown: {status}");
     assert!(log.contains("meditrack stopped cleanly"), "{log}");

@@ -303,6 +303,13 @@ async fn the_event_commands_work_on_kafka() {
     );
     let (ok, replayed, _) = run(&["events", "dlq", "replay", &at]);
     assert!(ok && replayed.contains("onto lab-events"), "{replayed}");
+    let (ok, listed, err) = run(&["events", "list", "--topic", "lab-events"]);
+    assert!(ok, "{err}");
+    let line = listed.lines().next().unwrap_or_default();
+    assert!(
+        line.contains(':') && line.split('\t').nth(1) == Some("k"),
+        "the replayed event, at partition:offset: {listed}"
+    );
 
     // The replayed event is on lab-events now; a group that read it can be sent back.
     let reader = KafkaSource::new(&settings);
