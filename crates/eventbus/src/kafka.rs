@@ -91,6 +91,17 @@ impl KafkaSettings {
         name.strip_prefix(&self.prefix).unwrap_or(name).to_owned()
     }
 
+    /// A message read from the cluster, as the hub names it.
+    fn delivery(&self, message: &impl Message) -> Delivery {
+        Delivery {
+            offset: message.offset(),
+            topic: self.in_hub(message.topic()),
+            partition: message.partition(),
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            payload: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+        }
+    }
+
     fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
@@ -292,16 +303,6 @@ impl KafkaSource {
         consumers.insert(group.to_owned(), consumer.clone());
         Ok(consumer)
     }
-
-    fn delivery(&self, message: &impl Message) -> Delivery {
-        Delivery {
-            offset: message.offset(),
-            topic: self.settings.in_hub(message.topic()),
-            partition: message.partition(),
-            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            payload: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
-        }
-    }
 }
 
 impl EventSource for KafkaSource {
@@ -322,7 +323,7 @@ impl EventSource for KafkaSource {
                     Err(_) => break,
                     Ok(m) => m.map_err(broker)?,
                 };
-                out.push(self.delivery(&message));
+                out.push(self.settings.delivery(&message));
                 timeout = Duration::from_millis(5);
             }
             Ok(out)
@@ -444,13 +445,7 @@ fn read_all_blocking(settings: &KafkaSettings, topic: &str) -> Result<Vec<Delive
     let mut out = Vec::new();
     while !unfinished.is_empty() && std::time::Instant::now() < deadline {
         match reader.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(Delivery {
-                offset: m.offset(),
-                topic: settings.in_hub(m.topic()),
-                partition: m.partition(),
-                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-            }),
+            Some(Ok(m)) => out.push(settings.delivery(&m)),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 unfinished.remove(&p);
             }
