@@ -206,15 +206,11 @@ impl Consumer {
                 skipped += 1;
                 continue;
             };
-            match store::inbox::record(&mut tx, self.name, envelope.event_id.as_uuid()).await {
-                Ok(true) => {}
-                Ok(false) => continue,
+            match self.apply_in(&mut tx, handler.as_ref(), envelope).await {
+                Ok(true) => applied.push(envelope),
+                Ok(false) => {}
                 Err(_) => return false,
             }
-            if handler.handle(&mut tx, envelope).await.is_err() {
-                return false;
-            }
-            applied.push(envelope);
         }
         if tx.commit().await.is_err() {
             return false;
@@ -277,16 +273,30 @@ impl Consumer {
         }
     }
 
+    /// Records the event in the inbox and runs its handler, in `tx`. False: already applied
+    /// (a redelivery), and nothing was done.
+    async fn apply_in(
+        &self,
+        tx: &mut Tx,
+        handler: &dyn Handler,
+        envelope: &EventEnvelope,
+    ) -> Result<bool, HandlerError> {
+        if !store::inbox::record(tx, self.name, envelope.event_id.as_uuid()).await? {
+            return Ok(false);
+        }
+        handler.handle(tx, envelope).await?;
+        Ok(true)
+    }
+
     async fn apply(
         &self,
         handler: &dyn Handler,
         envelope: &EventEnvelope,
     ) -> Result<Outcome, HandlerError> {
         let mut tx = self.db.begin().await?;
-        if !store::inbox::record(&mut tx, self.name, envelope.event_id.as_uuid()).await? {
+        if !self.apply_in(&mut tx, handler, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
-        handler.handle(&mut tx, envelope).await?;
         tx.commit().await?;
         tracing::debug!(
             consumer = self.name,
