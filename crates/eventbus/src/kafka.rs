@@ -71,13 +71,13 @@ impl KafkaSettings {
         self
     }
 
-    pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
-        self.instance = Some(instance.into());
-        self
-    }
-
-    pub fn with_producer(mut self, key: &str, value: &str) -> Self {
-        self.producer.push((key.to_owned(), value.to_owned()));
+    /// With these librdkafka producer properties added over ours.
+    pub fn with_producer(mut self, properties: &[(&str, &str)]) -> Self {
+        self.producer.extend(
+            properties
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         self
     }
 

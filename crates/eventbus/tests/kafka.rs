@@ -13,12 +13,11 @@ use uuid::Uuid;
 
 /// The test broker, under topic and group names no other test uses.
 fn brokers() -> Option<KafkaSettings> {
-    let mut settings =
-        KafkaSettings::new(testkit::kafka_brokers()?).with_prefix(testkit::kafka_prefix());
-    for (key, value) in testkit::TEST_BROKER_PRODUCER_CONFIG {
-        settings = settings.with_producer(key, value);
-    }
-    Some(settings)
+    Some(
+        KafkaSettings::new(testkit::kafka_brokers()?)
+            .with_prefix(testkit::kafka_prefix())
+            .with_producer(testkit::TEST_BROKER_PRODUCER_CONFIG),
+    )
 }
 
 async fn topic(brokers: &KafkaSettings, partitions: i32) -> String {

@@ -261,10 +261,9 @@ async fn on_postgres_and_kafka_no_event_is_lost_or_applied_twice_across_sigkills
     };
     let url = database.url().unwrap();
     let prefix = testkit::kafka_prefix();
-    let mut settings = eventbus::kafka::KafkaSettings::new(&brokers).with_prefix(&prefix);
-    for (key, value) in testkit::TEST_BROKER_PRODUCER_CONFIG {
-        settings = settings.with_producer(key, value);
-    }
+    let settings = eventbus::kafka::KafkaSettings::new(&brokers)
+        .with_prefix(&prefix)
+        .with_producer(testkit::TEST_BROKER_PRODUCER_CONFIG);
     let deployment = Deployment {
         dir: temp_dir("crash-kafka"),
         // Split mode: the patient service as a process of its own.
