@@ -2,56 +2,23 @@
 //! table ([`MATRIX`]). Every use case names the [`Permission`] it needs; [`access`] says
 //! whether a caller's roles grant it, and to which records.
 //!
+//! It also holds what proves who the caller is: access-token validation against an OIDC
+//! issuer's keys ([`token`]), and the pieces of the built-in issuer (signing [`keys`],
+//! [`password`] hashing).
+//!
 //! Reading of the spec: HEALTHCARE_ADMIN's "full system access" is system administration
 //! (users, configuration, the audit trail) plus the cells the matrix gives it (patient
 //! DELETE, claim CREATE); it is not clinical access to every record, which HIPAA's
 //! minimum-necessary rule (§164.502(b)) would not allow.
 
+pub mod keys;
 mod matrix;
+pub mod password;
+pub mod random;
+pub mod token;
 
+pub use kernel::Role;
 pub use matrix::MATRIX;
-
-/// The roles of 000 §5.1, as they appear in the token's `realm_access.roles`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    HealthcareAdmin,
-    Doctor,
-    Nurse,
-    LabTechnician,
-    Pharmacist,
-    InsuranceAgent,
-    Patient,
-}
-
-impl Role {
-    pub const ALL: [Role; 7] = [
-        Role::HealthcareAdmin,
-        Role::Doctor,
-        Role::Nurse,
-        Role::LabTechnician,
-        Role::Pharmacist,
-        Role::InsuranceAgent,
-        Role::Patient,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::HealthcareAdmin => "HEALTHCARE_ADMIN",
-            Role::Doctor => "DOCTOR",
-            Role::Nurse => "NURSE",
-            Role::LabTechnician => "LAB_TECHNICIAN",
-            Role::Pharmacist => "PHARMACIST",
-            Role::InsuranceAgent => "INSURANCE_AGENT",
-            Role::Patient => "PATIENT",
-        }
-    }
-
-    /// The role a token names; `None` for roles this hub does not use (Keycloak adds its
-    /// own, such as `offline_access`).
-    pub fn parse(name: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.name() == name)
-    }
-}
 
 /// What a use case needs. The rows of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -152,4 +119,46 @@ pub fn access(caller: &Caller<'_>, permission: Permission) -> Access {
         }
     }
     best
+}
+
+/// What a use case may touch once its permission is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every record of the caller's tenant.
+    Tenant,
+    /// Only the records of this patient: a PATIENT user's own.
+    Patient(uuid::Uuid),
+}
+
+impl Scope {
+    /// Whether a record of `patient` is within reach. A record outside it is answered as
+    /// if it did not exist (404), so its existence is not revealed.
+    pub fn admits(&self, patient: uuid::Uuid) -> bool {
+        match self {
+            Scope::Tenant => true,
+            Scope::Patient(own) => *own == patient,
+        }
+    }
+}
+
+/// None of the caller's roles grants the permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forbidden(pub Permission);
+
+/// The scope in which `principal` holds `permission`, or why not. Decided from the token
+/// alone, before any record is read, so a refusal says nothing about what exists.
+pub fn authorize(
+    principal: &kernel::Principal,
+    permission: Permission,
+) -> Result<Scope, Forbidden> {
+    let caller = Caller {
+        roles: &principal.roles,
+        patient: principal.patient,
+        supervisor: principal.supervisor,
+    };
+    match (access(&caller, permission), principal.patient) {
+        (Access::Tenant, _) => Ok(Scope::Tenant),
+        (Access::OwnPatient, Some(own)) => Ok(Scope::Patient(own)),
+        _ => Err(Forbidden(permission)),
+    }
 }

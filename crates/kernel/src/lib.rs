@@ -6,11 +6,13 @@ pub mod idempotency;
 pub mod ids;
 pub mod paging;
 pub mod principal;
+pub mod role;
 pub mod sensitive;
 pub mod tenant;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{ErrorKind, FieldError, FieldErrors, OperationError};
 pub use principal::Principal;
+pub use role::Role;
 pub use sensitive::Sensitive;
 pub use tenant::TenantId;

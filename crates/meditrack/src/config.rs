@@ -23,8 +23,19 @@ pub struct Config {
     pub services: Option<Vec<Service>>,
     /// Where the gateway finds the patient service.
     pub patient_url: String,
+    /// Where clients reach this hub: the built-in issuer's `iss` and the base of its URLs.
+    /// Unset: `http://` and the listen address.
+    pub public_url: Option<String>,
+    /// The OIDC issuer whose tokens are accepted (e.g. a Keycloak realm). Unset: the
+    /// built-in issuer of this hub.
+    pub oidc_issuer: Option<String>,
+    /// The `aud` tokens must carry.
+    pub oidc_audience: String,
+    /// The issuer's JWKS; unset: found through its discovery document.
+    pub oidc_jwks_url: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// The tenant `meditrack users add` puts accounts in when `--tenant` is not given.
     pub default_tenant: String,
     pub max_body_bytes: usize,
     pub db_max_connections: u32,
@@ -35,11 +46,16 @@ pub struct Config {
 pub enum Service {
     Patient,
     Gateway,
+    /// The built-in token issuer.
+    Identity,
 }
 
 impl Service {
-    pub const ALL: [(&'static str, Service); 2] =
-        [("patient", Service::Patient), ("gateway", Service::Gateway)];
+    pub const ALL: [(&'static str, Service); 3] = [
+        ("patient", Service::Patient),
+        ("gateway", Service::Gateway),
+        ("identity", Service::Identity),
+    ];
 }
 
 /// `patient,gateway` → the services; an unknown name is an error naming the known ones.
@@ -101,6 +117,10 @@ impl Default for Config {
             instance_id: None,
             services: None,
             patient_url: "http://127.0.0.1:8081".to_owned(),
+            public_url: None,
+            oidc_issuer: None,
+            oidc_audience: "meditrack-api".to_owned(),
+            oidc_jwks_url: None,
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
             default_tenant: "default".to_owned(),
@@ -123,6 +143,10 @@ struct Layer {
     instance_id: Option<String>,
     services: Option<String>,
     patient_url: Option<String>,
+    public_url: Option<String>,
+    oidc_issuer: Option<String>,
+    oidc_audience: Option<String>,
+    oidc_jwks_url: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     default_tenant: Option<String>,
@@ -130,7 +154,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 14] = [
+pub const ENV_KEYS: [&str; 18] = [
     "listen",
     "data_dir",
     "database_url",
@@ -140,6 +164,10 @@ pub const ENV_KEYS: [&str; 14] = [
     "instance_id",
     "services",
     "patient_url",
+    "public_url",
+    "oidc_issuer",
+    "oidc_audience",
+    "oidc_jwks_url",
     "log_format",
     "log_level",
     "default_tenant",
@@ -206,6 +234,10 @@ impl Config {
                 "instance_id" => layer.instance_id = Some(value),
                 "services" => layer.services = Some(value),
                 "patient_url" => layer.patient_url = Some(value),
+                "public_url" => layer.public_url = Some(value),
+                "oidc_issuer" => layer.oidc_issuer = Some(value),
+                "oidc_audience" => layer.oidc_audience = Some(value),
+                "oidc_jwks_url" => layer.oidc_jwks_url = Some(value),
                 "log_format" => {
                     layer.log_format = Some(match value.as_str() {
                         "json" => LogFormat::Json,
@@ -265,6 +297,18 @@ impl Config {
         if let Some(v) = l.patient_url {
             self.patient_url = v;
         }
+        if let Some(v) = l.public_url {
+            self.public_url = Some(v.trim_end_matches('/').to_owned());
+        }
+        if let Some(v) = l.oidc_issuer {
+            self.oidc_issuer = Some(v);
+        }
+        if let Some(v) = l.oidc_audience {
+            self.oidc_audience = v;
+        }
+        if let Some(v) = l.oidc_jwks_url {
+            self.oidc_jwks_url = Some(v);
+        }
         if let Some(v) = l.log_format {
             self.log_format = v;
         }
@@ -310,6 +354,17 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Where clients reach this hub; the built-in issuer's `iss`.
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| {
+            let mut at = self.listen;
+            if at.ip().is_unspecified() {
+                at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{at}")
+        })
     }
 
     /// Whether this process runs `service`: the all-in-one hub runs every service but the
@@ -438,10 +493,11 @@ mod tests {
             parse_services("patient,billing")
                 .unwrap_err()
                 .to_string()
-                .contains("known: patient, gateway")
+                .contains("known: patient, gateway, identity")
         );
         let all_in_one = Config::default();
         assert!(all_in_one.runs(Service::Patient) && !all_in_one.runs(Service::Gateway));
+        assert!(all_in_one.runs(Service::Identity));
         let c = Config::load(None, env(&[("MEDITRACK_SERVICES", "gateway")])).unwrap();
         assert!(c.runs(Service::Gateway) && !c.runs(Service::Patient));
     }

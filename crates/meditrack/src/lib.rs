@@ -1,10 +1,12 @@
 //! The composition root: wires stores, services and listeners together. No business logic.
 
+pub mod accounts;
 pub mod config;
 pub mod logging;
 
 pub use config::{Config, Service};
 
+use auth::token::Verifier;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -14,19 +16,20 @@ use eventbus::consumer::Consumer;
 use eventbus::embedded::EmbeddedLog;
 use eventbus::relay::OutboxRelay;
 use eventbus::{EventSink, EventSource};
-use kernel::{SystemClock, TenantId};
+use kernel::SystemClock;
 use patient::app::PatientService;
 use patient::store::SqlPatientStore;
 use std::sync::Arc;
 use store::{Db, DbError, MigrationSet, StoreConfig};
 use tokio::sync::watch;
 use web::health::{CheckFuture, Checks, ReadinessCheck};
-use web::{DefaultTenant, Problem};
+use web::{Authenticator, Problem};
 
 /// Each database and its migrations: one per service, and the embedded event log.
 pub fn services() -> Vec<(&'static str, Vec<MigrationSet>)> {
     vec![
         (patient::SERVICE, patient::migrations().to_vec()),
+        (identity::SERVICE, vec![identity::MIGRATIONS]),
         (
             eventbus::embedded::DATABASE,
             vec![eventbus::embedded::MIGRATIONS],
@@ -52,6 +55,8 @@ pub enum StartError {
     },
     #[error("configuration: {0}")]
     Config(String),
+    #[error("token signing key: {0}")]
+    SigningKey(#[from] auth::keys::KeyError),
 }
 
 /// Where the databases are, from the configuration.
@@ -94,8 +99,7 @@ async fn open(
 
 pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let metrics = web::metrics::install();
-    let tenant =
-        TenantId::parse(&config.default_tenant).map_err(|e| StartError::Config(e.to_string()))?;
+    let verifier = Arc::new(verifier(config)?);
     let mut router = Router::new();
     let mut databases = Vec::new();
     let mut relays = Vec::new();
@@ -134,6 +138,19 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         checks.extend(backbone.check);
         databases.extend(opened.into_iter().map(|(_, db)| db));
     }
+    if config.runs(Service::Identity) && config.oidc_issuer.is_none() {
+        let opened = open(config, &[identity::SERVICE]).await?;
+        let db = database(&opened, identity::SERVICE)?;
+        let service = accounts::identity_service(config, db)?;
+        router = router.merge(identity::http::router(Arc::new(service)));
+        checks.extend(opened.iter().map(|(service, db)| {
+            Box::new(DatabaseCheck {
+                service,
+                db: db.clone(),
+            }) as Box<dyn ReadinessCheck>
+        }));
+        databases.extend(opened.into_iter().map(|(_, db)| db));
+    }
     if config.runs(Service::Gateway) {
         let upstreams = gateway::Upstreams {
             patient: config.patient_url.clone(),
@@ -160,7 +177,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(axum::Extension(DefaultTenant(tenant)))
+        .layer(axum::Extension(Authenticator(verifier)))
         .layer(from_fn(web::request::observe));
     Ok(Hub {
         router,
@@ -168,6 +185,30 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         relays,
         consumers,
     })
+}
+
+/// How access tokens are checked: against the configured OIDC issuer's published keys, or
+/// against the built-in issuer's key, which this process then holds itself.
+fn verifier(config: &Config) -> Result<Verifier, StartError> {
+    if let Some(issuer) = &config.oidc_issuer {
+        tracing::info!(issuer, "access tokens from an external OIDC issuer");
+        return Ok(Verifier::remote(
+            issuer,
+            &config.oidc_audience,
+            config.oidc_jwks_url.clone(),
+        ));
+    }
+    if !config.runs(Service::Identity) {
+        return Err(StartError::Config(
+            "this process runs no identity service, so it cannot check the built-in issuer's tokens by itself: set MEDITRACK_OIDC_ISSUER to the issuer's URL (the public URL of the process running `identity`, or a Keycloak realm)".to_owned(),
+        ));
+    }
+    let key = accounts::signing_key(config)?;
+    Ok(Verifier::local(
+        &config.public_url(),
+        &config.oidc_audience,
+        &[key],
+    ))
 }
 
 /// Where events go and come from: Kafka when `kafka_brokers` is set, else the embedded log.

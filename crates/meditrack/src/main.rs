@@ -15,7 +15,10 @@ use std::process::ExitCode;
 /// embedded event log; host:port,… for Kafka), MEDITRACK_LOG_FORMAT (json|text),
 /// MEDITRACK_LOG_LEVEL (info), MEDITRACK_DEFAULT_TENANT (default), MEDITRACK_MAX_BODY_BYTES
 /// (1048576), MEDITRACK_DB_MAX_CONNECTIONS (10), MEDITRACK_SERVICES (unset: all in one process),
-/// MEDITRACK_PATIENT_URL (http://127.0.0.1:8081, for the gateway).
+/// MEDITRACK_PATIENT_URL (http://127.0.0.1:8081, for the gateway), MEDITRACK_PUBLIC_URL (http://
+/// and the listen address: the built-in issuer's URL), MEDITRACK_OIDC_ISSUER (unset: the
+/// built-in issuer; a Keycloak realm URL otherwise), MEDITRACK_OIDC_AUDIENCE (meditrack-api),
+/// MEDITRACK_OIDC_JWKS_URL (unset: from the issuer's discovery document).
 #[derive(Debug, Parser)]
 #[command(name = "meditrack", version)]
 struct Cli {
@@ -54,6 +57,60 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Accounts of the built-in token issuer (unused when MEDITRACK_OIDC_ISSUER is set).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Log in to a running hub's built-in issuer and print an access token, for curl:
+    /// `export TOKEN=$(meditrack login --username dr.demo --password-stdin < pw.txt)`.
+    Login {
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of standard input (else you are asked).
+        #[arg(long)]
+        password_stdin: bool,
+        /// The hub (default: MEDITRACK_PUBLIC_URL, or http:// and MEDITRACK_LISTEN).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Add a user (or, with --service-account, a client for the client-credentials grant).
+    /// Without --password-stdin a strong password is generated and printed once.
+    Add {
+        /// The login name (the client id of a service account).
+        #[arg(long)]
+        username: String,
+        /// A role of 000 §5.1 (HEALTHCARE_ADMIN, DOCTOR, NURSE, LAB_TECHNICIAN, PHARMACIST,
+        /// INSURANCE_AGENT, PATIENT) or LAB_SUPERVISOR; repeat or separate with commas.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// The tenant the user works in (default: MEDITRACK_DEFAULT_TENANT).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// For PATIENT users: the id of the patient record they are.
+        #[arg(long)]
+        patient_id: Option<String>,
+        /// For clinicians: their provider id, carried in tokens as `provider_id`.
+        #[arg(long)]
+        provider_id: Option<String>,
+        /// A service account: logs in with the client-credentials grant, gets no refresh token.
+        #[arg(long)]
+        service_account: bool,
+        /// Read the password (or client secret) from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// One line per account: id, name, tenant, kind, roles, and whether it is disabled.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Disable an account and end its sessions (its refresh tokens are revoked).
+    Disable { username: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +227,12 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Events { command } => events(&config, command).await,
+            Command::Users { command } => users(&config, command).await,
+            Command::Login {
+                username,
+                password_stdin,
+                url,
+            } => login(&config, &username, password_stdin, url).await,
         }
     });
     match result {
@@ -198,6 +261,151 @@ async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     tracing::info!("meditrack stopped cleanly");
     Ok(())
+}
+
+/// The first line of standard input, without its line ending.
+fn read_secret(password_stdin: bool, prompt: &str) -> Result<String, String> {
+    if !password_stdin {
+        eprint!("{prompt}: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+#[allow(clippy::print_stdout)]
+async fn users(config: &Config, command: UsersCommand) -> Result<(), String> {
+    use identity::user::{Kind, NewUser};
+    let (service, db) = meditrack::accounts::open_identity(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = match command {
+        UsersCommand::Add {
+            username,
+            roles,
+            tenant,
+            patient_id,
+            provider_id,
+            service_account,
+            password_stdin,
+        } => {
+            let kind = if service_account {
+                Kind::Service
+            } else {
+                Kind::Person
+            };
+            let tenant = tenant.unwrap_or_else(|| config.default_tenant.clone());
+            let new = NewUser::parse(
+                &username,
+                &tenant,
+                kind,
+                &roles,
+                patient_id.as_deref(),
+                provider_id.as_deref(),
+            )?;
+            let (password, generated) = if password_stdin {
+                (read_secret(true, "password")?, false)
+            } else {
+                (auth::random::token(), true)
+            };
+            let user = service
+                .add_user(new, &password)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "added {} {} ({}) in tenant {} with roles {}",
+                kind.as_str(),
+                user.username,
+                user.id,
+                user.tenant,
+                user.roles.join(",")
+            );
+            if generated {
+                let what = if service_account {
+                    "client secret"
+                } else {
+                    "password"
+                };
+                println!("{what} (shown once, keep it safe): {password}");
+            }
+            Ok(())
+        }
+        UsersCommand::List { tenant } => {
+            let tenant = tenant
+                .map(|t| kernel::TenantId::parse(&t).map_err(|e| e.to_string()))
+                .transpose()?;
+            let users = service
+                .users(tenant.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            if users.is_empty() {
+                println!("no users");
+            }
+            for u in users {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}{}",
+                    u.id,
+                    u.username,
+                    u.tenant,
+                    u.kind.as_str(),
+                    u.roles.join(","),
+                    if u.disabled { "\tdisabled" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        UsersCommand::Disable { username } => {
+            match service
+                .disable(&username)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                true => {
+                    println!("disabled {username}; its sessions are ended");
+                    Ok(())
+                }
+                false => Err(format!("no enabled user named {username}")),
+            }
+        }
+    };
+    db.close().await;
+    result
+}
+
+#[allow(clippy::print_stdout)]
+async fn login(
+    config: &Config,
+    username: &str,
+    password_stdin: bool,
+    url: Option<String>,
+) -> Result<(), String> {
+    let password = read_secret(password_stdin, "password")?;
+    let base = url.unwrap_or_else(|| config.public_url());
+    let endpoint = format!("{}/auth/token", base.trim_end_matches('/'));
+    let answer = reqwest::Client::new()
+        .post(&endpoint)
+        .json(&serde_json::json!({
+            "grant_type": "password",
+            "username": username,
+            "password": password,
+        }))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    match body["access_token"].as_str() {
+        Some(token) if status.is_success() => {
+            println!("{token}");
+            Ok(())
+        }
+        _ => Err(format!(
+            "login refused ({status}): {}",
+            body["detail"].as_str().unwrap_or("no detail")
+        )),
+    }
 }
 
 #[allow(clippy::print_stdout)]
@@ -442,6 +650,15 @@ fn print_config(c: &Config) {
         }
     );
     println!("log_level = \"{}\"", c.log_level);
+    println!("public_url = \"{}\"", c.public_url());
+    match &c.oidc_issuer {
+        Some(issuer) => println!("oidc_issuer = \"{issuer}\""),
+        None => println!("# oidc_issuer unset: tokens from this hub's built-in issuer"),
+    }
+    println!("oidc_audience = \"{}\"", c.oidc_audience);
+    if let Some(url) = &c.oidc_jwks_url {
+        println!("oidc_jwks_url = \"{url}\"");
+    }
     println!("default_tenant = \"{}\"", c.default_tenant);
     println!("max_body_bytes = {}", c.max_body_bytes);
     println!("db_max_connections = {}", c.db_max_connections);

@@ -82,7 +82,7 @@ impl Drop for Hub {
 async fn the_hub_runs_without_services_stops_on_sigterm_and_keeps_its_data() {
     let dir = temp_dir("lifecycle");
     let hub = Hub::start(&dir, 1).await;
-    let client = reqwest::Client::new();
+    let (client, _) = common::logged_in(&dir, &[], &hub.base, "DOCTOR").await;
     let patient = json!({
         "firstName": "Wilhelmina", "lastName": "Oakenshield", "dateOfBirth": "1971-03-14",
         "ssn": "219-09-9999", "email": "w.oak@example.org",
@@ -172,7 +172,10 @@ async fn the_hub_runs_without_services_stops_on_sigterm_and_keeps_its_data() {
         "routes are logged as templates"
     );
 
+    // The account survived too; the hub now listens elsewhere, which is a new issuer URL,
+    // so the user logs in again.
     let hub = Hub::start(&dir, 2).await;
+    let (client, _) = common::logged_in(&dir, &[], &hub.base, "NURSE").await;
     let read: Value = client
         .get(format!("{}{path}", hub.base))
         .send()

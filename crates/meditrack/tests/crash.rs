@@ -70,6 +70,12 @@ impl Deployment {
         serve(&self.dir, port, &self.args, &env).await
     }
 
+    async fn login(&self, port: u16) -> reqwest::Client {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let base = format!("http://127.0.0.1:{port}");
+        common::logged_in(&self.dir, &env, &base, "DOCTOR").await.0
+    }
+
     async fn publish(&self, records: &[eventbus::Record]) {
         match &self.backbone {
             Backbone::Embedded(log) => log.publish(records).await.unwrap(),
@@ -106,10 +112,10 @@ const UNPUBLISHED: &str = "SELECT COUNT(*) FROM outbox WHERE published_at IS NUL
 async fn no_event_is_lost_or_applied_twice_across(deployment: Deployment, kills: usize) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/api/v1/patients");
-    let client = reqwest::Client::new();
 
     // A few patients for the lab results to refer to.
     let mut hub = deployment.start(port).await;
+    let mut client = deployment.login(port).await;
     let mut patients = Vec::new();
     for i in 0..10 {
         let body = json!({"firstName": "Crash", "lastName": format!("Test{i}"), "dateOfBirth": "1970-01-01"});
@@ -169,6 +175,8 @@ async fn no_event_is_lost_or_applied_twice_across(deployment: Deployment, kills:
             accepted.len()
         );
         hub = deployment.start(port).await;
+        // Access tokens last 5 minutes; a fresh one per round outlives any round.
+        client = deployment.login(port).await;
     }
 
     // Let the restarted hub catch up, then check every effect.
@@ -266,8 +274,9 @@ async fn on_postgres_and_kafka_no_event_is_lost_or_applied_twice_across_sigkills
         .with_producer(testkit::TEST_BROKER_PRODUCER_CONFIG);
     let deployment = Deployment {
         dir: temp_dir("crash-kafka"),
-        // Split mode: the patient service as a process of its own.
-        args: vec!["--services", "patient"],
+        // Split mode: the patient service as a process of its own (with the issuer of
+        // the tokens it is called with).
+        args: vec!["--services", "patient,identity"],
         env: common::kafka_env(&brokers, &prefix, Some(&url)),
         store: StoreConfig {
             data_dir: PathBuf::new(),

@@ -167,27 +167,18 @@ async fn split_over_postgres_and_kafka_a_registration_through_the_gateway_reache
         "meditrack-split-kafka-{}",
         uuid::Uuid::now_v7().simple()
     ));
-    let (patient_port, gateway_port) = (common::free_port(), common::free_port());
     let prefix = testkit::kafka_prefix();
     let env = common::kafka_env(&brokers, &prefix, Some(&url));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let _patient = common::serve(
-        &root.join("patient"),
-        patient_port,
-        &["--services", "patient"],
-        &env,
-    )
-    .await;
-    let upstream = format!("http://127.0.0.1:{patient_port}");
-    let _gateway = common::serve(
+    let deployment = common::split(&root, &env).await;
+    let gateway_port = deployment.gateway_port;
+    let (client, _) = common::logged_in(
         &root.join("gateway"),
-        gateway_port,
-        &["--services", "gateway"],
-        &[("MEDITRACK_PATIENT_URL", &upstream)],
+        &[],
+        &format!("http://127.0.0.1:{gateway_port}"),
+        "DOCTOR",
     )
     .await;
-
-    let client = reqwest::Client::new();
     let body = json!({"firstName": "Split", "lastName": "Kafka", "dateOfBirth": "1981-01-01"});
     let response = client
         .post(format!("http://127.0.0.1:{gateway_port}/api/v1/patients"))

@@ -16,18 +16,14 @@ use store::StoreConfig;
 async fn a_patient_registered_through_the_gateway_reaches_a_consumer_in_another_process() {
     let root = temp_dir("split");
     let (patient_dir, gateway_dir) = (root.join("patient"), root.join("gateway"));
-    let (patient_port, gateway_port) = (free_port(), free_port());
-    let patient = serve(&patient_dir, patient_port, &["--services", "patient"], &[]).await;
-    let upstream = format!("http://127.0.0.1:{patient_port}");
-    let gateway = serve(
-        &gateway_dir,
+    let common::Split {
+        patient,
+        gateway,
         gateway_port,
-        &["--services", "gateway"],
-        &[("MEDITRACK_PATIENT_URL", &upstream)],
-    )
-    .await;
+        ..
+    } = common::split(&root, &[]).await;
     let via_gateway = |path: &str| format!("http://127.0.0.1:{gateway_port}{path}");
-    let client = reqwest::Client::new();
+    let (client, _) = common::logged_in(&gateway_dir, &[], &via_gateway(""), "DOCTOR").await;
 
     let body = json!({"firstName": "Split", "lastName": "Mode", "dateOfBirth": "1975-05-05", "ssn": "213-45-6789"});
     let response = client
@@ -85,8 +81,8 @@ async fn a_patient_registered_through_the_gateway_reaches_a_consumer_in_another_
         (404, "application/problem+json")
     );
     assert!(
-        !gateway_dir.join("data").exists(),
-        "the gateway keeps no data"
+        !gateway_dir.join("data/patient.db").exists(),
+        "the gateway process keeps no patient data"
     );
 
     // A consumer of its own, in this process, reads the patient process's events.
@@ -127,8 +123,11 @@ async fn a_patient_registered_through_the_gateway_reaches_a_consumer_in_another_
 
 /// The same actions, with a lab result arriving as an event from another service, against
 /// `base` (a hub or a gateway) whose event log is in `data`; returns the timeline's types.
-async fn timeline_after_a_script(base: &str, data: &std::path::Path) -> Vec<String> {
-    let client = reqwest::Client::new();
+async fn timeline_after_a_script(
+    client: &reqwest::Client,
+    base: &str,
+    data: &std::path::Path,
+) -> Vec<String> {
     let body = json!({"firstName": "Same", "lastName": "Story", "dateOfBirth": "1966-06-06", "ssn": "214-45-6789"});
     let created: Value = client
         .post(format!("{base}/api/v1/patients"))
@@ -215,34 +214,15 @@ async fn the_embedded_and_the_split_deployment_tell_the_same_story() {
 
     let hub_port = free_port();
     let hub = serve(&root.join("hub"), hub_port, &[], &[]).await;
-    let embedded = timeline_after_a_script(
-        &format!("http://127.0.0.1:{hub_port}"),
-        &root.join("hub/data"),
-    )
-    .await;
+    let base = format!("http://127.0.0.1:{hub_port}");
+    let (client, _) = common::logged_in(&root.join("hub"), &[], &base, "DOCTOR").await;
+    let embedded = timeline_after_a_script(&client, &base, &root.join("hub/data")).await;
     drop(hub);
 
-    let (patient_port, gateway_port) = (free_port(), free_port());
-    let _patient = serve(
-        &root.join("patient"),
-        patient_port,
-        &["--services", "patient"],
-        &[],
-    )
-    .await;
-    let upstream = format!("http://127.0.0.1:{patient_port}");
-    let _gateway = serve(
-        &root.join("gateway"),
-        gateway_port,
-        &["--services", "gateway"],
-        &[("MEDITRACK_PATIENT_URL", &upstream)],
-    )
-    .await;
-    let split = timeline_after_a_script(
-        &format!("http://127.0.0.1:{gateway_port}"),
-        &root.join("patient/data"),
-    )
-    .await;
+    let deployment = common::split(&root, &[]).await;
+    let base = format!("http://127.0.0.1:{}", deployment.gateway_port);
+    let (client, _) = common::logged_in(&root.join("gateway"), &[], &base, "DOCTOR").await;
+    let split = timeline_after_a_script(&client, &base, &root.join("patient/data")).await;
 
     assert_eq!(
         embedded,

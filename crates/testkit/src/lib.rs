@@ -21,6 +21,10 @@ use tokio::task::JoinHandle;
 
 pub const TEST_TENANT: &str = "test-tenant";
 
+/// The roles of the token `TestApp::client` sends: a clinician who is also an
+/// administrator, so tests about something else can do everything patients need.
+pub const TEST_ROLES: &[&str] = &["DOCTOR", "HEALTHCARE_ADMIN"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -30,6 +34,7 @@ pub enum Backend {
 #[derive(Debug)]
 pub struct TestApp {
     pub address: String,
+    /// Sends a token for [`TEST_ROLES`] in [`TEST_TENANT`] with every request.
     pub client: reqwest::Client,
     pub backend: Backend,
     config: Config,
@@ -96,8 +101,53 @@ impl TestApp {
             server: None,
             _database: database,
         };
+        app.client = app.client_with(&app.token(TEST_ROLES, TEST_TENANT, None));
         app.launch().await;
         app
+    }
+
+    /// An access token from this hub's built-in issuer, valid for an hour, for a user with
+    /// these realm `roles` in `tenant` (and, for PATIENT users, this patient record).
+    pub fn token(&self, roles: &[&str], tenant: &str, patient: Option<&str>) -> String {
+        let key = meditrack::accounts::signing_key(&self.config).expect("the signing key");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64;
+        key.sign(&auth::token::AccessClaims {
+            iss: self.config.public_url(),
+            sub: format!("test-user-{}", uuid::Uuid::now_v7()),
+            aud: self.config.oidc_audience.clone(),
+            exp: now + 3600,
+            iat: now,
+            nbf: now,
+            jti: uuid::Uuid::now_v7().to_string(),
+            realm_access: auth::token::RealmAccess {
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            },
+            tenant_id: tenant.to_owned(),
+            patient_id: patient.map(str::to_owned),
+            provider_id: None,
+            preferred_username: None,
+        })
+    }
+
+    /// A client that sends `token` with every request.
+    pub fn client_with(&self, token: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("a header value"),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("a client")
+    }
+
+    /// The configuration this hub runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     async fn launch(&mut self) {

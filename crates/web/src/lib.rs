@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by every service: problem+json errors, request ids and request
-//! logs, Prometheus metrics, strict JSON extraction, paging parameters and health checks.
+//! logs, the authenticated caller, Prometheus metrics, strict JSON extraction, paging
+//! parameters and health checks.
 
 pub mod caller;
 pub mod health;
@@ -11,7 +12,7 @@ pub mod problem;
 pub mod query;
 pub mod request;
 
-pub use caller::{Caller, DefaultTenant};
+pub use caller::{Authenticator, Caller};
 pub use idempotency::IdempotencyKey;
 pub use json::{ApiJson, Body, JsonCommand};
 pub use paging::{PageBody, page_request};

@@ -16,6 +16,9 @@ pub struct Problem {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub request_id: Option<String>,
+    /// Extension members (RFC 9457 §3.2), e.g. OAuth's `error` on the token endpoint.
+    /// Boxed: they are rare, and every `Result<_, Problem>` pays for the size of a Problem.
+    pub members: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// The wire form; `type` is derived from the code, so it need not be carried around.
@@ -43,7 +46,15 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             request_id: None,
+            members: None,
         }
+    }
+
+    pub fn with_member(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        self.members
+            .get_or_insert_default()
+            .insert(name.to_owned(), value.into());
+        self
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -116,7 +127,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 impl Problem {
     /// The JSON body, as RFC 9457 spells it.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::to_value(Body {
+        let mut body = serde_json::to_value(Body {
             type_uri: format!("https://meditrack.dev/problems/{}", self.code),
             title: self.title,
             status: self.status.as_u16(),
@@ -125,7 +136,13 @@ impl Problem {
             errors: &self.errors,
             request_id: self.request_id.as_deref(),
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+        if let Some(object) = body.as_object_mut() {
+            for (name, value) in self.members.iter().flat_map(|m| m.iter()) {
+                object.entry(name).or_insert_with(|| value.clone());
+            }
+        }
+        body
     }
 }
 
@@ -140,6 +157,17 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: say which scheme is wanted, and whether the token sent was bad.
+            let challenge = match self.code {
+                "auth.token_missing" => "Bearer realm=\"meditrack\"",
+                _ => "Bearer realm=\"meditrack\", error=\"invalid_token\"",
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the oversized body is never read, so this connection cannot carry
             // another request; saying so stops clients from reusing it and failing.

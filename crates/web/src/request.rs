@@ -23,6 +23,11 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// Puts the authenticated subject (an issuer's user id, not PHI) on the request's log line.
+pub fn record_subject(subject: &str) {
+    tracing::Span::current().record("subject", subject);
+}
+
 /// A caller-supplied id is kept when it is short and printable, so it can be logged safely.
 fn acceptable(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
@@ -52,7 +57,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = request.method().clone();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty);
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty, subject = tracing::field::Empty);
     let started = Instant::now();
 
     let mut response = REQUEST_ID

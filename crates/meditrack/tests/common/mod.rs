@@ -115,3 +115,98 @@ pub fn kafka_env(
     }
     env
 }
+
+pub const TEST_PASSWORD: &str = "synthetic-password-1234";
+
+/// What a new operator does: `meditrack users add` (in `dir`, with `env`), then a
+/// password login at `base`. Returns a client that sends the access token, and the token.
+pub async fn logged_in(
+    dir: &Path,
+    env: &[(&str, &str)],
+    base: &str,
+    roles: &str,
+) -> (reqwest::Client, String) {
+    use std::io::Write;
+    let username = format!("user{}", free_port());
+    let mut command = Command::new(BIN);
+    command
+        .args(["users", "add", "--username", &username, "--role", roles])
+        .args(["--tenant", "default", "--password-stdin"])
+        .current_dir(dir)
+        .env_remove("MEDITRACK_DATABASE_URL")
+        .env_remove("MEDITRACK_KAFKA_BROKERS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{TEST_PASSWORD}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "users add: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/auth/token"))
+        .json(&serde_json::json!({"grant_type": "password", "username": username, "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    (client_with(&token), token)
+}
+
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// Split mode in `root`: the patient service alone (`root/patient`), and the gateway with
+/// the built-in issuer (`root/gateway`), whose tokens the patient service checks with the
+/// keys the issuer publishes.
+pub struct Split {
+    pub patient: Process,
+    pub gateway: Process,
+    pub patient_port: u16,
+    pub gateway_port: u16,
+}
+
+pub async fn split(root: &Path, patient_env: &[(&str, &str)]) -> Split {
+    let (patient_port, gateway_port) = (free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{gateway_port}");
+    let mut env = patient_env.to_vec();
+    env.push(("MEDITRACK_OIDC_ISSUER", &issuer));
+    let patient = serve(
+        &root.join("patient"),
+        patient_port,
+        &["--services", "patient"],
+        &env,
+    )
+    .await;
+    let upstream = format!("http://127.0.0.1:{patient_port}");
+    let gateway = serve(
+        &root.join("gateway"),
+        gateway_port,
+        &["--services", "gateway,identity"],
+        &[("MEDITRACK_PATIENT_URL", &upstream)],
+    )
+    .await;
+    Split {
+        patient,
+        gateway,
+        patient_port,
+        gateway_port,
+    }
+}

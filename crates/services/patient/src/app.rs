@@ -10,6 +10,7 @@ use crate::errors::*;
 use crate::store::{
     IdempotencyRecord, PatientStore, PatientSummary, SearchCriteria, Write, WriteError,
 };
+use auth::{Permission, Scope};
 use chrono::{DateTime, Utc};
 use events::lab::{LabTestOrderedV1, OrderedTest};
 use events::patient::{PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientUpdatedV1};
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 pub const SOURCE: &str = "patient";
 pub const REGISTRATIONS: &str = "meditrack_patient_registrations_total";
+pub const DENIALS: &str = "meditrack_permission_denials_total";
 
 /// Who is acting, and the correlation id every event written for this request carries.
 #[derive(Debug, Clone)]
@@ -34,6 +36,14 @@ pub struct Context {
 impl Context {
     fn tenant(&self) -> &TenantId {
         &self.principal.tenant
+    }
+
+    /// The scope in which the caller holds `permission` (000 §5.1), or `Forbidden`.
+    fn authorize(&self, permission: Permission) -> Result<Scope, auth::Forbidden> {
+        auth::authorize(&self.principal, permission).inspect_err(|_| {
+            metrics::counter!(DENIALS).increment(1);
+            tracing::info!(subject = %self.principal.subject, ?permission, "permission denied");
+        })
     }
 
     fn meta(&self, now: DateTime<Utc>) -> EventMeta {
@@ -82,6 +92,7 @@ impl<S: PatientStore> PatientService<S> {
         d: Demographics,
         key: Option<&IdempotencyKey>,
     ) -> Result<Outcome<Patient>, RegisterPatientError> {
+        ctx.authorize(Permission::PatientWrite)?;
         if let Some(id) = self.earlier_outcome(ctx, key, operation::REGISTER).await? {
             let patient = self
                 .store
@@ -149,6 +160,9 @@ impl<S: PatientStore> PatientService<S> {
     }
 
     pub async fn get(&self, ctx: &Context, id: PatientId) -> Result<Patient, GetPatientError> {
+        if !ctx.authorize(Permission::PatientRead)?.admits(id.as_uuid()) {
+            return Err(GetPatientError::NotFound);
+        }
         self.store
             .patient(ctx.tenant(), id)
             .await?
@@ -162,6 +176,19 @@ impl<S: PatientStore> PatientService<S> {
         expected_version: Option<i64>,
         d: Demographics,
     ) -> Result<Patient, UpdatePatientError> {
+        // Clinicians may change anything; a patient only their own contact details.
+        let contact_only = match ctx.authorize(Permission::PatientWrite) {
+            Ok(_) => false,
+            Err(_) => {
+                if !ctx
+                    .authorize(Permission::PatientContactUpdate)?
+                    .admits(id.as_uuid())
+                {
+                    return Err(UpdatePatientError::NotFound);
+                }
+                true
+            }
+        };
         let mut patient = self
             .store
             .patient(ctx.tenant(), id)
@@ -181,6 +208,9 @@ impl<S: PatientStore> PatientService<S> {
             })?;
         if changed.is_empty() {
             return Ok(patient);
+        }
+        if contact_only && changed.iter().any(|f| !Patient::CONTACT_FIELDS.contains(f)) {
+            return Err(UpdatePatientError::Forbidden);
         }
         let changed: Vec<String> = changed.into_iter().map(str::to_owned).collect();
         let events = [EventEnvelope::new(
@@ -215,6 +245,7 @@ impl<S: PatientStore> PatientService<S> {
         id: PatientId,
         expected_version: Option<i64>,
     ) -> Result<(), DeletePatientError> {
+        ctx.authorize(Permission::PatientDelete)?;
         let patient = self
             .store
             .patient(ctx.tenant(), id)
@@ -251,8 +282,12 @@ impl<S: PatientStore> PatientService<S> {
         criteria: &SearchCriteria,
         page: &PageRequest,
     ) -> Result<Page<PatientSummary>, ListError> {
+        let mut criteria = criteria.clone();
+        if let Scope::Patient(own) = ctx.authorize(Permission::PatientRead)? {
+            criteria.only = Some(PatientId::from_uuid(own));
+        }
         self.store
-            .search(ctx.tenant(), criteria, page)
+            .search(ctx.tenant(), &criteria, page)
             .await
             .map_err(Into::into)
     }
@@ -264,6 +299,7 @@ impl<S: PatientStore> PatientService<S> {
         new: NewMedicalRecord,
         key: Option<&IdempotencyKey>,
     ) -> Result<Outcome<MedicalRecord>, PatientSubresourceError> {
+        ctx.authorize(Permission::MedicalRecordCreate)?;
         if let Some(id) = self
             .earlier_outcome(ctx, key, operation::ADD_MEDICAL_RECORD)
             .await?
@@ -314,7 +350,8 @@ impl<S: PatientStore> PatientService<S> {
         patient_id: PatientId,
         page: &PageRequest,
     ) -> Result<Page<MedicalRecord>, ListError> {
-        self.require_patient(ctx, patient_id).await?;
+        self.require_patient(ctx, Permission::MedicalRecordRead, patient_id)
+            .await?;
         self.store
             .medical_records(ctx.tenant(), patient_id, page)
             .await
@@ -327,7 +364,8 @@ impl<S: PatientStore> PatientService<S> {
         patient_id: PatientId,
         page: &PageRequest,
     ) -> Result<Page<TimelineEntry>, ListError> {
-        self.require_patient(ctx, patient_id).await?;
+        self.require_patient(ctx, Permission::MedicalRecordRead, patient_id)
+            .await?;
         self.store
             .timeline(ctx.tenant(), patient_id, page)
             .await
@@ -341,6 +379,7 @@ impl<S: PatientStore> PatientService<S> {
         request: LabOrderRequest,
         key: Option<&IdempotencyKey>,
     ) -> Result<Outcome<LabOrder>, PatientSubresourceError> {
+        ctx.authorize(Permission::LabOrderCreate)?;
         if let Some(id) = self
             .earlier_outcome(ctx, key, operation::ORDER_LABS)
             .await?
@@ -415,6 +454,7 @@ impl<S: PatientStore> PatientService<S> {
         discharge: Discharge,
         key: Option<&IdempotencyKey>,
     ) -> Result<Outcome<Discharged>, PatientSubresourceError> {
+        ctx.authorize(Permission::PatientWrite)?;
         if let Some(id) = self.earlier_outcome(ctx, key, operation::DISCHARGE).await? {
             let entry = self
                 .store
@@ -468,7 +508,16 @@ impl<S: PatientStore> PatientService<S> {
         }))
     }
 
-    async fn require_patient(&self, ctx: &Context, id: PatientId) -> Result<(), ListError> {
+    /// The caller holds `permission` for this patient, and the patient exists.
+    async fn require_patient(
+        &self,
+        ctx: &Context,
+        permission: Permission,
+        id: PatientId,
+    ) -> Result<(), ListError> {
+        if !ctx.authorize(permission)?.admits(id.as_uuid()) {
+            return Err(ListError::PatientNotFound);
+        }
         match self.store.patient_exists(ctx.tenant(), id).await? {
             true => Ok(()),
             false => Err(ListError::PatientNotFound),

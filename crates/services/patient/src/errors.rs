@@ -34,6 +34,8 @@ pub enum IdempotencyError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterPatientError {
+    #[error("your roles do not allow this")]
+    Forbidden,
     #[error("a patient with this MRN already exists")]
     DuplicateMrn,
     #[error("a patient with this SSN already exists")]
@@ -49,6 +51,7 @@ pub enum RegisterPatientError {
 }
 
 operation_error!(RegisterPatientError {
+    Forbidden => ("auth.forbidden", Forbidden),
     DuplicateMrn => ("patient.duplicate_mrn", Conflict),
     DuplicateSsn => ("patient.duplicate_ssn", Conflict),
     IdempotencyKeyReused => ("request.idempotency_key_reused", Invalid),
@@ -74,6 +77,8 @@ impl From<WriteError> for RegisterPatientError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GetPatientError {
+    #[error("your roles do not allow this")]
+    Forbidden,
     #[error("patient not found")]
     NotFound,
     #[error(transparent)]
@@ -81,12 +86,15 @@ pub enum GetPatientError {
 }
 
 operation_error!(GetPatientError {
+    Forbidden => ("auth.forbidden", Forbidden),
     NotFound => ("patient.not_found", NotFound),
     Store(_) => ("internal", Internal),
 });
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpdatePatientError {
+    #[error("your roles do not allow this")]
+    Forbidden,
     #[error("patient not found")]
     NotFound,
     #[error("the patient has changed since it was read; read it again and reapply the change")]
@@ -100,6 +108,7 @@ pub enum UpdatePatientError {
 }
 
 operation_error!(UpdatePatientError {
+    Forbidden => ("auth.forbidden", Forbidden),
     NotFound => ("patient.not_found", NotFound),
     VersionMismatch => ("patient.version_mismatch", PreconditionFailed),
     MrnImmutable => ("patient.mrn_immutable", Invalid),
@@ -124,6 +133,8 @@ impl From<WriteError> for UpdatePatientError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeletePatientError {
+    #[error("your roles do not allow this")]
+    Forbidden,
     #[error("patient not found")]
     NotFound,
     #[error("the patient has changed since it was read; read it again")]
@@ -133,6 +144,7 @@ pub enum DeletePatientError {
 }
 
 operation_error!(DeletePatientError {
+    Forbidden => ("auth.forbidden", Forbidden),
     NotFound => ("patient.not_found", NotFound),
     VersionMismatch => ("patient.version_mismatch", PreconditionFailed),
     Store(_) => ("internal", Internal),
@@ -157,6 +169,8 @@ impl From<WriteError> for DeletePatientError {
 /// Writing something that belongs to a patient: a medical record, a lab order, a discharge.
 #[derive(Debug, thiserror::Error)]
 pub enum PatientSubresourceError {
+    #[error("your roles do not allow this")]
+    Forbidden,
     #[error("patient not found")]
     PatientNotFound,
     #[error("this Idempotency-Key was used for a different request")]
@@ -170,6 +184,7 @@ pub enum PatientSubresourceError {
 }
 
 operation_error!(PatientSubresourceError {
+    Forbidden => ("auth.forbidden", Forbidden),
     PatientNotFound => ("patient.not_found", NotFound),
     IdempotencyKeyReused => ("request.idempotency_key_reused", Invalid),
     IdempotencyConflict => ("request.idempotency_conflict", Conflict),
@@ -195,6 +210,8 @@ impl From<WriteError> for PatientSubresourceError {
 /// Reading a list: search, medical records, timeline.
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
+    #[error("your roles do not allow this")]
+    Forbidden,
     #[error("patient not found")]
     PatientNotFound,
     #[error("the cursor is not one this API handed out")]
@@ -204,6 +221,7 @@ pub enum ListError {
 }
 
 operation_error!(ListError {
+    Forbidden => ("auth.forbidden", Forbidden),
     PatientNotFound => ("patient.not_found", NotFound),
     BadCursor => ("request.invalid_cursor", Invalid),
     Store(_) => ("internal", Internal),
@@ -233,5 +251,41 @@ impl From<IdempotencyError> for PatientSubresourceError {
             IdempotencyError::KeyReused => Self::IdempotencyKeyReused,
             IdempotencyError::Store(e) => Self::Store(e),
         }
+    }
+}
+
+impl From<auth::Forbidden> for RegisterPatientError {
+    fn from(_: auth::Forbidden) -> Self {
+        Self::Forbidden
+    }
+}
+
+impl From<auth::Forbidden> for GetPatientError {
+    fn from(_: auth::Forbidden) -> Self {
+        Self::Forbidden
+    }
+}
+
+impl From<auth::Forbidden> for UpdatePatientError {
+    fn from(_: auth::Forbidden) -> Self {
+        Self::Forbidden
+    }
+}
+
+impl From<auth::Forbidden> for DeletePatientError {
+    fn from(_: auth::Forbidden) -> Self {
+        Self::Forbidden
+    }
+}
+
+impl From<auth::Forbidden> for PatientSubresourceError {
+    fn from(_: auth::Forbidden) -> Self {
+        Self::Forbidden
+    }
+}
+
+impl From<auth::Forbidden> for ListError {
+    fn from(_: auth::Forbidden) -> Self {
+        Self::Forbidden
     }
 }

@@ -75,10 +75,8 @@ async fn generated_mrns_count_up_per_tenant(app: TestApp) {
     let b = create(&app, minimal_patient("Gen", "Two")).await;
     assert_eq!(a["mrn"], "MRN000000001");
     assert_eq!(b["mrn"], "MRN000000002");
-    let other = app
-        .client
+    let other = other_tenant(&app)
         .post(app.url(PATIENTS))
-        .header("x-tenant-id", "other-clinic")
         .json(&minimal_patient("Gen", "Three"))
         .send()
         .await
@@ -914,11 +912,9 @@ async fn a_retried_registration_with_the_same_idempotency_key_creates_one_patien
     );
 
     // Keys belong to a tenant: the same key elsewhere is a new request.
-    let other = app
-        .client
+    let other = other_tenant(&app)
         .post(app.url(PATIENTS))
         .header("idempotency-key", "reg-7f3a")
-        .header("x-tenant-id", "other-clinic")
         .json(&body)
         .send()
         .await

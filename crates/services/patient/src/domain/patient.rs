@@ -189,6 +189,10 @@ impl Patient {
         }
     }
 
+    /// The fields a patient may change on their own record (000 §5.1: "update personal
+    /// information"): how to reach them, not who they are or how they are insured.
+    pub const CONTACT_FIELDS: [&'static str; 3] = ["phone", "email", "addresses"];
+
     /// Applies a full update. Returns the names of the fields that changed; when none did,
     /// the patient is left exactly as it was (same version), so repeating a PUT is harmless.
     pub fn revise(

@@ -233,6 +233,7 @@ fn search_criteria(params: &QueryParams) -> Result<SearchCriteria, Vec<FieldErro
         email: params
             .get("email")
             .and_then(|v| errors.take("email", Email::parse(v))),
+        only: None,
     };
     if errors.is_empty() {
         Ok(criteria)

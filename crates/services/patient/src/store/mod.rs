@@ -100,6 +100,8 @@ pub struct SearchCriteria {
     pub mrn: Option<Mrn>,
     pub phone: Option<Phone>,
     pub email: Option<Email>,
+    /// Only this patient: the caller may see no other (a PATIENT user searching).
+    pub only: Option<PatientId>,
 }
 
 /// A search hit: the patient without SSN, addresses and insurance, which a list does not need.

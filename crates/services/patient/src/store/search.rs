@@ -63,6 +63,9 @@ impl SearchStatement {
         if let Some(email) = &c.email {
             s.equals("email_norm", Bind::Text(email.search_key()));
         }
+        if let Some(only) = c.only {
+            s.equals("patient_id", Bind::Uuid(only.as_uuid()));
+        }
         let by_first_name = c.first_name.is_some() && c.last_name.is_none();
         let order = if by_first_name {
             "first_name_norm, last_name_norm, patient_id"

@@ -54,6 +54,16 @@ pub fn lab_order() -> Value {
     })
 }
 
+/// A valid medical record; all data is synthetic.
+pub fn medical_record() -> Value {
+    json!({
+        "recordType": "VISIT",
+        "recordDate": "2024-01-02T10:00:00Z",
+        "providerId": "NPI1234567890",
+        "notes": "Synthetic note."
+    })
+}
+
 pub async fn create(app: &TestApp, body: Value) -> Value {
     let (status, created) = json(app.post_json(PATIENTS, &body).await).await;
     assert_eq!(status, 201, "{created}");
@@ -146,4 +156,19 @@ pub async fn metric(app: &TestApp, series: &str) -> f64 {
 
 pub fn app_logs_mention(text: &str) -> bool {
     testkit::captured_logs().contains(text)
+}
+
+/// A client of another tenant, with the same roles as `app.client`.
+pub fn other_tenant(app: &TestApp) -> reqwest::Client {
+    app.client_with(&app.token(testkit::TEST_ROLES, "other-clinic", None))
+}
+
+/// A client acting as a user with `roles` in the test tenant.
+pub fn as_role(app: &TestApp, roles: &[&str]) -> reqwest::Client {
+    app.client_with(&app.token(roles, testkit::TEST_TENANT, None))
+}
+
+/// A client acting as the PATIENT user who is the patient `patient_id`.
+pub fn as_patient(app: &TestApp, patient_id: &str) -> reqwest::Client {
+    app.client_with(&app.token(&["PATIENT"], testkit::TEST_TENANT, Some(patient_id)))
 }
