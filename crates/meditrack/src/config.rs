@@ -33,6 +33,16 @@ pub struct Config {
     pub oidc_audience: String,
     /// The issuer's JWKS; unset: found through its discovery document.
     pub oidc_jwks_url: Option<String>,
+    /// Requests per second per client IP at the edge (burst: twice that); 0: unlimited.
+    pub rate_limit_per_ip: f64,
+    /// Requests per second per token subject at the edge (burst: twice that); 0: unlimited.
+    pub rate_limit_per_subject: f64,
+    /// Redis for limits shared by several gateway instances; unset: in-process limits.
+    pub redis_url: Option<String>,
+    /// Prepended to this hub's Redis keys.
+    pub redis_prefix: String,
+    /// Browser origins allowed to call the API (CORS), e.g. `https://portal.example`.
+    pub cors_allowed_origins: Vec<String>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The tenant `meditrack users add` puts accounts in when `--tenant` is not given.
@@ -121,6 +131,11 @@ impl Default for Config {
             oidc_issuer: None,
             oidc_audience: "meditrack-api".to_owned(),
             oidc_jwks_url: None,
+            rate_limit_per_ip: 1000.0,
+            rate_limit_per_subject: 500.0,
+            redis_url: None,
+            redis_prefix: "meditrack:".to_owned(),
+            cors_allowed_origins: Vec::new(),
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
             default_tenant: "default".to_owned(),
@@ -147,6 +162,11 @@ struct Layer {
     oidc_issuer: Option<String>,
     oidc_audience: Option<String>,
     oidc_jwks_url: Option<String>,
+    rate_limit_per_ip: Option<f64>,
+    rate_limit_per_subject: Option<f64>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+    cors_allowed_origins: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     default_tenant: Option<String>,
@@ -154,7 +174,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 18] = [
+pub const ENV_KEYS: [&str; 23] = [
     "listen",
     "data_dir",
     "database_url",
@@ -168,6 +188,11 @@ pub const ENV_KEYS: [&str; 18] = [
     "oidc_issuer",
     "oidc_audience",
     "oidc_jwks_url",
+    "rate_limit_per_ip",
+    "rate_limit_per_subject",
+    "redis_url",
+    "redis_prefix",
+    "cors_allowed_origins",
     "log_format",
     "log_level",
     "default_tenant",
@@ -238,6 +263,23 @@ impl Config {
                 "oidc_issuer" => layer.oidc_issuer = Some(value),
                 "oidc_audience" => layer.oidc_audience = Some(value),
                 "oidc_jwks_url" => layer.oidc_jwks_url = Some(value),
+                "rate_limit_per_ip" | "rate_limit_per_subject" => {
+                    let rate: f64 = value
+                        .parse()
+                        .ok()
+                        .filter(|r: &f64| r.is_finite() && *r >= 0.0)
+                        .ok_or_else(|| {
+                            err("must be requests per second (0: unlimited)".to_owned())
+                        })?;
+                    if key == "rate_limit_per_ip" {
+                        layer.rate_limit_per_ip = Some(rate);
+                    } else {
+                        layer.rate_limit_per_subject = Some(rate);
+                    }
+                }
+                "redis_url" => layer.redis_url = Some(value),
+                "redis_prefix" => layer.redis_prefix = Some(value),
+                "cors_allowed_origins" => layer.cors_allowed_origins = Some(value),
                 "log_format" => {
                     layer.log_format = Some(match value.as_str() {
                         "json" => LogFormat::Json,
@@ -309,6 +351,25 @@ impl Config {
         if let Some(v) = l.oidc_jwks_url {
             self.oidc_jwks_url = Some(v);
         }
+        if let Some(v) = l.rate_limit_per_ip {
+            self.rate_limit_per_ip = v;
+        }
+        if let Some(v) = l.rate_limit_per_subject {
+            self.rate_limit_per_subject = v;
+        }
+        if let Some(v) = l.redis_url {
+            self.redis_url = Some(v);
+        }
+        if let Some(v) = l.redis_prefix {
+            self.redis_prefix = v;
+        }
+        if let Some(v) = l.cors_allowed_origins {
+            self.cors_allowed_origins = v
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect();
+        }
         if let Some(v) = l.log_format {
             self.log_format = v;
         }
@@ -348,6 +409,20 @@ impl Config {
         }
         kernel::TenantId::parse(&self.default_tenant)
             .map_err(|e| ConfigError::Invalid(format!("default_tenant: {e}")))?;
+        if !(self.rate_limit_per_ip >= 0.0 && self.rate_limit_per_subject >= 0.0) {
+            return Err(ConfigError::Invalid(
+                "rate limits are requests per second, 0 or more".to_owned(),
+            ));
+        }
+        if let Some(origin) = self
+            .cors_allowed_origins
+            .iter()
+            .find(|o| !(o.starts_with("https://") || o.starts_with("http://")))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "cors_allowed_origins: '{origin}' is not an origin like https://portal.example"
+            )));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be at least 1024".to_owned(),
@@ -397,7 +472,8 @@ impl Config {
     }
 }
 
-fn redact_password(url: &str) -> String {
+/// `scheme://user:***@host…`: a URL fit to print.
+pub fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

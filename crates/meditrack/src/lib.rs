@@ -10,7 +10,7 @@ use auth::token::Verifier;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use eventbus::consumer::Consumer;
 use eventbus::embedded::EmbeddedLog;
@@ -177,6 +177,10 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
             )
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(from_fn_with_state(
+            Arc::new(edge_policy(config).await?),
+            web::edge::protect,
+        ))
         .layer(axum::Extension(Authenticator(verifier)))
         .layer(from_fn(web::request::observe));
     Ok(Hub {
@@ -209,6 +213,41 @@ fn verifier(config: &Config) -> Result<Verifier, StartError> {
         &config.oidc_audience,
         &[key],
     ))
+}
+
+/// Rate limits, CORS and security headers. Limits apply where this process is the edge (the
+/// all-in-one hub, or a gateway); a service behind the gateway sees only the gateway's IP.
+async fn edge_policy(config: &Config) -> Result<web::edge::EdgePolicy, StartError> {
+    use web::limit::{Limiter, LocalBuckets, Rate, RedisBuckets};
+    let rate = |per_second: f64| {
+        (per_second > 0.0).then_some(Rate {
+            per_second,
+            burst: (per_second * 2.0).max(1.0),
+        })
+    };
+    let is_edge = config.services.is_none() || config.runs(Service::Gateway);
+    let (per_ip, per_subject) = (
+        rate(config.rate_limit_per_ip),
+        rate(config.rate_limit_per_subject),
+    );
+    let limiter = match &config.redis_url {
+        _ if !is_edge || (per_ip.is_none() && per_subject.is_none()) => None,
+        None => Some(Limiter::Local(LocalBuckets::default())),
+        Some(url) => {
+            let buckets = RedisBuckets::connect(url, &config.redis_prefix)
+                .await
+                .map_err(|e| StartError::Config(format!("Redis for rate limits: {e}")))?;
+            tracing::info!("rate limits shared through Redis");
+            Some(Limiter::Redis(buckets))
+        }
+    };
+    Ok(web::edge::EdgePolicy {
+        limiter,
+        per_ip,
+        per_subject,
+        cors_origins: config.cors_allowed_origins.clone(),
+        hsts: false,
+    })
 }
 
 /// Where events go and come from: Kafka when `kafka_brokers` is set, else the embedded log.
@@ -326,9 +365,13 @@ impl Hub {
         for consumer in self.consumers {
             workers.push(tokio::spawn(consumer.run(stopped.clone())));
         }
-        let served = axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         let _ = stop.send(true);
         for worker in workers {
             let _ = worker.await;

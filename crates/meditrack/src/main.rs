@@ -659,6 +659,20 @@ fn print_config(c: &Config) {
     if let Some(url) = &c.oidc_jwks_url {
         println!("oidc_jwks_url = \"{url}\"");
     }
+    println!("rate_limit_per_ip = {}", c.rate_limit_per_ip);
+    println!("rate_limit_per_subject = {}", c.rate_limit_per_subject);
+    match c.redis_url.as_deref() {
+        Some(url) => println!(
+            "redis_url = \"{}\"",
+            meditrack::config::redact_password(url)
+        ),
+        None => println!("# redis_url unset: rate limits kept in this process"),
+    }
+    println!("redis_prefix = \"{}\"", c.redis_prefix);
+    println!(
+        "cors_allowed_origins = \"{}\"",
+        c.cors_allowed_origins.join(",")
+    );
     println!("default_tenant = \"{}\"", c.default_tenant);
     println!("max_body_bytes = {}", c.max_body_bytes);
     println!("db_max_connections = {}", c.db_max_connections);

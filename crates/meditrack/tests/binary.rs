@@ -99,6 +99,15 @@ async fn the_hub_runs_without_services_stops_on_sigterm_and_keeps_its_data() {
     let path = format!("/api/v1/patients/{}", created["id"].as_str().unwrap());
     let labs = json!({"tests": [{"testCode": "BMP", "testName": "Basic metabolic panel"}],
                       "orderingProviderId": "PRV-7", "orderingProviderName": "Synthetic Provider"});
+    let record = json!({"recordType": "VISIT", "recordDate": "2026-11-20T09:30:00Z",
+                        "providerId": "NPI1234567890", "notes": "Quixotic-Zebra-Note about dizziness"});
+    let noted = client
+        .post(format!("{}{path}/medical-records", hub.base))
+        .json(&record)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(noted.status(), 201);
     let ordered = client
         .post(format!(
             "{}/api/v1/patients/219-09-9999/order-labs",
@@ -164,6 +173,9 @@ async fn the_hub_runs_without_services_stops_on_sigterm_and_keeps_its_data() {
         "w.oak",
         "Synthetic Row",
         "Oaken",
+        "Quixotic-Zebra",
+        "dizziness",
+        common::TEST_PASSWORD,
     ] {
         assert!(!log.contains(phi), "{phi} appears in the log");
     }

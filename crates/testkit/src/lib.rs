@@ -49,6 +49,12 @@ impl TestApp {
         Self::start(TestDatabase::sqlite(), None).await
     }
 
+    /// On SQLite, with `change` applied to the test configuration first (rate limits are
+    /// off unless a test turns them on).
+    pub async fn sqlite_with(change: impl FnOnce(&mut Config)) -> TestApp {
+        Self::start_with(TestDatabase::sqlite(), None, change).await
+    }
+
     /// On SQLite, with events over the Kafka-protocol broker at `brokers`, under topic and
     /// group names of its own ([`TestApp::kafka_prefix`]).
     pub async fn sqlite_with_kafka(brokers: &str) -> TestApp {
@@ -66,8 +72,16 @@ impl TestApp {
     }
 
     async fn start(database: TestDatabase, kafka_brokers: Option<String>) -> TestApp {
+        Self::start_with(database, kafka_brokers, |_| {}).await
+    }
+
+    async fn start_with(
+        database: TestDatabase,
+        kafka_brokers: Option<String>,
+        change: impl FnOnce(&mut Config),
+    ) -> TestApp {
         logs::install();
-        let config = Config {
+        let mut config = Config {
             listen: ([127, 0, 0, 1], 0).into(),
             data_dir: database.data_dir(),
             database_url: database.url(),
@@ -85,8 +99,12 @@ impl TestApp {
             default_tenant: TEST_TENANT.to_owned(),
             max_body_bytes: 64 * 1024,
             db_max_connections: 5,
+            // Tests send bursts on purpose; the rate-limit tests turn limits on.
+            rate_limit_per_ip: 0.0,
+            rate_limit_per_subject: 0.0,
             ..Config::default()
         };
+        change(&mut config);
         let backend = if config.database_url.is_some() {
             Backend::Postgres
         } else {
@@ -273,6 +291,31 @@ pub fn kafka_brokers() -> Option<String> {
     eprintln!(
         "skipping a Kafka test: no broker at {brokers} (set MEDITRACK_TEST_KAFKA_BROKERS or start tansu)"
     );
+    None
+}
+
+/// The Redis for tests (`MEDITRACK_TEST_REDIS_URL`, default redis://127.0.0.1:6379). `None`
+/// after saying why when it does not answer, except under `CI=true`, where that fails.
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("MEDITRACK_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let address = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
+    let reachable = address.parse().ok().is_some_and(|addr| {
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok()
+    });
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("Redis is required in CI (CI=true) but {url} is not reachable");
+    }
+    eprintln!("skipping a Redis test: nothing answers at {url} (set MEDITRACK_TEST_REDIS_URL)");
     None
 }
 

@@ -3,9 +3,11 @@
 //! parameters and health checks.
 
 pub mod caller;
+pub mod edge;
 pub mod health;
 pub mod idempotency;
 pub mod json;
+pub mod limit;
 pub mod metrics;
 pub mod paging;
 pub mod problem;

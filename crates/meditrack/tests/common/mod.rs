@@ -73,6 +73,9 @@ pub async fn serve(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -
         .env_remove("MEDITRACK_DATABASE_URL")
         .env_remove("MEDITRACK_KAFKA_BROKERS")
         .env("MEDITRACK_LOG_LEVEL", "warn")
+        // These tests send bursts on purpose (edge.rs tests the limits).
+        .env("MEDITRACK_RATE_LIMIT_PER_IP", "0")
+        .env("MEDITRACK_RATE_LIMIT_PER_SUBJECT", "0")
         // Kept beside the data (and removed with it when the test passes) for diagnosis.
         .stdout(log_file(dir));
     for (k, v) in env {
