@@ -43,6 +43,9 @@ pub struct Config {
     pub redis_prefix: String,
     /// Browser origins allowed to call the API (CORS), e.g. `https://portal.example`.
     pub cors_allowed_origins: Vec<String>,
+    /// PEM certificate chain and private key: serve HTTPS (rustls). Both or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The tenant `meditrack users add` puts accounts in when `--tenant` is not given.
@@ -136,6 +139,8 @@ impl Default for Config {
             redis_url: None,
             redis_prefix: "meditrack:".to_owned(),
             cors_allowed_origins: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
             default_tenant: "default".to_owned(),
@@ -167,6 +172,8 @@ struct Layer {
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     cors_allowed_origins: Option<String>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     default_tenant: Option<String>,
@@ -174,7 +181,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 23] = [
+pub const ENV_KEYS: [&str; 25] = [
     "listen",
     "data_dir",
     "database_url",
@@ -193,6 +200,8 @@ pub const ENV_KEYS: [&str; 23] = [
     "redis_url",
     "redis_prefix",
     "cors_allowed_origins",
+    "tls_cert_file",
+    "tls_key_file",
     "log_format",
     "log_level",
     "default_tenant",
@@ -280,6 +289,8 @@ impl Config {
                 "redis_url" => layer.redis_url = Some(value),
                 "redis_prefix" => layer.redis_prefix = Some(value),
                 "cors_allowed_origins" => layer.cors_allowed_origins = Some(value),
+                "tls_cert_file" => layer.tls_cert_file = Some(value.into()),
+                "tls_key_file" => layer.tls_key_file = Some(value.into()),
                 "log_format" => {
                     layer.log_format = Some(match value.as_str() {
                         "json" => LogFormat::Json,
@@ -370,6 +381,12 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect();
         }
+        if let Some(v) = l.tls_cert_file {
+            self.tls_cert_file = Some(v);
+        }
+        if let Some(v) = l.tls_key_file {
+            self.tls_key_file = Some(v);
+        }
         if let Some(v) = l.log_format {
             self.log_format = v;
         }
@@ -422,6 +439,11 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "cors_allowed_origins: '{origin}' is not an origin like https://portal.example"
             )));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert_file and tls_key_file go together: set both, or neither".to_owned(),
+            ));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(

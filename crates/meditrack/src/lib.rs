@@ -42,6 +42,8 @@ pub fn services() -> Vec<(&'static str, Vec<MigrationSet>)> {
 pub struct Hub {
     pub router: Router,
     pub databases: Vec<Db>,
+    /// Set when this hub terminates TLS itself.
+    tls: Option<Arc<rustls::ServerConfig>>,
     relays: Vec<OutboxRelay>,
     consumers: Vec<Consumer>,
 }
@@ -99,6 +101,13 @@ async fn open(
 
 pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let metrics = web::metrics::install();
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            web::tls::server_config(cert, key)
+                .map_err(|e| StartError::Config(format!("TLS: {e}")))?,
+        ),
+        _ => None,
+    };
     let verifier = Arc::new(verifier(config)?);
     let mut router = Router::new();
     let mut databases = Vec::new();
@@ -178,7 +187,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(from_fn_with_state(
-            Arc::new(edge_policy(config).await?),
+            Arc::new(edge_policy(config, tls.is_some()).await?),
             web::edge::protect,
         ))
         .layer(axum::Extension(Authenticator(verifier)))
@@ -186,6 +195,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     Ok(Hub {
         router,
         databases,
+        tls,
         relays,
         consumers,
     })
@@ -217,7 +227,7 @@ fn verifier(config: &Config) -> Result<Verifier, StartError> {
 
 /// Rate limits, CORS and security headers. Limits apply where this process is the edge (the
 /// all-in-one hub, or a gateway); a service behind the gateway sees only the gateway's IP.
-async fn edge_policy(config: &Config) -> Result<web::edge::EdgePolicy, StartError> {
+async fn edge_policy(config: &Config, tls: bool) -> Result<web::edge::EdgePolicy, StartError> {
     use web::limit::{Limiter, LocalBuckets, Rate, RedisBuckets};
     let rate = |per_second: f64| {
         (per_second > 0.0).then_some(Rate {
@@ -246,7 +256,7 @@ async fn edge_policy(config: &Config) -> Result<web::edge::EdgePolicy, StartErro
         per_ip,
         per_subject,
         cors_origins: config.cors_allowed_origins.clone(),
-        hsts: false,
+        hsts: tls,
     })
 }
 
@@ -365,13 +375,22 @@ impl Hub {
         for consumer in self.consumers {
             workers.push(tokio::spawn(consumer.run(stopped.clone())));
         }
-        let served = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<web::tls::ClientAddr>();
+        let served = match self.tls {
+            Some(tls) => {
+                let listener = web::tls::TlsListener::new(listener, tls)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
         let _ = stop.send(true);
         for worker in workers {
             let _ = worker.await;

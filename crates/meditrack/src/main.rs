@@ -673,6 +673,13 @@ fn print_config(c: &Config) {
         "cors_allowed_origins = \"{}\"",
         c.cors_allowed_origins.join(",")
     );
+    match (&c.tls_cert_file, &c.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            println!("tls_cert_file = \"{}\"", cert.display());
+            println!("tls_key_file = \"{}\"", key.display());
+        }
+        _ => println!("# tls unset: plain HTTP"),
+    }
     println!("default_tenant = \"{}\"", c.default_tenant);
     println!("max_body_bytes = {}", c.max_body_bytes);
     println!("db_max_connections = {}", c.db_max_connections);

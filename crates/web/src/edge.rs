@@ -4,12 +4,12 @@
 //! gateway is the edge; the services behind it see every request come from its address.
 
 use crate::limit::{Decision, Limiter, Rate};
+use crate::tls::ClientAddr;
 use crate::{Authenticator, Caller, Problem};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -93,8 +93,8 @@ async fn limit(policy: &EdgePolicy, request: &mut Request) -> Option<Response> {
     if let Some(rate) = policy.per_ip {
         let ip = request
             .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
+            .get::<ConnectInfo<ClientAddr>>()
+            .map(|c| c.0.0.ip().to_string())
             .unwrap_or_default();
         if let Decision::Limited { retry_after } = limiter.check(&format!("ip:{ip}"), rate).await {
             return Some(too_many("ip", retry_after));

@@ -13,6 +13,7 @@ pub mod paging;
 pub mod problem;
 pub mod query;
 pub mod request;
+pub mod tls;
 
 pub use caller::{Authenticator, Caller};
 pub use idempotency::IdempotencyKey;
