@@ -204,7 +204,12 @@ fn main() -> ExitCode {
             None => {}
         }
     }
-    meditrack::logging::init(&config, std::io::stdout);
+    // A server logs to stdout; a command keeps stdout for its answer (`$(meditrack login)`).
+    if matches!(cli.command, Command::Serve { .. }) {
+        meditrack::logging::init(&config, std::io::stdout);
+    } else {
+        meditrack::logging::init(&config, std::io::stderr);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
