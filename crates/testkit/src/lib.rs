@@ -152,15 +152,7 @@ impl TestApp {
 
     /// A client that sends `token` with every request.
     pub fn client_with(&self, token: &str) -> reqwest::Client {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {token}").parse().expect("a header value"),
-        );
-        reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .expect("a client")
+        client_with(token)
     }
 
     /// The configuration this hub runs with.
@@ -292,6 +284,19 @@ pub fn kafka_brokers() -> Option<String> {
         "skipping a Kafka test: no broker at {brokers} (set MEDITRACK_TEST_KAFKA_BROKERS or start tansu)"
     );
     None
+}
+
+/// A client that sends the bearer `token` with every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
 }
 
 /// The Redis for tests (`MEDITRACK_TEST_REDIS_URL`, default redis://127.0.0.1:6379). `None`

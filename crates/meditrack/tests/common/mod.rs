@@ -161,19 +161,7 @@ pub async fn logged_in(
     assert_eq!(answer.status(), 200);
     let body: serde_json::Value = answer.json().await.unwrap();
     let token = body["access_token"].as_str().unwrap().to_owned();
-    (client_with(&token), token)
-}
-
-pub fn client_with(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    (testkit::client_with(&token), token)
 }
 
 /// Split mode in `root`: the patient service alone (`root/patient`), and the gateway with

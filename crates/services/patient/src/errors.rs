@@ -254,38 +254,22 @@ impl From<IdempotencyError> for PatientSubresourceError {
     }
 }
 
-impl From<auth::Forbidden> for RegisterPatientError {
-    fn from(_: auth::Forbidden) -> Self {
-        Self::Forbidden
-    }
+/// A permission the caller's roles do not grant is the same refusal for every operation.
+macro_rules! forbidden_from {
+    ($($ty:ident),+) => {
+        $(impl From<auth::Forbidden> for $ty {
+            fn from(_: auth::Forbidden) -> Self {
+                Self::Forbidden
+            }
+        })+
+    };
 }
 
-impl From<auth::Forbidden> for GetPatientError {
-    fn from(_: auth::Forbidden) -> Self {
-        Self::Forbidden
-    }
-}
-
-impl From<auth::Forbidden> for UpdatePatientError {
-    fn from(_: auth::Forbidden) -> Self {
-        Self::Forbidden
-    }
-}
-
-impl From<auth::Forbidden> for DeletePatientError {
-    fn from(_: auth::Forbidden) -> Self {
-        Self::Forbidden
-    }
-}
-
-impl From<auth::Forbidden> for PatientSubresourceError {
-    fn from(_: auth::Forbidden) -> Self {
-        Self::Forbidden
-    }
-}
-
-impl From<auth::Forbidden> for ListError {
-    fn from(_: auth::Forbidden) -> Self {
-        Self::Forbidden
-    }
-}
+forbidden_from!(
+    RegisterPatientError,
+    GetPatientError,
+    UpdatePatientError,
+    DeletePatientError,
+    PatientSubresourceError,
+    ListError
+);
