@@ -8,7 +8,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "token-signing-key.pem";
@@ -74,27 +73,14 @@ impl SigningKey {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        if !path.exists() {
-            let key = Self::generate_p256();
+        crate::secret_file::create_once(&path, || {
             #[allow(clippy::expect_used)]
-            let pem = key
+            let pem = Self::generate_p256()
                 .to_pkcs8_pem(LineEnding::LF)
                 .expect("a P-256 key encodes as PEM");
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(&path) {
-                Ok(mut file) => {
-                    file.write_all(pem.as_bytes()).map_err(io)?;
-                    file.sync_all().map_err(io)?;
-                    tracing::info!(path = %path.display(), "token signing key created");
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
+            pem.as_bytes().to_vec()
+        })
+        .map_err(io)?;
         let pem = std::fs::read_to_string(&path).map_err(io)?;
         let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&pem)
             .map_err(|_| KeyError::Malformed { path: path.clone() })?;

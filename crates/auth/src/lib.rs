@@ -4,7 +4,7 @@
 //!
 //! It also holds what proves who the caller is: access-token validation against an OIDC
 //! issuer's keys ([`token`]), and the pieces of the built-in issuer (signing [`keys`],
-//! [`password`] hashing).
+//! [`password`] hashing), and the keys that seal fields at rest ([`sealing`]).
 //!
 //! Reading of the spec: HEALTHCARE_ADMIN's "full system access" is system administration
 //! (users, configuration, the audit trail) plus the cells the matrix gives it (patient
@@ -15,6 +15,8 @@ pub mod keys;
 mod matrix;
 pub mod password;
 pub mod random;
+pub mod sealing;
+mod secret_file;
 pub mod token;
 
 pub use kernel::Role;

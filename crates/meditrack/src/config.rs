@@ -46,6 +46,12 @@ pub struct Config {
     /// PEM certificate chain and private key: serve HTTPS (rustls). Both or neither.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// The field-encryption keyring (`auth::sealing`); unset: `<data_dir>/keys/field-keyring`,
+    /// made on first start.
+    pub keyring_file: Option<PathBuf>,
+    /// The keyring's text itself (entries separated by `;`), for secrets given through the
+    /// environment; it takes precedence over the file, and a rotation then means a restart.
+    pub keyring: Option<kernel::Sensitive<String>>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The tenant `meditrack users add` puts accounts in when `--tenant` is not given.
@@ -141,6 +147,8 @@ impl Default for Config {
             cors_allowed_origins: Vec::new(),
             tls_cert_file: None,
             tls_key_file: None,
+            keyring_file: None,
+            keyring: None,
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
             default_tenant: "default".to_owned(),
@@ -174,6 +182,8 @@ struct Layer {
     cors_allowed_origins: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    keyring_file: Option<PathBuf>,
+    keyring: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     default_tenant: Option<String>,
@@ -181,7 +191,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 25] = [
+pub const ENV_KEYS: [&str; 27] = [
     "listen",
     "data_dir",
     "database_url",
@@ -202,6 +212,8 @@ pub const ENV_KEYS: [&str; 25] = [
     "cors_allowed_origins",
     "tls_cert_file",
     "tls_key_file",
+    "keyring_file",
+    "keyring",
     "log_format",
     "log_level",
     "default_tenant",
@@ -291,6 +303,8 @@ impl Config {
                 "cors_allowed_origins" => layer.cors_allowed_origins = Some(value),
                 "tls_cert_file" => layer.tls_cert_file = Some(value.into()),
                 "tls_key_file" => layer.tls_key_file = Some(value.into()),
+                "keyring_file" => layer.keyring_file = Some(value.into()),
+                "keyring" => layer.keyring = Some(value),
                 "log_format" => {
                     layer.log_format = Some(match value.as_str() {
                         "json" => LogFormat::Json,
@@ -387,6 +401,12 @@ impl Config {
         if let Some(v) = l.tls_key_file {
             self.tls_key_file = Some(v);
         }
+        if let Some(v) = l.keyring_file {
+            self.keyring_file = Some(v);
+        }
+        if let Some(v) = l.keyring {
+            self.keyring = Some(kernel::Sensitive::new(v));
+        }
         if let Some(v) = l.log_format {
             self.log_format = v;
         }
@@ -454,6 +474,13 @@ impl Config {
     }
 
     /// Where clients reach this hub; the built-in issuer's `iss`.
+    /// Where the field-encryption keyring is kept.
+    pub fn keyring_path(&self) -> PathBuf {
+        self.keyring_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("field-keyring"))
+    }
+
     pub fn public_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| {
             let mut at = self.listen;

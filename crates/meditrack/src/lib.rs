@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod config;
+pub mod fields;
 pub mod logging;
 
 pub use config::{Config, Service};
@@ -18,7 +19,6 @@ use eventbus::relay::OutboxRelay;
 use eventbus::{EventSink, EventSource};
 use kernel::SystemClock;
 use patient::app::PatientService;
-use patient::store::SqlPatientStore;
 use std::sync::Arc;
 use store::{Db, DbError, MigrationSet, StoreConfig};
 use tokio::sync::watch;
@@ -134,7 +134,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
             backbone.sink.clone(),
         ));
         let service = Arc::new(PatientService::new(
-            SqlPatientStore::new(patient_db),
+            fields::patient_store(config, patient_db).await?,
             Arc::new(SystemClock),
         ));
         router = router.merge(patient::http::router(service));

@@ -62,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// The field-encryption keyring (SSNs and notes are sealed at rest with it).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Log in to a running hub's built-in issuer and print an access token, for curl:
     /// `export TOKEN=$(meditrack login --username dr.demo --password-stdin < pw.txt)`.
     Login {
@@ -111,6 +116,18 @@ enum UsersCommand {
     },
     /// Disable an account and end its sessions (its refresh tokens are revoked).
     Disable { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// The active master key, and how many values each key seals.
+    Status,
+    /// Make a new master key active and re-seal everything under it, while hubs keep serving
+    /// (they pick the new keyring up from the file within seconds). Old keys stay in the
+    /// keyring until retired.
+    Rotate,
+    /// Remove a master key that no value needs any more.
+    Retire { id: u32 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +250,16 @@ fn main() -> ExitCode {
             }
             Command::Events { command } => events(&config, command).await,
             Command::Users { command } => users(&config, command).await,
+            #[allow(clippy::print_stdout)]
+            Command::Keys { command } => {
+                let out = match command {
+                    KeysCommand::Status => meditrack::fields::status(&config).await,
+                    KeysCommand::Rotate => meditrack::fields::rotate(&config).await,
+                    KeysCommand::Retire { id } => meditrack::fields::retire(&config, id).await,
+                }?;
+                print!("{out}");
+                Ok(())
+            }
             Command::Login {
                 username,
                 password_stdin,
@@ -684,6 +711,10 @@ fn print_config(c: &Config) {
             println!("tls_key_file = \"{}\"", key.display());
         }
         _ => println!("# tls unset: plain HTTP"),
+    }
+    match &c.keyring {
+        Some(_) => println!("keyring = \"[redacted]\""),
+        None => println!("keyring_file = \"{}\"", c.keyring_path().display()),
     }
     println!("default_tenant = \"{}\"", c.default_tenant);
     println!("max_body_bytes = {}", c.max_body_bytes);

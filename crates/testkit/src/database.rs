@@ -80,7 +80,8 @@ impl TestDatabase {
     pub fn data_dir(&self) -> PathBuf {
         match self {
             TestDatabase::Sqlite { dir } => dir.clone(),
-            TestDatabase::Postgres { .. } => std::env::temp_dir().join("meditrack-test-unused"),
+            // Keys (signing, field encryption) still live in a data directory: one per test.
+            TestDatabase::Postgres { name, .. } => std::env::temp_dir().join(name.as_str()),
         }
     }
 
@@ -182,6 +183,7 @@ impl Drop for TestDatabase {
                 let _ = std::fs::remove_dir_all(dir);
             }
             TestDatabase::Postgres { admin_url, name } => {
+                let _ = std::fs::remove_dir_all(std::env::temp_dir().join(name.as_str()));
                 let (admin, name) = (admin_url.clone(), name.clone());
                 // Drop runs inside the test's runtime; a thread with its own runtime may block.
                 let dropped = std::thread::spawn(move || {

@@ -207,6 +207,11 @@ impl TestApp {
         Db::connect(service, &store).await.expect("test database")
     }
 
+    /// The hub's field-encryption keys, to open what it sealed.
+    pub fn field_cipher(&self) -> std::sync::Arc<auth::sealing::FieldCipher> {
+        std::sync::Arc::new(meditrack::fields::cipher(&self.config).expect("the keyring"))
+    }
+
     /// The hub's embedded event log, to publish as another service would or to look at it.
     pub async fn event_log(&self) -> eventbus::embedded::EmbeddedLog {
         eventbus::embedded::EmbeddedLog::new(self.db(eventbus::embedded::DATABASE).await)

@@ -26,6 +26,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             name: "idempotency keys",
             sql: include_str!("../migrations/sqlite/0002_idempotency_keys.sql"),
         },
+        Migration {
+            version: 3,
+            name: "sealed fields",
+            sql: include_str!("../migrations/sqlite/0003_sealed_fields.sql"),
+        },
     ],
     postgres: &[
         Migration {
@@ -37,6 +42,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             version: 2,
             name: "idempotency keys",
             sql: include_str!("../migrations/postgres/0002_idempotency_keys.sql"),
+        },
+        Migration {
+            version: 3,
+            name: "sealed fields",
+            sql: include_str!("../migrations/postgres/0003_sealed_fields.sql"),
         },
     ],
 };

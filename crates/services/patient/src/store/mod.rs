@@ -1,9 +1,11 @@
 //! The patient store port, and its adapter over SQLite and PostgreSQL (`sql.rs`).
 
 mod rows;
+mod sealing;
 mod search;
 mod sql;
 
+pub use sealing::{KeyringCheckError, Reseal};
 pub use sql::{SqlPatientStore, append_external_entry};
 
 use crate::domain::lab_order::LabOrder;

@@ -11,6 +11,7 @@ use crate::domain::medical_record::{MedicalRecord, RECORD_TYPES};
 use crate::domain::timeline::{TimelineEntry, TimelineEvent};
 use crate::domain::{Email, Gender, Mrn, Patient, PersonName, Phone, Ssn};
 use crate::store::PatientSummary;
+use auth::sealing::FieldCipher;
 use chrono::{DateTime, NaiveDate, Utc};
 use kernel::ids::{LabOrderId, MedicalRecordId, PatientId, TimelineEntryId};
 use kernel::{Sensitive, TenantId};
@@ -22,12 +23,21 @@ fn broken(what: &'static str) -> DbError {
     DbError::Invariant(what)
 }
 
+/// Where a sealed SSN belongs: it opens only in its own row.
+pub fn ssn_context(patient: Uuid) -> String {
+    format!("patients.ssn/{patient}")
+}
+
+pub fn notes_context(record: Uuid) -> String {
+    format!("medical_records.notes/{record}")
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub struct PatientRow {
     patient_id: Uuid,
     tenant_id: String,
     mrn: String,
-    ssn: Option<String>,
+    ssn_sealed: Option<String>,
     first_name: String,
     middle_name: Option<String>,
     last_name: String,
@@ -42,7 +52,7 @@ pub struct PatientRow {
     updated_by: Option<String>,
 }
 
-pub const PATIENT_COLUMNS: &str = "patient_id, tenant_id, mrn, ssn, first_name, middle_name, last_name, date_of_birth, gender, phone, email, version, created_at, updated_at, created_by, updated_by";
+pub const PATIENT_COLUMNS: &str = "patient_id, tenant_id, mrn, ssn_sealed, first_name, middle_name, last_name, date_of_birth, gender, phone, email, version, created_at, updated_at, created_by, updated_by";
 
 impl PatientRow {
     pub fn id(&self) -> Uuid {
@@ -51,6 +61,7 @@ impl PatientRow {
 
     pub fn into_patient(
         self,
+        cipher: &FieldCipher,
         addresses: Vec<Address>,
         insurance: Vec<Insurance>,
     ) -> Result<Patient, DbError> {
@@ -59,11 +70,15 @@ impl PatientRow {
             tenant: TenantId::parse(&self.tenant_id).map_err(|_| broken("stored tenant id"))?,
             mrn: Mrn::parse(&self.mrn).map_err(|_| broken("stored MRN"))?,
             ssn: self
-                .ssn
+                .ssn_sealed
                 .as_deref()
-                .map(Ssn::parse)
-                .transpose()
-                .map_err(|_| broken("stored SSN"))?,
+                .map(|sealed| {
+                    let plain = cipher
+                        .open(&self.tenant_id, &ssn_context(self.patient_id), sealed)
+                        .map_err(|_| broken("a sealed SSN does not open with the keyring"))?;
+                    Ssn::parse(&plain).map_err(|_| broken("stored SSN"))
+                })
+                .transpose()?,
             name: PersonName::parse(
                 Some(&self.first_name),
                 self.middle_name.as_deref(),
@@ -189,17 +204,28 @@ pub struct MedicalRecordRow {
     provider_id: String,
     diagnosis_codes: Json<Vec<String>>,
     procedure_codes: Json<Vec<String>>,
-    notes: Option<String>,
+    notes_sealed: Option<String>,
     created_at: DateTime<Utc>,
     created_by: Option<String>,
 }
 
-pub const MEDICAL_RECORD_COLUMNS: &str = "record_id, patient_id, record_type, record_date, provider_id, diagnosis_codes, procedure_codes, notes, created_at, created_by";
+pub const MEDICAL_RECORD_COLUMNS: &str = "record_id, patient_id, record_type, record_date, provider_id, diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by";
 
-impl TryFrom<MedicalRecordRow> for MedicalRecord {
-    type Error = DbError;
-
-    fn try_from(r: MedicalRecordRow) -> Result<Self, DbError> {
+impl MedicalRecordRow {
+    pub fn into_record(
+        self,
+        tenant: &TenantId,
+        cipher: &FieldCipher,
+    ) -> Result<MedicalRecord, DbError> {
+        let r = self;
+        let notes = match &r.notes_sealed {
+            None => None,
+            Some(sealed) => Some(Sensitive::new(
+                cipher
+                    .open(tenant.as_str(), &notes_context(r.record_id), sealed)
+                    .map_err(|_| broken("sealed notes do not open with the keyring"))?,
+            )),
+        };
         Ok(MedicalRecord {
             id: MedicalRecordId::from_uuid(r.record_id),
             patient_id: PatientId::from_uuid(r.patient_id),
@@ -212,7 +238,7 @@ impl TryFrom<MedicalRecordRow> for MedicalRecord {
             provider_id: r.provider_id,
             diagnosis_codes: r.diagnosis_codes.0,
             procedure_codes: r.procedure_codes.0,
-            notes: r.notes.map(Sensitive::new),
+            notes,
             created_at: r.created_at,
             created_by: r.created_by.unwrap_or_default(),
         })

@@ -12,12 +12,14 @@ use crate::domain::medical_record::MedicalRecord;
 use crate::domain::name::search_key;
 use crate::domain::timeline::TimelineEntry;
 use crate::domain::{Mrn, Patient, Ssn};
+use auth::sealing::FieldCipher;
 use chrono::{DateTime, Utc};
 use kernel::TenantId;
 use kernel::ids::{LabOrderId, MedicalRecordId, PatientId, TimelineEntryId};
 use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
+use std::sync::Arc;
 use store::{Db, DbError, Tx, execute, on_pool, on_tx, outbox};
 use uuid::Uuid;
 
@@ -37,12 +39,13 @@ macro_rules! bind_all {
     }};
 }
 
-/// Binds, as `$1` to `$11`, the columns a patient's demographics fill: the same for a
+/// Binds, as `$1` to `$12`, the columns a patient's demographics fill: the same for a
 /// registration and an update.
 macro_rules! bind_demographics {
-    ($query:expr, $p:expr) => {
+    ($query:expr, $p:expr, $ssn:expr) => {
         $query
-            .bind($p.ssn.as_ref().map(Ssn::expose))
+            .bind($ssn.sealed)
+            .bind($ssn.index)
             .bind($p.name.first())
             .bind($p.name.middle())
             .bind($p.name.last())
@@ -59,11 +62,38 @@ macro_rules! bind_demographics {
 #[derive(Debug, Clone)]
 pub struct SqlPatientStore {
     db: Db,
+    pub(super) cipher: Arc<FieldCipher>,
+}
+
+/// A patient's SSN as stored: sealed, and its blind index.
+#[derive(Debug, Default)]
+struct StoredSsn {
+    sealed: Option<String>,
+    index: Option<String>,
 }
 
 impl SqlPatientStore {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, cipher: Arc<FieldCipher>) -> Self {
+        Self { db, cipher }
+    }
+
+    fn stored_ssn(&self, p: &Patient) -> StoredSsn {
+        let Some(ssn) = &p.ssn else {
+            return StoredSsn::default();
+        };
+        let tenant = p.tenant.as_str();
+        StoredSsn {
+            sealed: Some(
+                self.cipher
+                    .seal(tenant, &ssn_context(p.id.as_uuid()), ssn.expose()),
+            ),
+            index: Some(self.ssn_index(&p.tenant, ssn)),
+        }
+    }
+
+    fn ssn_index(&self, tenant: &TenantId, ssn: &Ssn) -> String {
+        self.cipher
+            .blind_index(tenant.as_str(), "ssn", ssn.expose())
     }
 
     pub fn db(&self) -> &Db {
@@ -77,7 +107,12 @@ fn translate(e: DbError) -> WriteError {
         Some(v) if v.is("idx_patients_mrn", "patients.tenant_id, patients.mrn") => {
             WriteError::DuplicateMrn
         }
-        Some(v) if v.is("idx_patients_ssn", "patients.tenant_id, patients.ssn") => {
+        Some(v)
+            if v.is(
+                "idx_patients_ssn_index",
+                "patients.tenant_id, patients.ssn_index",
+            ) =>
+        {
             WriteError::DuplicateSsn
         }
         Some(v)
@@ -101,23 +136,25 @@ impl PatientStore for SqlPatientStore {
         let mut tx = self.db.begin().await?;
         match w.change {
             Change::Register(p) => {
-                insert_patient(&mut tx, p).await?;
+                insert_patient(&mut tx, p, self.stored_ssn(p)).await?;
                 insert_children(&mut tx, p).await?;
             }
             Change::Update {
                 patient: p,
                 expected_version,
             } => {
+                let ssn = self.stored_ssn(p);
                 let n = execute!(
                     &mut tx,
                     bind_demographics!(
                         sqlx::query(
-                        "UPDATE patients SET ssn = $1, first_name = $2, middle_name = $3, last_name = $4,
-                            first_name_norm = $5, last_name_norm = $6, date_of_birth = $7, gender = $8,
-                            phone = $9, email = $10, email_norm = $11, version = $12, updated_at = $13, updated_by = $14
-                         WHERE tenant_id = $15 AND patient_id = $16 AND version = $17 AND deleted_at IS NULL",
+                        "UPDATE patients SET ssn_sealed = $1, ssn_index = $2, first_name = $3, middle_name = $4,
+                            last_name = $5, first_name_norm = $6, last_name_norm = $7, date_of_birth = $8, gender = $9,
+                            phone = $10, email = $11, email_norm = $12, version = $13, updated_at = $14, updated_by = $15
+                         WHERE tenant_id = $16 AND patient_id = $17 AND version = $18 AND deleted_at IS NULL",
                         ),
-                        p
+                        p,
+                        ssn
                     )
                     .bind(p.version)
                     .bind(p.updated_at)
@@ -164,7 +201,14 @@ impl PatientStore for SqlPatientStore {
             }
             Change::AddMedicalRecord(r) => {
                 require_live(&mut tx, w.tenant, r.patient_id).await?;
-                insert_medical_record(&mut tx, w.tenant, r).await?;
+                let notes = r.notes.as_ref().map(|n| {
+                    self.cipher.seal(
+                        w.tenant.as_str(),
+                        &notes_context(r.id.as_uuid()),
+                        n.expose(),
+                    )
+                });
+                insert_medical_record(&mut tx, w.tenant, r, notes).await?;
             }
             Change::OrderLabs(o) => {
                 require_live(&mut tx, w.tenant, o.patient_id).await?;
@@ -227,12 +271,12 @@ impl PatientStore for SqlPatientStore {
         ssn: &Ssn,
     ) -> Result<Option<Patient>, DbError> {
         let sql = format!(
-            "SELECT {PATIENT_COLUMNS} FROM patients WHERE tenant_id = $1 AND ssn = $2 AND deleted_at IS NULL"
+            "SELECT {PATIENT_COLUMNS} FROM patients WHERE tenant_id = $1 AND ssn_index = $2 AND deleted_at IS NULL"
         );
         let row: Option<PatientRow> = on_pool!(&self.db, |c| {
             sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(tenant.as_str())
-                .bind(ssn.expose())
+                .bind(self.ssn_index(tenant, ssn))
                 .fetch_optional(c)
                 .await
         })?;
@@ -306,7 +350,7 @@ impl PatientStore for SqlPatientStore {
         .await?;
         let records = rows
             .into_iter()
-            .map(MedicalRecord::try_from)
+            .map(|r| r.into_record(tenant, &self.cipher))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(records, page, |r| {
             (r.record_date, r.id.as_uuid())
@@ -369,7 +413,7 @@ impl PatientStore for SqlPatientStore {
                 .bind(id.as_uuid())
                 .fetch_optional(c)
                 .await)?;
-        row.map(MedicalRecord::try_from).transpose()
+        row.map(|r| r.into_record(tenant, &self.cipher)).transpose()
     }
 
     async fn lab_order(
@@ -502,6 +546,7 @@ impl SqlPatientStore {
         .fetch_all(c)
         .await)?;
         row.into_patient(
+            &self.cipher,
             addresses.into_iter().map(Into::into).collect(),
             insurance.into_iter().map(Into::into).collect(),
         )
@@ -547,17 +592,18 @@ async fn require_live(tx: &mut Tx, tenant: &TenantId, id: PatientId) -> Result<(
     found.map(|_| ()).ok_or(WriteError::NotFound)
 }
 
-async fn insert_patient(tx: &mut Tx, p: &Patient) -> Result<(), WriteError> {
+async fn insert_patient(tx: &mut Tx, p: &Patient, ssn: StoredSsn) -> Result<(), WriteError> {
     execute!(
         tx,
         bind_demographics!(
             sqlx::query(
-                "INSERT INTO patients (ssn, first_name, middle_name, last_name, first_name_norm, last_name_norm,
-                    date_of_birth, gender, phone, email, email_norm,
+                "INSERT INTO patients (ssn_sealed, ssn_index, first_name, middle_name, last_name, first_name_norm,
+                    last_name_norm, date_of_birth, gender, phone, email, email_norm,
                     patient_id, tenant_id, mrn, created_at, updated_at, created_by, updated_by, version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
             ),
-            p
+            p,
+            ssn
         )
         .bind(p.id.as_uuid())
         .bind(p.tenant.as_str())
@@ -625,12 +671,13 @@ async fn insert_medical_record(
     tx: &mut Tx,
     tenant: &TenantId,
     r: &MedicalRecord,
+    sealed_notes: Option<String>,
 ) -> Result<(), WriteError> {
     execute!(
         tx,
         sqlx::query(
             "INSERT INTO medical_records (record_id, tenant_id, patient_id, record_type, record_date, provider_id,
-                diagnosis_codes, procedure_codes, notes, created_at, created_by)
+                diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(r.id.as_uuid())
@@ -641,7 +688,7 @@ async fn insert_medical_record(
         .bind(&r.provider_id)
         .bind(Json(&r.diagnosis_codes))
         .bind(Json(&r.procedure_codes))
-        .bind(r.notes.as_ref().map(|n| n.expose().as_str()))
+        .bind(sealed_notes)
         .bind(r.created_at)
         .bind(&r.created_by)
     )

@@ -89,7 +89,7 @@ async fn register(
 }
 
 async fn store_of(app: &TestApp) -> SqlPatientStore {
-    SqlPatientStore::new(app.db("patient").await)
+    SqlPatientStore::new(app.db("patient").await, app.field_cipher())
 }
 
 async fn state_and_events_commit_or_roll_back_together(app: TestApp) {
