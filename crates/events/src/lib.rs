@@ -1,6 +1,7 @@
 //! The events MediTrack publishes: one envelope, one typed payload per event type, and the
 //! topic each type travels on (000 §2, §3.1).
 
+pub mod audit;
 pub mod envelope;
 pub mod insurance;
 pub mod lab;

@@ -4,6 +4,7 @@
 //! changing a field's type, or adding a required field (new fields must be optional).
 //! Such a change needs a new version (`…v2`) beside the old one.
 
+use crate::audit::AuditEntryRecordedV1;
 use crate::insurance::{
     InsuranceClaimProcessedV1, InsuranceEligibilityVerifiedV1, InsurancePreauthApprovedV1,
     InsurancePreauthDeniedV1,
@@ -49,6 +50,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         payload::<PrescriptionFilledV1>(),
         payload::<MedicationDispensedV1>(),
         payload::<DrugInteractionDetectedV1>(),
+        payload::<AuditEntryRecordedV1>(),
     ]
 }
 
@@ -214,12 +216,14 @@ mod tests {
     #[test]
     fn every_event_type_has_a_schema_with_camel_case_fields() {
         let all = all();
-        // Every event type 000 §2 names, plus our patient.deleted.v1, and the envelope.
+        // Every event type 000 §2 names, plus our patient.deleted.v1 and the audit trail's
+        // audit.entry.recorded.v1, and the envelope.
         let mut names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
         names.sort_unstable();
         assert_eq!(
             names,
             vec![
+                "audit.entry.recorded.v1",
                 "drug.interaction.detected.v1",
                 "envelope",
                 "insurance.claim.processed.v1",

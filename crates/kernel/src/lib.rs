@@ -1,5 +1,6 @@
 //! The shared vocabulary of MediTrack. Everything here is pure: no I/O, no HTTP, no SQL.
 
+pub mod audit;
 pub mod clock;
 pub mod error;
 pub mod idempotency;

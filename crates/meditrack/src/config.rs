@@ -52,6 +52,8 @@ pub struct Config {
     /// The keyring's text itself (entries separated by `;`), for secrets given through the
     /// environment; it takes precedence over the file, and a rotation then means a restart.
     pub keyring: Option<kernel::Sensitive<String>>,
+    /// How long audit entries are kept (000 §11.2: 7 years).
+    pub audit_retention_days: u32,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The tenant `meditrack users add` puts accounts in when `--tenant` is not given.
@@ -149,6 +151,7 @@ impl Default for Config {
             tls_key_file: None,
             keyring_file: None,
             keyring: None,
+            audit_retention_days: 2557,
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
             default_tenant: "default".to_owned(),
@@ -184,6 +187,7 @@ struct Layer {
     tls_key_file: Option<PathBuf>,
     keyring_file: Option<PathBuf>,
     keyring: Option<String>,
+    audit_retention_days: Option<u32>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     default_tenant: Option<String>,
@@ -191,7 +195,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 27] = [
+pub const ENV_KEYS: [&str; 28] = [
     "listen",
     "data_dir",
     "database_url",
@@ -214,6 +218,7 @@ pub const ENV_KEYS: [&str; 27] = [
     "tls_key_file",
     "keyring_file",
     "keyring",
+    "audit_retention_days",
     "log_format",
     "log_level",
     "default_tenant",
@@ -305,6 +310,15 @@ impl Config {
                 "tls_key_file" => layer.tls_key_file = Some(value.into()),
                 "keyring_file" => layer.keyring_file = Some(value.into()),
                 "keyring" => layer.keyring = Some(value),
+                "audit_retention_days" => {
+                    layer.audit_retention_days = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|d| *d > 0)
+                            .ok_or_else(|| err("must be a number of days".to_owned()))?,
+                    )
+                }
                 "log_format" => {
                     layer.log_format = Some(match value.as_str() {
                         "json" => LogFormat::Json,
@@ -406,6 +420,9 @@ impl Config {
         }
         if let Some(v) = l.keyring {
             self.keyring = Some(kernel::Sensitive::new(v));
+        }
+        if let Some(v) = l.audit_retention_days {
+            self.audit_retention_days = v;
         }
         if let Some(v) = l.log_format {
             self.log_format = v;

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod config;
 pub mod fields;
 pub mod logging;
+pub mod trail;
 
 pub use config::{Config, Service};
 
@@ -30,6 +31,7 @@ pub fn services() -> Vec<(&'static str, Vec<MigrationSet>)> {
     vec![
         (patient::SERVICE, patient::migrations().to_vec()),
         (identity::SERVICE, vec![identity::MIGRATIONS]),
+        (audit::SERVICE, audit::migrations().to_vec()),
         (
             eventbus::embedded::DATABASE,
             vec![eventbus::embedded::MIGRATIONS],
@@ -99,6 +101,25 @@ async fn open(
     Ok(out)
 }
 
+/// The audit trail's group-commit writer over `db`, and its retention: entries older than
+/// `audit_retention_days` are purged at start and daily.
+fn audit_trail(config: &Config, db: Db) -> Arc<dyn kernel::audit::AuditTrail> {
+    let store = audit::store::AuditStore::new(db);
+    let retention = chrono::Duration::days(i64::from(config.audit_retention_days));
+    let purger = store.clone();
+    tokio::spawn(async move {
+        loop {
+            match purger.purge(chrono::Utc::now() - retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(entries = n, "audit entries past retention purged"),
+                Err(e) => tracing::error!(error = %e, "audit retention purge failed"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)).await;
+        }
+    });
+    Arc::new(audit::writer::AuditWriter::spawn(store))
+}
+
 pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let metrics = web::metrics::install();
     let tls = match (&config.tls_cert_file, &config.tls_key_file) {
@@ -114,20 +135,34 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let mut relays = Vec::new();
     let mut consumers = Vec::new();
     let mut checks: Vec<Box<dyn ReadinessCheck>> = Vec::new();
+    let mut trail: Option<Arc<dyn kernel::audit::AuditTrail>> = None;
 
     if config.runs(Service::Patient) {
-        let mut names = vec![patient::SERVICE];
+        let mut names = vec![patient::SERVICE, audit::SERVICE];
         if config.kafka_brokers.is_none() {
             names.push(eventbus::embedded::DATABASE);
         }
         let opened = open(config, &names).await?;
         let patient_db = database(&opened, patient::SERVICE)?;
+        let audit_db = database(&opened, audit::SERVICE)?;
         let backbone = backbone(config, &opened).await?;
         relays.push(OutboxRelay::new(
             patient::SERVICE,
             patient_db.clone(),
             backbone.sink.clone(),
         ));
+        // The audit database's outbox carries `audit-events`; every process writing the trail
+        // shares that database, and the patient service's process relays it.
+        relays.push(OutboxRelay::new(
+            audit::SERVICE,
+            audit_db.clone(),
+            backbone.sink.clone(),
+        ));
+        let trail = trail.get_or_insert_with(|| audit_trail(config, audit_db.clone()));
+        router = router.merge(audit::http::router(audit::http::AuditApi {
+            store: audit::store::AuditStore::new(audit_db.clone()),
+            trail: trail.clone(),
+        }));
         consumers.push(patient::consumers::consumer(
             patient_db.clone(),
             backbone.source.clone(),
@@ -136,6 +171,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         let service = Arc::new(PatientService::new(
             fields::patient_store(config, patient_db).await?,
             Arc::new(SystemClock),
+            trail.clone(),
         ));
         router = router.merge(patient::http::router(service));
         checks.extend(opened.iter().map(|(service, db)| {
@@ -150,7 +186,18 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     if config.runs(Service::Identity) && config.oidc_issuer.is_none() {
         let opened = open(config, &[identity::SERVICE]).await?;
         let db = database(&opened, identity::SERVICE)?;
-        let service = accounts::identity_service(config, db)?;
+        let trail = match &trail {
+            Some(t) => t.clone(),
+            None => {
+                let opened = open(config, &[audit::SERVICE]).await?;
+                let db = database(&opened, audit::SERVICE)?;
+                databases.push(db.clone());
+                audit_trail(config, db)
+            }
+        };
+        let fallback = kernel::TenantId::parse(&config.default_tenant)
+            .map_err(|_| StartError::Config("default_tenant is not a tenant id".to_owned()))?;
+        let service = accounts::identity_service(config, db)?.with_audit(trail, fallback);
         router = router.merge(identity::http::router(Arc::new(service)));
         checks.extend(opened.iter().map(|(service, db)| {
             Box::new(DatabaseCheck {

@@ -62,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The field-encryption keyring (SSNs and notes are sealed at rest with it).
     Keys {
         #[command(subcommand)]
@@ -116,6 +121,16 @@ enum UsersCommand {
     },
     /// Disable an account and end its sessions (its refresh tokens are revoked).
     Disable { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every tenant's hash chain (or one tenant's); says which entry was altered,
+    /// removed or reordered, and exits non-zero if any chain is broken.
+    Verify {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +265,18 @@ fn main() -> ExitCode {
             }
             Command::Events { command } => events(&config, command).await,
             Command::Users { command } => users(&config, command).await,
+            #[allow(clippy::print_stdout)]
+            Command::Audit {
+                command: AuditCommand::Verify { tenant },
+            } => {
+                let (report, intact) = meditrack::trail::verify(&config, tenant.as_deref()).await?;
+                print!("{report}");
+                if intact {
+                    Ok(())
+                } else {
+                    Err("the audit trail has been tampered with".to_owned())
+                }
+            }
             #[allow(clippy::print_stdout)]
             Command::Keys { command } => {
                 let out = match command {
@@ -716,6 +743,7 @@ fn print_config(c: &Config) {
         Some(_) => println!("keyring = \"[redacted]\""),
         None => println!("keyring_file = \"{}\"", c.keyring_path().display()),
     }
+    println!("audit_retention_days = {}", c.audit_retention_days);
     println!("default_tenant = \"{}\"", c.default_tenant);
     println!("max_body_bytes = {}", c.max_body_bytes);
     println!("db_max_connections = {}", c.db_max_connections);

@@ -16,6 +16,16 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    static CLIENT_IP: Option<String>;
+}
+
+/// Where the request this task is serving came from: its id and the client's address,
+/// for the audit trail.
+pub fn origin() -> kernel::audit::Origin {
+    kernel::audit::Origin {
+        request_id: current_request_id(),
+        source_ip: CLIENT_IP.try_with(Clone::clone).ok().flatten(),
+    }
 }
 
 /// The id of the request this task is serving, if any.
@@ -60,10 +70,14 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty, subject = tracing::field::Empty);
     let started = Instant::now();
 
+    let client_ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::tls::ClientAddr>>()
+        .map(|c| c.0.0.ip().to_string());
     let mut response = REQUEST_ID
         .scope(
             request_id.clone(),
-            next.run(request).instrument(span.clone()),
+            CLIENT_IP.scope(client_ip, next.run(request).instrument(span.clone())),
         )
         .await;
 

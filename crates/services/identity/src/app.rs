@@ -10,6 +10,7 @@ use crate::user::{Kind, NewUser, User};
 use auth::keys::SigningKey;
 use auth::token::{AccessClaims, RealmAccess};
 use chrono::{DateTime, Duration, Utc};
+use kernel::audit::{AuditAction, AuditOutcome, AuditRecord, AuditTrail, NoAudit};
 use kernel::{Clock, TenantId};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -66,6 +67,9 @@ pub struct IdentityService {
     store: IdentityStore,
     issuer: Issuer,
     clock: Arc<dyn Clock>,
+    audit: Arc<dyn AuditTrail>,
+    /// Where failed logins of unknown accounts are recorded: they have no tenant.
+    audit_tenant: Option<TenantId>,
 }
 
 impl IdentityService {
@@ -74,7 +78,17 @@ impl IdentityService {
             store,
             issuer,
             clock,
+            audit: Arc::new(NoAudit),
+            audit_tenant: None,
         }
+    }
+
+    /// Records every login, succeeded or failed, in `trail`; failures for names no account
+    /// has go under `fallback_tenant`.
+    pub fn with_audit(mut self, trail: Arc<dyn AuditTrail>, fallback_tenant: TenantId) -> Self {
+        self.audit = trail;
+        self.audit_tenant = Some(fallback_tenant);
+        self
     }
 
     pub fn issuer(&self) -> &Issuer {
@@ -220,8 +234,9 @@ impl IdentityService {
                 false
             }
         };
-        let user = found
-            .map(|c| c.user)
+        let found_user = found.map(|c| c.user);
+        let user = found_user
+            .clone()
             .filter(|u| ok && u.kind == kind && !u.disabled);
         let outcome = if user.is_some() { "success" } else { "failure" };
         metrics::counter!(LOGINS, "grant" => grant, "outcome" => outcome).increment(1);
@@ -229,6 +244,35 @@ impl IdentityService {
             Some(u) => tracing::info!(user_id = %u.id, grant, "login succeeded"),
             // The name tried is not logged: people type passwords into user-name fields.
             None => tracing::warn!(grant, "login failed"),
+        }
+        // A known account's failures go to its tenant, under its id; a name no account has
+        // is recorded as "unknown", never as typed, for the reason it is not logged.
+        let account = user.as_ref().or(found_user.as_ref());
+        let tenant = account
+            .map(|u| u.tenant.clone())
+            .or(self.audit_tenant.clone());
+        if let Some(tenant) = tenant {
+            let record = AuditRecord {
+                tenant,
+                actor: account.map_or_else(|| "unknown".to_owned(), |u| u.id.to_string()),
+                roles: account.map(|u| u.roles.clone()).unwrap_or_default(),
+                action: AuditAction::Login,
+                resource_type: "Session".to_owned(),
+                resource_id: None,
+                patient_id: None,
+                outcome: if user.is_some() {
+                    AuditOutcome::Success
+                } else {
+                    AuditOutcome::Failure
+                },
+                at: self.clock.now(),
+                origin: web::request::origin(),
+            };
+            let recorded = self.audit.record(vec![record]).await;
+            if recorded.is_err() && user.is_some() {
+                // A session the trail cannot account for is not opened.
+                return Err(DbError::Invariant("the audit trail is unavailable"));
+            }
         }
         Ok(user)
     }

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use events::lab::{LabTestOrderedV1, OrderedTest};
 use events::patient::{PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientUpdatedV1};
 use events::{EventEnvelope, EventMeta};
+use kernel::audit::{AuditTrail, Origin};
 use kernel::idempotency::IdempotencyKey;
 use kernel::ids::{CorrelationId, LabOrderId, MedicalRecordId, PatientId, TimelineEntryId};
 use kernel::paging::{Page, PageRequest};
@@ -31,10 +32,12 @@ pub const DENIALS: &str = "meditrack_permission_denials_total";
 pub struct Context {
     pub principal: Principal,
     pub correlation_id: CorrelationId,
+    /// Where the request came from, for the audit trail.
+    pub origin: Origin,
 }
 
 impl Context {
-    fn tenant(&self) -> &TenantId {
+    pub(crate) fn tenant(&self) -> &TenantId {
         &self.principal.tenant
     }
 
@@ -68,14 +71,19 @@ pub enum PatientRef {
 pub struct PatientService<S> {
     store: S,
     clock: Arc<dyn Clock>,
+    pub(crate) audit: Arc<dyn AuditTrail>,
 }
 
 /// Generated MRNs can collide with MRNs clients chose themselves; a few tries get past them.
 const MRN_ATTEMPTS: usize = 5;
 
 impl<S: PatientStore> PatientService<S> {
-    pub fn new(store: S, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn new(store: S, clock: Arc<dyn Clock>, audit: Arc<dyn AuditTrail>) -> Self {
+        Self {
+            store,
+            clock,
+            audit,
+        }
     }
 
     pub fn today(&self) -> chrono::NaiveDate {
@@ -86,7 +94,7 @@ impl<S: PatientStore> PatientService<S> {
         self.clock.now()
     }
 
-    pub async fn register(
+    pub(crate) async fn register_unaudited(
         &self,
         ctx: &Context,
         d: Demographics,
@@ -159,7 +167,11 @@ impl<S: PatientStore> PatientService<S> {
         Err(last)
     }
 
-    pub async fn get(&self, ctx: &Context, id: PatientId) -> Result<Patient, GetPatientError> {
+    pub(crate) async fn get_unaudited(
+        &self,
+        ctx: &Context,
+        id: PatientId,
+    ) -> Result<Patient, GetPatientError> {
         if !ctx.authorize(Permission::PatientRead)?.admits(id.as_uuid()) {
             return Err(GetPatientError::NotFound);
         }
@@ -169,7 +181,7 @@ impl<S: PatientStore> PatientService<S> {
             .ok_or(GetPatientError::NotFound)
     }
 
-    pub async fn update(
+    pub(crate) async fn update_unaudited(
         &self,
         ctx: &Context,
         id: PatientId,
@@ -239,7 +251,7 @@ impl<S: PatientStore> PatientService<S> {
         Ok(patient)
     }
 
-    pub async fn delete(
+    pub(crate) async fn delete_unaudited(
         &self,
         ctx: &Context,
         id: PatientId,
@@ -276,7 +288,7 @@ impl<S: PatientStore> PatientService<S> {
         Ok(())
     }
 
-    pub async fn search(
+    pub(crate) async fn search_unaudited(
         &self,
         ctx: &Context,
         criteria: &SearchCriteria,
@@ -292,7 +304,7 @@ impl<S: PatientStore> PatientService<S> {
             .map_err(Into::into)
     }
 
-    pub async fn add_medical_record(
+    pub(crate) async fn add_medical_record_unaudited(
         &self,
         ctx: &Context,
         patient_id: PatientId,
@@ -344,7 +356,7 @@ impl<S: PatientStore> PatientService<S> {
         Ok(Outcome::new(record))
     }
 
-    pub async fn medical_records(
+    pub(crate) async fn medical_records_unaudited(
         &self,
         ctx: &Context,
         patient_id: PatientId,
@@ -358,7 +370,7 @@ impl<S: PatientStore> PatientService<S> {
             .map_err(Into::into)
     }
 
-    pub async fn timeline(
+    pub(crate) async fn timeline_unaudited(
         &self,
         ctx: &Context,
         patient_id: PatientId,
@@ -372,7 +384,7 @@ impl<S: PatientStore> PatientService<S> {
             .map_err(Into::into)
     }
 
-    pub async fn order_labs(
+    pub(crate) async fn order_labs_unaudited(
         &self,
         ctx: &Context,
         who: PatientRef,
@@ -447,7 +459,7 @@ impl<S: PatientStore> PatientService<S> {
         Ok(Outcome::new(order))
     }
 
-    pub async fn discharge(
+    pub(crate) async fn discharge_unaudited(
         &self,
         ctx: &Context,
         patient_id: PatientId,

@@ -36,6 +36,8 @@ pub enum IdempotencyError {
 pub enum RegisterPatientError {
     #[error("your roles do not allow this")]
     Forbidden,
+    #[error("the audit trail cannot record this access; retry shortly")]
+    AuditUnavailable,
     #[error("a patient with this MRN already exists")]
     DuplicateMrn,
     #[error("a patient with this SSN already exists")]
@@ -52,6 +54,7 @@ pub enum RegisterPatientError {
 
 operation_error!(RegisterPatientError {
     Forbidden => ("auth.forbidden", Forbidden),
+    AuditUnavailable => ("audit.unavailable", Unavailable),
     DuplicateMrn => ("patient.duplicate_mrn", Conflict),
     DuplicateSsn => ("patient.duplicate_ssn", Conflict),
     IdempotencyKeyReused => ("request.idempotency_key_reused", Invalid),
@@ -79,6 +82,8 @@ impl From<WriteError> for RegisterPatientError {
 pub enum GetPatientError {
     #[error("your roles do not allow this")]
     Forbidden,
+    #[error("the audit trail cannot record this access; retry shortly")]
+    AuditUnavailable,
     #[error("patient not found")]
     NotFound,
     #[error(transparent)]
@@ -87,6 +92,7 @@ pub enum GetPatientError {
 
 operation_error!(GetPatientError {
     Forbidden => ("auth.forbidden", Forbidden),
+    AuditUnavailable => ("audit.unavailable", Unavailable),
     NotFound => ("patient.not_found", NotFound),
     Store(_) => ("internal", Internal),
 });
@@ -95,6 +101,8 @@ operation_error!(GetPatientError {
 pub enum UpdatePatientError {
     #[error("your roles do not allow this")]
     Forbidden,
+    #[error("the audit trail cannot record this access; retry shortly")]
+    AuditUnavailable,
     #[error("patient not found")]
     NotFound,
     #[error("the patient has changed since it was read; read it again and reapply the change")]
@@ -109,6 +117,7 @@ pub enum UpdatePatientError {
 
 operation_error!(UpdatePatientError {
     Forbidden => ("auth.forbidden", Forbidden),
+    AuditUnavailable => ("audit.unavailable", Unavailable),
     NotFound => ("patient.not_found", NotFound),
     VersionMismatch => ("patient.version_mismatch", PreconditionFailed),
     MrnImmutable => ("patient.mrn_immutable", Invalid),
@@ -135,6 +144,8 @@ impl From<WriteError> for UpdatePatientError {
 pub enum DeletePatientError {
     #[error("your roles do not allow this")]
     Forbidden,
+    #[error("the audit trail cannot record this access; retry shortly")]
+    AuditUnavailable,
     #[error("patient not found")]
     NotFound,
     #[error("the patient has changed since it was read; read it again")]
@@ -145,6 +156,7 @@ pub enum DeletePatientError {
 
 operation_error!(DeletePatientError {
     Forbidden => ("auth.forbidden", Forbidden),
+    AuditUnavailable => ("audit.unavailable", Unavailable),
     NotFound => ("patient.not_found", NotFound),
     VersionMismatch => ("patient.version_mismatch", PreconditionFailed),
     Store(_) => ("internal", Internal),
@@ -171,6 +183,8 @@ impl From<WriteError> for DeletePatientError {
 pub enum PatientSubresourceError {
     #[error("your roles do not allow this")]
     Forbidden,
+    #[error("the audit trail cannot record this access; retry shortly")]
+    AuditUnavailable,
     #[error("patient not found")]
     PatientNotFound,
     #[error("this Idempotency-Key was used for a different request")]
@@ -185,6 +199,7 @@ pub enum PatientSubresourceError {
 
 operation_error!(PatientSubresourceError {
     Forbidden => ("auth.forbidden", Forbidden),
+    AuditUnavailable => ("audit.unavailable", Unavailable),
     PatientNotFound => ("patient.not_found", NotFound),
     IdempotencyKeyReused => ("request.idempotency_key_reused", Invalid),
     IdempotencyConflict => ("request.idempotency_conflict", Conflict),
@@ -212,6 +227,8 @@ impl From<WriteError> for PatientSubresourceError {
 pub enum ListError {
     #[error("your roles do not allow this")]
     Forbidden,
+    #[error("the audit trail cannot record this access; retry shortly")]
+    AuditUnavailable,
     #[error("patient not found")]
     PatientNotFound,
     #[error("the cursor is not one this API handed out")]
@@ -222,6 +239,7 @@ pub enum ListError {
 
 operation_error!(ListError {
     Forbidden => ("auth.forbidden", Forbidden),
+    AuditUnavailable => ("audit.unavailable", Unavailable),
     PatientNotFound => ("patient.not_found", NotFound),
     BadCursor => ("request.invalid_cursor", Invalid),
     Store(_) => ("internal", Internal),
@@ -260,6 +278,11 @@ macro_rules! forbidden_from {
         $(impl From<auth::Forbidden> for $ty {
             fn from(_: auth::Forbidden) -> Self {
                 Self::Forbidden
+            }
+        }
+        impl From<kernel::audit::AuditUnavailable> for $ty {
+            fn from(_: kernel::audit::AuditUnavailable) -> Self {
+                Self::AuditUnavailable
             }
         })+
     };

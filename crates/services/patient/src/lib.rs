@@ -2,6 +2,7 @@
 //! lab order requests and discharges.
 
 pub mod app;
+mod audited;
 pub mod consumers;
 pub mod domain;
 pub mod errors;

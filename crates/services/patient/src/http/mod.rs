@@ -51,6 +51,7 @@ fn context(Caller(principal): Caller) -> Context {
     Context {
         principal,
         correlation_id,
+        origin: web::request::origin(),
     }
 }
 

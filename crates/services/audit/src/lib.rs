@@ -1,0 +1,31 @@
+//! The audit service (000 §2.2.2): who did what to which record, kept append-only and
+//! hash-chained per tenant ([`chain`]), written in group commits ([`writer`]), published on
+//! `audit-events`, verified by `meditrack audit verify`, and purged after its retention.
+
+pub mod chain;
+pub mod http;
+pub mod store;
+pub mod writer;
+
+use ::store::{Migration, MigrationSet};
+
+pub const SERVICE: &str = "audit";
+
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    component: SERVICE,
+    sqlite: &[Migration {
+        version: 1,
+        name: "audit log",
+        sql: include_str!("../migrations/sqlite/0001_audit_log.sql"),
+    }],
+    postgres: &[Migration {
+        version: 1,
+        name: "audit log",
+        sql: include_str!("../migrations/postgres/0001_audit_log.sql"),
+    }],
+};
+
+/// Everything the service's database needs, in order.
+pub fn migrations() -> [MigrationSet; 2] {
+    [::store::outbox::MIGRATIONS, MIGRATIONS]
+}

@@ -1,0 +1,381 @@
+//! The audit trail over SQLite or PostgreSQL: appends chain entries per tenant inside one
+//! transaction per batch (with their `audit-events` in the outbox), and reads, verifies and
+//! purges them.
+
+use crate::chain::{Break, ChainCheck, Entry, GENESIS};
+use chrono::{DateTime, Utc};
+use events::audit::AuditEntryRecordedV1;
+use events::{EventEnvelope, EventMeta};
+use kernel::TenantId;
+use kernel::audit::{AuditAction, AuditRecord};
+use kernel::paging::{Page, PageRequest};
+use sqlx::AssertSqlSafe;
+use store::{Db, DbError, Tx, execute, on_pool, on_tx, outbox};
+use uuid::Uuid;
+
+const COLUMNS: &str = "tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash";
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    tenant_id: String,
+    seq: i64,
+    entry_id: Uuid,
+    recorded_at: DateTime<Utc>,
+    actor: String,
+    roles: String,
+    action: String,
+    resource_type: String,
+    resource_id: Option<String>,
+    patient_id: Option<Uuid>,
+    outcome: String,
+    request_id: Option<String>,
+    source_ip: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl From<Row> for Entry {
+    fn from(r: Row) -> Self {
+        Entry {
+            tenant: r.tenant_id,
+            seq: r.seq,
+            entry_id: r.entry_id,
+            recorded_at: r.recorded_at,
+            actor: r.actor,
+            roles: r.roles,
+            action: r.action,
+            resource_type: r.resource_type,
+            resource_id: r.resource_id,
+            patient_id: r.patient_id,
+            outcome: r.outcome,
+            request_id: r.request_id,
+            source_ip: r.source_ip,
+            // CHAR(64) pads nothing here (hashes are 64 characters), but be exact anyway.
+            prev_hash: r.prev_hash.trim_end().to_owned(),
+            hash: r.hash.trim_end().to_owned(),
+        }
+    }
+}
+
+/// Filters of `GET /api/v1/audit`, all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub patient: Option<Uuid>,
+    pub actor: Option<String>,
+    pub action: Option<AuditAction>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("bad cursor")]
+    BadCursor,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What `verify` found for one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub tenant: String,
+    pub checked: u64,
+    pub broken: Option<Break>,
+}
+
+enum Bind {
+    Text(String),
+    Uuid(Uuid),
+    Time(DateTime<Utc>),
+    Int(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    db: Db,
+}
+
+impl AuditStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Chains and stores `records` in one transaction, with one `audit.entry.recorded.v1`
+    /// each in the outbox. Appends from several processes to one tenant take turns on the
+    /// tenant's head row.
+    pub async fn append(&self, records: &[AuditRecord]) -> Result<Vec<Entry>, DbError> {
+        let mut tenants: Vec<&TenantId> = Vec::new();
+        for r in records {
+            if !tenants.contains(&&r.tenant) {
+                tenants.push(&r.tenant);
+            }
+        }
+        let mut tx = self.db.begin().await?;
+        let mut entries = Vec::with_capacity(records.len());
+        for tenant in tenants {
+            let (mut seq, mut prev) = head_for_update(&mut tx, tenant.as_str()).await?;
+            for record in records.iter().filter(|r| &r.tenant == tenant) {
+                seq += 1;
+                let entry = Entry::chained(record, seq, &prev);
+                insert(&mut tx, &entry).await?;
+                prev = entry.hash.clone();
+                entries.push(entry);
+            }
+            execute!(
+                &mut tx,
+                sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3")
+                    .bind(seq)
+                    .bind(&prev)
+                    .bind(tenant.as_str())
+            )?;
+        }
+        let events: Vec<EventEnvelope> = entries.iter().filter_map(event).collect();
+        outbox::append(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(entries)
+    }
+
+    /// One page of a tenant's entries, newest first.
+    pub async fn page(
+        &self,
+        tenant: &TenantId,
+        filter: &Filter,
+        page: &PageRequest,
+    ) -> Result<Page<Entry>, ReadError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM audit_log WHERE tenant_id = $1");
+        let mut binds = vec![Bind::Text(tenant.as_str().to_owned())];
+        let mut cond = |column: &str, op: &str, value: Bind| {
+            binds.push(value);
+            sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
+        };
+        if let Some(p) = filter.patient {
+            cond("patient_id", "=", Bind::Uuid(p));
+        }
+        if let Some(a) = &filter.actor {
+            cond("actor", "=", Bind::Text(a.clone()));
+        }
+        if let Some(a) = filter.action {
+            cond("action", "=", Bind::Text(a.as_str().to_owned()));
+        }
+        if let Some(t) = filter.from {
+            cond("recorded_at", ">=", Bind::Time(t));
+        }
+        if let Some(t) = filter.to {
+            cond("recorded_at", "<", Bind::Time(t));
+        }
+        if let Some(after) = page.position::<i64>().map_err(|_| ReadError::BadCursor)? {
+            cond("seq", "<", Bind::Int(after));
+        }
+        binds.push(Bind::Int(page.fetch_limit()));
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", binds.len()));
+        let rows: Vec<Row> = on_pool!(&self.db, |c| {
+            let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()));
+            for b in &binds {
+                q = match b {
+                    Bind::Text(s) => q.bind(s.as_str()),
+                    Bind::Uuid(u) => q.bind(*u),
+                    Bind::Time(t) => q.bind(*t),
+                    Bind::Int(i) => q.bind(*i),
+                };
+            }
+            q.fetch_all(c).await
+        })
+        .map_err(DbError::from)?;
+        let entries: Vec<Entry> = rows.into_iter().map(Into::into).collect();
+        Ok(Page::from_rows(entries, page, |e| e.seq))
+    }
+
+    /// Every tenant with a chain.
+    pub async fn tenants(&self) -> Result<Vec<String>, DbError> {
+        Ok(on_pool!(&self.db, |c| sqlx::query_scalar(
+            "SELECT tenant_id FROM audit_heads ORDER BY tenant_id"
+        )
+        .fetch_all(c)
+        .await)?)
+    }
+
+    /// Walks a tenant's chain from its start (or retention anchor) to its head.
+    pub async fn verify(&self, tenant: &str) -> Result<Verdict, DbError> {
+        let anchor: Option<(i64, String)> = on_pool!(&self.db, |c| sqlx::query_as(
+            "SELECT seq, hash FROM audit_anchors WHERE tenant_id = $1"
+        )
+        .bind(tenant)
+        .fetch_optional(c)
+        .await)?;
+        let head: Option<(i64, String)> = on_pool!(&self.db, |c| sqlx::query_as(
+            "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1"
+        )
+        .bind(tenant)
+        .fetch_optional(c)
+        .await)?;
+        let trim = |(s, h): (i64, String)| (s, h.trim_end().to_owned());
+        let mut check = ChainCheck::new(anchor.map(trim));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000"
+        );
+        let mut after = i64::MIN;
+        let verdict = |checked, broken| Verdict {
+            tenant: tenant.to_owned(),
+            checked,
+            broken,
+        };
+        loop {
+            let rows: Vec<Row> =
+                on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant)
+                    .bind(after)
+                    .fetch_all(c)
+                    .await)?;
+            let Some(last) = rows.last() else { break };
+            after = last.seq;
+            for row in rows {
+                if let Err(b) = check.feed(&row.into()) {
+                    return Ok(verdict(check.checked, Some(b)));
+                }
+            }
+        }
+        let head = head.filter(|(seq, _)| *seq > 0).map(trim);
+        Ok(verdict(check.checked, check.finish(head).err()))
+    }
+
+    /// Deletes entries recorded before `before` (retention), keeping each chain verifiable
+    /// from an anchor: the last removed entry's number and hash.
+    pub async fn purge(&self, before: DateTime<Utc>) -> Result<u64, DbError> {
+        let mut removed = 0;
+        for tenant in self.tenants().await? {
+            let mut tx = self.db.begin().await?;
+            execute!(
+                &mut tx,
+                sqlx::query("UPDATE audit_policy SET purge_before = $1 WHERE id = 1").bind(before)
+            )?;
+            // Up to the first entry still in retention: entries of one batch may be a few
+            // milliseconds out of time order, and the chain is cut by number.
+            let keep_from: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
+                "SELECT MIN(seq) FROM audit_log WHERE tenant_id = $1 AND recorded_at >= $2"
+            )
+            .bind(&tenant)
+            .bind(before)
+            .fetch_one(c)
+            .await)?;
+            let last_old: Option<(i64, String)> = on_tx!(&mut tx, |c| {
+                sqlx::query_as(
+                "SELECT seq, hash FROM audit_log WHERE tenant_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1"
+            )
+            .bind(&tenant)
+            .bind(keep_from.unwrap_or(i64::MAX))
+            .fetch_optional(c)
+            .await
+            })?;
+            let Some((seq, hash)) = last_old else {
+                tx.commit().await?;
+                continue;
+            };
+            execute!(
+                &mut tx,
+                sqlx::query(
+                    "INSERT INTO audit_anchors (tenant_id, seq, hash, purged_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, purged_at = excluded.purged_at",
+                )
+                .bind(&tenant)
+                .bind(seq)
+                .bind(hash.trim_end())
+                .bind(Utc::now())
+            )?;
+            removed += execute!(
+                &mut tx,
+                sqlx::query("DELETE FROM audit_log WHERE tenant_id = $1 AND seq <= $2")
+                    .bind(&tenant)
+                    .bind(seq)
+            )?;
+            tx.commit().await?;
+        }
+        Ok(removed)
+    }
+}
+
+/// The tenant's head, created at the chain's start if missing, locked on PostgreSQL until
+/// the transaction ends (SQLite's `BEGIN IMMEDIATE` already serializes writers).
+async fn head_for_update(tx: &mut Tx, tenant: &str) -> Result<(i64, String), DbError> {
+    execute!(
+        &mut *tx,
+        sqlx::query(
+            "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING"
+        )
+        .bind(tenant)
+        .bind(GENESIS)
+    )?;
+    let sql = match tx {
+        Tx::Postgres(_) => "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE",
+        Tx::Sqlite(_) => "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1",
+    };
+    let (seq, hash): (i64, String) =
+        on_tx!(tx, |c| sqlx::query_as(sql).bind(tenant).fetch_one(c).await)?;
+    Ok((seq, hash.trim_end().to_owned()))
+}
+
+async fn insert(tx: &mut Tx, e: &Entry) -> Result<(), DbError> {
+    execute!(
+        tx,
+        sqlx::query(
+            "INSERT INTO audit_log (tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type,
+                resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&e.tenant)
+        .bind(e.seq)
+        .bind(e.entry_id)
+        .bind(e.recorded_at)
+        .bind(&e.actor)
+        .bind(&e.roles)
+        .bind(&e.action)
+        .bind(&e.resource_type)
+        .bind(&e.resource_id)
+        .bind(e.patient_id)
+        .bind(&e.outcome)
+        .bind(&e.request_id)
+        .bind(&e.source_ip)
+        .bind(&e.prev_hash)
+        .bind(&e.hash)
+    )?;
+    Ok(())
+}
+
+fn event(e: &Entry) -> Option<EventEnvelope> {
+    let meta = EventMeta {
+        source: crate::SERVICE,
+        tenant: TenantId::parse(&e.tenant).ok()?,
+        correlation_id: e
+            .request_id
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_default(),
+        causation_id: None,
+        occurred_at: e.recorded_at,
+    };
+    // Keyed by tenant: a chain's entries stay in order on one partition.
+    Some(EventEnvelope::new(
+        &meta,
+        &e.tenant,
+        &AuditEntryRecordedV1 {
+            entry_id: e.entry_id,
+            seq: e.seq,
+            recorded_at: e.recorded_at,
+            actor: e.actor.clone(),
+            roles: e
+                .roles
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            action: e.action.clone(),
+            resource_type: e.resource_type.clone(),
+            resource_id: e.resource_id.clone(),
+            patient_id: e.patient_id,
+            outcome: e.outcome.clone(),
+            request_id: e.request_id.clone(),
+            source_ip: e.source_ip.clone(),
+            prev_hash: e.prev_hash.clone(),
+            hash: e.hash.clone(),
+        },
+    ))
+}
