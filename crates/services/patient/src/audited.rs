@@ -16,12 +16,26 @@ use kernel::ids::PatientId;
 use kernel::paging::{Page, PageRequest};
 use uuid::Uuid;
 
-/// What a refused call is recorded as.
-enum Refused {
+/// The entries a successful call leaves, made from what it returned.
+type Entries<'a, T> = Box<dyn FnOnce(&T) -> Vec<AuditRecord> + Send + 'a>;
+
+/// What is recorded of one call: its entries when it succeeded, and whether a failure was a
+/// refusal (the roles lack the permission, or a PATIENT reached for a record not theirs).
+struct Audited<'a, T, E> {
+    resource: &'a str,
+    patient: Option<PatientId>,
+    entries: Entries<'a, T>,
+    refusal: fn(&E) -> Refusal,
+}
+
+/// How a failed call is recorded.
+enum Refusal {
+    /// Not a refusal (a conflict, an invalid input, a real not-found): nothing to record.
+    None,
     /// The caller's roles lack the permission.
     Forbidden,
-    /// A PATIENT reached for a record that is not theirs (answered 404).
-    OutOfScope,
+    /// Not found: a refusal only when a PATIENT asked for someone else's record.
+    NotFound,
 }
 
 impl<S: PatientStore> PatientService<S> {
@@ -29,36 +43,65 @@ impl<S: PatientStore> PatientService<S> {
         AuditRecord::by(&ctx.principal, &ctx.origin, action, resource, self.now())
     }
 
-    async fn audit(&self, records: Vec<AuditRecord>) -> Result<(), AuditUnavailable> {
-        self.audit.record(records).await
-    }
-
-    async fn refused(
+    /// One entry about `patient`'s `resource`, naming the record when `id` is given.
+    fn about(
         &self,
         ctx: &Context,
-        why: Option<Refused>,
+        action: AuditAction,
         resource: &str,
-        patient: Option<Uuid>,
-    ) {
-        if why.is_none() {
-            return;
+        patient: PatientId,
+        id: Option<String>,
+    ) -> AuditRecord {
+        let record = self.entry(ctx, action, resource).patient(patient.as_uuid());
+        match id {
+            Some(id) => record.resource(id),
+            None => record,
         }
+    }
+
+    /// Records `result` as `audited` says, and answers it only once that is durable.
+    async fn answered<T, E: From<AuditUnavailable>>(
+        &self,
+        ctx: &Context,
+        result: Result<T, E>,
+        audited: Audited<'_, T, E>,
+    ) -> Result<T, E> {
+        match result {
+            Ok(value) => {
+                self.audit.record((audited.entries)(&value)).await?;
+                Ok(value)
+            }
+            Err(e) => {
+                let refused = match (audited.refusal)(&e) {
+                    Refusal::None => false,
+                    Refusal::Forbidden => true,
+                    Refusal::NotFound => matches!(
+                        (ctx.principal.patient, audited.patient),
+                        (Some(own), Some(asked)) if own != asked.as_uuid()
+                    ),
+                };
+                if refused {
+                    self.record_refusal(
+                        ctx,
+                        audited.resource,
+                        audited.patient.map(|p| p.as_uuid()),
+                    )
+                    .await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn record_refusal(&self, ctx: &Context, resource: &str, patient: Option<Uuid>) {
         let mut record = self
             .entry(ctx, AuditAction::Access, resource)
             .outcome(AuditOutcome::Denied);
         if let Some(p) = patient {
             record = record.patient(p);
         }
-        if self.audit(vec![record]).await.is_err() {
+        if self.audit.record(vec![record]).await.is_err() {
             tracing::warn!("a refusal could not be recorded in the audit trail");
-        }
-    }
-
-    /// Why a not-found answer was a refusal: the caller is a patient and this is not them.
-    fn out_of_scope(ctx: &Context, patient: PatientId) -> Option<Refused> {
-        match ctx.principal.patient {
-            Some(own) if own != patient.as_uuid() => Some(Refused::OutOfScope),
-            _ => None,
         }
     }
 
@@ -68,47 +111,43 @@ impl<S: PatientStore> PatientService<S> {
         d: Demographics,
         key: Option<&IdempotencyKey>,
     ) -> Result<Outcome<Patient>, RegisterPatientError> {
-        match self.register_unaudited(ctx, d, key).await {
-            Ok(outcome) => {
-                let id = outcome.value.id;
-                self.audit(vec![
-                    self.entry(ctx, AuditAction::Create, "Patient")
-                        .resource(id)
-                        .patient(id.as_uuid()),
-                ])
-                .await?;
-                Ok(outcome)
-            }
-            Err(RegisterPatientError::Forbidden) => {
-                self.refused(ctx, Some(Refused::Forbidden), "Patient", None)
-                    .await;
-                Err(RegisterPatientError::Forbidden)
-            }
-            Err(e) => Err(e),
-        }
+        let result = self.register_unaudited(ctx, d, key).await;
+        let audited = Audited {
+            resource: "Patient",
+            patient: None,
+            entries: Box::new(|o: &Outcome<Patient>| {
+                let id = o.value.id;
+                vec![self.about(
+                    ctx,
+                    AuditAction::Create,
+                    "Patient",
+                    id,
+                    Some(id.to_string()),
+                )]
+            }),
+            refusal: |e| match e {
+                RegisterPatientError::Forbidden => Refusal::Forbidden,
+                _ => Refusal::None,
+            },
+        };
+        self.answered(ctx, result, audited).await
     }
 
     pub async fn get(&self, ctx: &Context, id: PatientId) -> Result<Patient, GetPatientError> {
-        match self.get_unaudited(ctx, id).await {
-            Ok(patient) => {
-                self.audit(vec![
-                    self.entry(ctx, AuditAction::Read, "Patient")
-                        .resource(id)
-                        .patient(id.as_uuid()),
-                ])
-                .await?;
-                Ok(patient)
-            }
-            Err(e) => {
-                let why = match &e {
-                    GetPatientError::Forbidden => Some(Refused::Forbidden),
-                    GetPatientError::NotFound => Self::out_of_scope(ctx, id),
-                    _ => None,
-                };
-                self.refused(ctx, why, "Patient", Some(id.as_uuid())).await;
-                Err(e)
-            }
-        }
+        let result = self.get_unaudited(ctx, id).await;
+        let audited = Audited {
+            resource: "Patient",
+            patient: Some(id),
+            entries: Box::new(|_: &Patient| {
+                vec![self.about(ctx, AuditAction::Read, "Patient", id, Some(id.to_string()))]
+            }),
+            refusal: |e| match e {
+                GetPatientError::Forbidden => Refusal::Forbidden,
+                GetPatientError::NotFound => Refusal::NotFound,
+                _ => Refusal::None,
+            },
+        };
+        self.answered(ctx, result, audited).await
     }
 
     pub async fn update(
@@ -118,26 +157,26 @@ impl<S: PatientStore> PatientService<S> {
         expected_version: Option<i64>,
         d: Demographics,
     ) -> Result<Patient, UpdatePatientError> {
-        match self.update_unaudited(ctx, id, expected_version, d).await {
-            Ok(patient) => {
-                self.audit(vec![
-                    self.entry(ctx, AuditAction::Update, "Patient")
-                        .resource(id)
-                        .patient(id.as_uuid()),
-                ])
-                .await?;
-                Ok(patient)
-            }
-            Err(e) => {
-                let why = match &e {
-                    UpdatePatientError::Forbidden => Some(Refused::Forbidden),
-                    UpdatePatientError::NotFound => Self::out_of_scope(ctx, id),
-                    _ => None,
-                };
-                self.refused(ctx, why, "Patient", Some(id.as_uuid())).await;
-                Err(e)
-            }
-        }
+        let result = self.update_unaudited(ctx, id, expected_version, d).await;
+        let audited = Audited {
+            resource: "Patient",
+            patient: Some(id),
+            entries: Box::new(|_: &Patient| {
+                vec![self.about(
+                    ctx,
+                    AuditAction::Update,
+                    "Patient",
+                    id,
+                    Some(id.to_string()),
+                )]
+            }),
+            refusal: |e| match e {
+                UpdatePatientError::Forbidden => Refusal::Forbidden,
+                UpdatePatientError::NotFound => Refusal::NotFound,
+                _ => Refusal::None,
+            },
+        };
+        self.answered(ctx, result, audited).await
     }
 
     pub async fn delete(
@@ -146,23 +185,25 @@ impl<S: PatientStore> PatientService<S> {
         id: PatientId,
         expected_version: Option<i64>,
     ) -> Result<(), DeletePatientError> {
-        match self.delete_unaudited(ctx, id, expected_version).await {
-            Ok(()) => {
-                self.audit(vec![
-                    self.entry(ctx, AuditAction::Delete, "Patient")
-                        .resource(id)
-                        .patient(id.as_uuid()),
-                ])
-                .await?;
-                Ok(())
-            }
-            Err(DeletePatientError::Forbidden) => {
-                self.refused(ctx, Some(Refused::Forbidden), "Patient", Some(id.as_uuid()))
-                    .await;
-                Err(DeletePatientError::Forbidden)
-            }
-            Err(e) => Err(e),
-        }
+        let result = self.delete_unaudited(ctx, id, expected_version).await;
+        let audited = Audited {
+            resource: "Patient",
+            patient: Some(id),
+            entries: Box::new(|_: &()| {
+                vec![self.about(
+                    ctx,
+                    AuditAction::Delete,
+                    "Patient",
+                    id,
+                    Some(id.to_string()),
+                )]
+            }),
+            refusal: |e| match e {
+                DeletePatientError::Forbidden => Refusal::Forbidden,
+                _ => Refusal::None,
+            },
+        };
+        self.answered(ctx, result, audited).await
     }
 
     /// One entry per patient the search returned: each is an access to that patient.
@@ -172,31 +213,33 @@ impl<S: PatientStore> PatientService<S> {
         criteria: &SearchCriteria,
         page: &PageRequest,
     ) -> Result<Page<PatientSummary>, ListError> {
-        match self.search_unaudited(ctx, criteria, page).await {
-            Ok(found) => {
+        let result = self.search_unaudited(ctx, criteria, page).await;
+        let audited = Audited {
+            resource: "Patient",
+            patient: None,
+            entries: Box::new(|found: &Page<PatientSummary>| {
                 let mut records: Vec<AuditRecord> = found
                     .items
                     .iter()
                     .map(|p| {
-                        self.entry(ctx, AuditAction::Search, "Patient")
-                            .resource(p.id)
-                            .patient(p.id.as_uuid())
+                        self.about(
+                            ctx,
+                            AuditAction::Search,
+                            "Patient",
+                            p.id,
+                            Some(p.id.to_string()),
+                        )
                     })
                     .collect();
                 if records.is_empty() {
                     // A search that found nothing still says who looked.
                     records.push(self.entry(ctx, AuditAction::Search, "Patient"));
                 }
-                self.audit(records).await?;
-                Ok(found)
-            }
-            Err(ListError::Forbidden) => {
-                self.refused(ctx, Some(Refused::Forbidden), "Patient", None)
-                    .await;
-                Err(ListError::Forbidden)
-            }
-            Err(e) => Err(e),
-        }
+                records
+            }),
+            refusal: list_refusal,
+        };
+        self.answered(ctx, result, audited).await
     }
 
     pub async fn add_medical_record(
@@ -209,12 +252,13 @@ impl<S: PatientStore> PatientService<S> {
         let result = self
             .add_medical_record_unaudited(ctx, patient_id, new, key)
             .await;
-        self.subresource(ctx, result, "MedicalRecord", patient_id, |r| {
+        let audited = self.created(ctx, "MedicalRecord", patient_id, |r: &MedicalRecord| {
             r.id.to_string()
-        })
-        .await
+        });
+        self.answered(ctx, result, audited).await
     }
 
+    /// One entry per record shown.
     pub async fn medical_records(
         &self,
         ctx: &Context,
@@ -222,12 +266,23 @@ impl<S: PatientStore> PatientService<S> {
         page: &PageRequest,
     ) -> Result<Page<MedicalRecord>, ListError> {
         let result = self.medical_records_unaudited(ctx, patient_id, page).await;
-        let ids = result
-            .as_ref()
-            .ok()
-            .map(|p| p.items.iter().map(|r| r.id.to_string()).collect::<Vec<_>>());
-        self.patient_list(ctx, result, "MedicalRecord", patient_id, ids)
-            .await
+        let audited = Audited {
+            resource: "MedicalRecord",
+            patient: Some(patient_id),
+            entries: Box::new(|shown: &Page<MedicalRecord>| {
+                let read = |id| self.about(ctx, AuditAction::Read, "MedicalRecord", patient_id, id);
+                if shown.items.is_empty() {
+                    return vec![read(None)];
+                }
+                shown
+                    .items
+                    .iter()
+                    .map(|r| read(Some(r.id.to_string())))
+                    .collect()
+            }),
+            refusal: list_refusal,
+        };
+        self.answered(ctx, result, audited).await
     }
 
     pub async fn timeline(
@@ -237,8 +292,15 @@ impl<S: PatientStore> PatientService<S> {
         page: &PageRequest,
     ) -> Result<Page<TimelineEntry>, ListError> {
         let result = self.timeline_unaudited(ctx, patient_id, page).await;
-        self.patient_list(ctx, result, "Timeline", patient_id, None)
-            .await
+        let audited = Audited {
+            resource: "Timeline",
+            patient: Some(patient_id),
+            entries: Box::new(|_: &Page<TimelineEntry>| {
+                vec![self.about(ctx, AuditAction::Read, "Timeline", patient_id, None)]
+            }),
+            refusal: list_refusal,
+        };
+        self.answered(ctx, result, audited).await
     }
 
     pub async fn order_labs(
@@ -248,24 +310,27 @@ impl<S: PatientStore> PatientService<S> {
         request: LabOrderRequest,
         key: Option<&IdempotencyKey>,
     ) -> Result<Outcome<LabOrder>, PatientSubresourceError> {
-        match self.order_labs_unaudited(ctx, who, request, key).await {
-            Ok(outcome) => {
-                let patient = outcome.value.patient_id;
-                self.audit(vec![
-                    self.entry(ctx, AuditAction::Create, "LabOrder")
-                        .resource(outcome.value.id)
-                        .patient(patient.as_uuid()),
-                ])
-                .await?;
-                Ok(outcome)
-            }
-            Err(PatientSubresourceError::Forbidden) => {
-                self.refused(ctx, Some(Refused::Forbidden), "LabOrder", None)
-                    .await;
-                Err(PatientSubresourceError::Forbidden)
-            }
-            Err(e) => Err(e),
-        }
+        let result = self.order_labs_unaudited(ctx, who, request, key).await;
+        // By SSN, the patient is known only once found: no out-of-scope refusal to name.
+        let audited = Audited {
+            resource: "LabOrder",
+            patient: None,
+            entries: Box::new(|o: &Outcome<LabOrder>| {
+                let order = &o.value;
+                vec![self.about(
+                    ctx,
+                    AuditAction::Create,
+                    "LabOrder",
+                    order.patient_id,
+                    Some(order.id.to_string()),
+                )]
+            }),
+            refusal: |e| match e {
+                PatientSubresourceError::Forbidden => Refusal::Forbidden,
+                _ => Refusal::None,
+            },
+        };
+        self.answered(ctx, result, audited).await
     }
 
     pub async fn discharge(
@@ -278,78 +343,45 @@ impl<S: PatientStore> PatientService<S> {
         let result = self
             .discharge_unaudited(ctx, patient_id, discharge, key)
             .await;
-        self.subresource(ctx, result, "Encounter", patient_id, |_| {
+        let audited = self.created(ctx, "Encounter", patient_id, move |_: &Discharged| {
             patient_id.to_string()
-        })
-        .await
+        });
+        self.answered(ctx, result, audited).await
     }
 
-    async fn subresource<T>(
-        &self,
-        ctx: &Context,
-        result: Result<Outcome<T>, PatientSubresourceError>,
-        resource: &str,
+    /// A thing created for a patient, named by `id`.
+    fn created<'a, T: 'a>(
+        &'a self,
+        ctx: &'a Context,
+        resource: &'a str,
         patient: PatientId,
-        id: impl Fn(&T) -> String,
-    ) -> Result<Outcome<T>, PatientSubresourceError> {
-        match result {
-            Ok(outcome) => {
-                self.audit(vec![
-                    self.entry(ctx, AuditAction::Create, resource)
-                        .resource(id(&outcome.value))
-                        .patient(patient.as_uuid()),
-                ])
-                .await?;
-                Ok(outcome)
-            }
-            Err(e) => {
-                let why = match &e {
-                    PatientSubresourceError::Forbidden => Some(Refused::Forbidden),
-                    PatientSubresourceError::PatientNotFound => Self::out_of_scope(ctx, patient),
-                    _ => None,
-                };
-                self.refused(ctx, why, resource, Some(patient.as_uuid()))
-                    .await;
-                Err(e)
-            }
+        id: impl Fn(&T) -> String + Send + 'a,
+    ) -> Audited<'a, Outcome<T>, PatientSubresourceError> {
+        Audited {
+            resource,
+            patient: Some(patient),
+            entries: Box::new(move |o: &Outcome<T>| {
+                vec![self.about(
+                    ctx,
+                    AuditAction::Create,
+                    resource,
+                    patient,
+                    Some(id(&o.value)),
+                )]
+            }),
+            refusal: |e| match e {
+                PatientSubresourceError::Forbidden => Refusal::Forbidden,
+                PatientSubresourceError::PatientNotFound => Refusal::NotFound,
+                _ => Refusal::None,
+            },
         }
     }
+}
 
-    /// A read of one patient's list: one entry per item shown when `ids` names them, else
-    /// one for the list.
-    async fn patient_list<T>(
-        &self,
-        ctx: &Context,
-        result: Result<Page<T>, ListError>,
-        resource: &str,
-        patient: PatientId,
-        ids: Option<Vec<String>>,
-    ) -> Result<Page<T>, ListError> {
-        match result {
-            Ok(page) => {
-                let base = self
-                    .entry(ctx, AuditAction::Read, resource)
-                    .patient(patient.as_uuid());
-                let records = match ids {
-                    Some(ids) if !ids.is_empty() => ids
-                        .into_iter()
-                        .map(|id| base.clone().resource(id))
-                        .collect(),
-                    _ => vec![base],
-                };
-                self.audit(records).await?;
-                Ok(page)
-            }
-            Err(e) => {
-                let why = match &e {
-                    ListError::Forbidden => Some(Refused::Forbidden),
-                    ListError::PatientNotFound => Self::out_of_scope(ctx, patient),
-                    _ => None,
-                };
-                self.refused(ctx, why, resource, Some(patient.as_uuid()))
-                    .await;
-                Err(e)
-            }
-        }
+fn list_refusal(e: &ListError) -> Refusal {
+    match e {
+        ListError::Forbidden => Refusal::Forbidden,
+        ListError::PatientNotFound => Refusal::NotFound,
+        _ => Refusal::None,
     }
 }
