@@ -9,11 +9,12 @@ use crate::relay::backoff;
 use crate::{BoxFuture, BusError, Delivery, EventSink, EventSource, Record};
 use chrono::Utc;
 use events::{EventEnvelope, Topic};
+use kernel::TenantId;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Db, Tx};
+use store::{Db, Scope, Tx};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -284,6 +285,12 @@ impl Consumer {
         if !store::inbox::record(tx, self.name, envelope.event_id.as_uuid()).await? {
             return Ok(false);
         }
+        // The handler works on the event's tenant's rows only (row-level security on
+        // PostgreSQL), whatever tenant the previous event of a batch had.
+        let tenant = TenantId::parse(&envelope.tenant_id).map_err(|_| {
+            HandlerError::Permanent("the event's tenant id is not valid".to_owned())
+        })?;
+        tx.enter(Scope::Tenant(&tenant)).await?;
         handler.handle(tx, envelope).await?;
         Ok(true)
     }

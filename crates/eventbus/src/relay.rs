@@ -6,7 +6,7 @@ use crate::{BusError, EventSink, Record};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Db, Tx, execute, on_pool, on_tx};
+use store::{Db, Scope, Tx, execute, on_tx};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -46,17 +46,20 @@ impl OutboxRelay {
     /// Publishes one batch; returns how many events it published.
     pub async fn publish_pending(&self) -> Result<usize, BusError> {
         // A plain read first: an idle relay must not take the write lock every few ms.
+        // The relay publishes every tenant's events, so it reads across tenants.
         let sql = crate::capped_count("outbox WHERE published_at IS NULL");
-        let backlog: i64 = on_pool!(&self.db, |c| {
+        let mut read = self.db.read_in(Scope::AllTenants).await?;
+        let backlog: i64 = on_tx!(&mut read, |c| {
             sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
                 .fetch_one(c)
                 .await
         })?;
+        read.commit().await?;
         metrics::gauge!(BACKLOG, "service" => self.service).set(backlog as f64);
         if backlog == 0 {
             return Ok(0);
         }
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.begin_in(Scope::AllTenants).await?;
         if let Tx::Postgres(t) = &mut tx {
             // One relay per service publishes at a time, so batches never overtake each
             // other and one key's events keep their order. The others find the lock taken.

@@ -41,6 +41,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prepended to this hub's Redis keys.
     pub redis_prefix: String,
+    /// Proxies whose `X-Forwarded-For` names the client (the gateway, a reverse proxy);
+    /// from anyone else the header is ignored. Default: loopback.
+    pub trusted_proxies: web::client_ip::TrustedProxies,
     /// Browser origins allowed to call the API (CORS), e.g. `https://portal.example`.
     pub cors_allowed_origins: Vec<String>,
     /// PEM certificate chain and private key: serve HTTPS (rustls). Both or neither.
@@ -146,6 +149,12 @@ impl Default for Config {
             rate_limit_per_subject: 500.0,
             redis_url: None,
             redis_prefix: "meditrack:".to_owned(),
+            trusted_proxies: web::client_ip::TrustedProxies(
+                ["127.0.0.0/8", "::1"]
+                    .iter()
+                    .filter_map(|b| b.parse().ok())
+                    .collect(),
+            ),
             cors_allowed_origins: Vec::new(),
             tls_cert_file: None,
             tls_key_file: None,
@@ -183,6 +192,7 @@ struct Layer {
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     cors_allowed_origins: Option<String>,
+    trusted_proxies: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     keyring_file: Option<PathBuf>,
@@ -195,7 +205,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 28] = [
+pub const ENV_KEYS: [&str; 29] = [
     "listen",
     "data_dir",
     "database_url",
@@ -214,6 +224,7 @@ pub const ENV_KEYS: [&str; 28] = [
     "redis_url",
     "redis_prefix",
     "cors_allowed_origins",
+    "trusted_proxies",
     "tls_cert_file",
     "tls_key_file",
     "keyring_file",
@@ -306,6 +317,7 @@ impl Config {
                 "redis_url" => layer.redis_url = Some(value),
                 "redis_prefix" => layer.redis_prefix = Some(value),
                 "cors_allowed_origins" => layer.cors_allowed_origins = Some(value),
+                "trusted_proxies" => layer.trusted_proxies = Some(value),
                 "tls_cert_file" => layer.tls_cert_file = Some(value.into()),
                 "tls_key_file" => layer.tls_key_file = Some(value.into()),
                 "keyring_file" => layer.keyring_file = Some(value.into()),
@@ -408,6 +420,18 @@ impl Config {
                 .map(|o| o.trim().trim_end_matches('/').to_owned())
                 .filter(|o| !o.is_empty())
                 .collect();
+        }
+        if let Some(v) = l.trusted_proxies {
+            self.trusted_proxies = web::client_ip::TrustedProxies(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|b| !b.is_empty())
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e: web::client_ip::BadIpBlock| {
+                        ConfigError::Invalid(format!("trusted_proxies: {e}"))
+                    })?,
+            );
         }
         if let Some(v) = l.tls_cert_file {
             self.tls_cert_file = Some(v);

@@ -89,10 +89,7 @@ async fn open(
         .into_iter()
         .filter(|(name, _)| names.contains(name))
     {
-        let db = Db::connect(service, &store_config)
-            .await
-            .map_err(|source| StartError::Database { service, source })?;
-        let applied = store::migrate(&db, &sets)
+        let (db, applied) = store::open(service, &store_config, &sets)
             .await
             .map_err(|source| StartError::Database { service, source })?;
         tracing::info!(service, applied, backend = ?db.backend(), "database ready");
@@ -238,7 +235,11 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
             web::edge::protect,
         ))
         .layer(axum::Extension(Authenticator(verifier)))
-        .layer(from_fn(web::request::observe));
+        .layer(from_fn(web::request::observe))
+        .layer(from_fn_with_state(
+            Arc::new(config.trusted_proxies.clone()),
+            web::client_ip::resolve,
+        ));
     Ok(Hub {
         router,
         databases,

@@ -10,7 +10,7 @@ pub async fn verify(config: &Config, tenant: Option<&str>) -> Result<(String, bo
     let db = crate::database(&opened, audit::SERVICE).map_err(|e| e.to_string())?;
     let store = audit::store::AuditStore::new(db.clone());
     let tenants = match tenant {
-        Some(t) => vec![t.to_owned()],
+        Some(t) => vec![kernel::TenantId::parse(t).map_err(|e| format!("--tenant {t:?}: {e}"))?],
         None => store.tenants().await.map_err(|e| e.to_string())?,
     };
     let mut out = String::new();

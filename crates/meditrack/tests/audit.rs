@@ -304,7 +304,10 @@ async fn verify_finds_edited_removed_and_reordered_entries_and_survives_retentio
     )
     .await;
     assert_eq!(status, 200);
-    let verdict = store.verify(&fresh).await.unwrap();
+    let verdict = store
+        .verify(&kernel::TenantId::parse(&fresh).unwrap())
+        .await
+        .unwrap();
     assert_eq!(verdict.broken, None, "{verdict:?}");
     assert_eq!(verdict.checked, 1);
 }

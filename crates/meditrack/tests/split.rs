@@ -29,6 +29,8 @@ async fn a_patient_registered_through_the_gateway_reaches_a_consumer_in_another_
     let response = client
         .post(via_gateway("/api/v1/patients"))
         .header("x-request-id", "split-request-1")
+        // As a load balancer the gateway trusts (loopback, by default) would say.
+        .header("x-forwarded-for", "203.0.113.77")
         .json(&body)
         .send()
         .await
@@ -91,6 +93,20 @@ async fn a_patient_registered_through_the_gateway_reaches_a_consumer_in_another_
         database_url: None,
         max_connections: 1,
     };
+    // The patient process audited the registration as coming from the client the gateway
+    // named, not from the gateway.
+    let audit = store::Db::connect("audit", &config).await.unwrap();
+    let sources: Vec<(String, Option<String>)> = store::on_pool!(&audit, |c| sqlx::query_as(
+        "SELECT action, source_ip FROM audit_log WHERE request_id = 'split-request-1'"
+    )
+    .fetch_all(c)
+    .await)
+    .unwrap();
+    assert_eq!(
+        sources,
+        [("CREATE".to_owned(), Some("203.0.113.77".to_owned()))]
+    );
+    audit.close().await;
     let log = EmbeddedLog::open(&config).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let types = loop {

@@ -1,7 +1,8 @@
 use crate::DbError;
+use kernel::TenantId;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Sqlite, SqlitePool};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, Postgres, Sqlite, SqlitePool};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +27,38 @@ pub enum Backend {
 pub enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+/// Whose rows a transaction may see and change. On PostgreSQL, row-level security enforces
+/// it (`app.current_tenant`, set per transaction): a query that forgot its tenant filter
+/// still finds nothing of another tenant. On SQLite, the statements' own tenant filters do.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// One tenant's rows: everything that serves a request or an event.
+    Tenant(&'a TenantId),
+    /// Every tenant's rows, for maintenance that walks all tenants (re-sealing, audit
+    /// verification and retention); never for a request.
+    AllTenants,
+}
+
+impl Scope<'_> {
+    /// The statement that puts a PostgreSQL transaction in this scope. Tenant ids are
+    /// letters, digits, `-` and `_` (`TenantId::parse`), so they need no quoting beyond the
+    /// literal's quotes; inlining lets `BEGIN` and the setting share one round trip.
+    fn settings(&self) -> String {
+        let (tenant, all) = match self {
+            Scope::Tenant(t) => (t.as_str(), "off"),
+            Scope::AllTenants => ("", "on"),
+        };
+        debug_assert!(
+            tenant
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        format!(
+            "SELECT set_config('app.current_tenant', '{tenant}', true), set_config('app.all_tenants', '{all}', true)"
+        )
+    }
 }
 
 /// A write transaction on either backend. Dropping it without `commit` rolls back.
@@ -69,27 +102,57 @@ impl Db {
         Ok(Db::Sqlite(pool))
     }
 
+    /// Opens `service`'s store as the application (see [`crate::open`]): on PostgreSQL its
+    /// connections act as [`crate::APP_ROLE`], which row-level security applies to.
+    pub async fn connect_as_app(service: &str, config: &StoreConfig) -> Result<Self, DbError> {
+        match &config.database_url {
+            Some(url) => {
+                Self::pg_pool(service, url, config.max_connections, Some(crate::APP_ROLE)).await
+            }
+            None => Self::connect(service, config).await,
+        }
+    }
+
+    /// A pool over schema `schema` as the role `url` connects with (the owner: migrations and
+    /// tests that look at raw rows use it).
     pub async fn connect_postgres(
         schema: &str,
         url: &str,
         max_connections: u32,
+    ) -> Result<Self, DbError> {
+        Self::pg_pool(schema, url, max_connections, None).await
+    }
+
+    async fn pg_pool(
+        schema: &str,
+        url: &str,
+        max_connections: u32,
+        role: Option<&'static str>,
     ) -> Result<Self, DbError> {
         let options = PgConnectOptions::from_str(url)?;
         {
             let mut conn = options.connect().await?;
             // The schema name is one of our service names, never user input.
             let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
-                .execute(&mut conn)
-                .await?;
+            sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut conn).await?;
             conn.close().await?;
         }
         let options = options.options([("search_path", schema)]);
-        let pool = PgPoolOptions::new()
+        let mut pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+            .acquire_timeout(Duration::from_secs(10));
+        if let Some(role) = role {
+            // Every connection, before its first use: nothing runs as the owner.
+            pool = pool.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(AssertSqlSafe(format!("SET ROLE \"{role}\"")))
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
+                })
+            });
+        }
+        let pool = pool.connect_with(options).await?;
         Ok(Db::Postgres(pool))
     }
 
@@ -100,13 +163,42 @@ impl Db {
         }
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock up front
+    /// Starts a write transaction outside any tenant, for tables that hold no tenant's rows
+    /// (outbox, inbox, migrations, keys); on PostgreSQL, tenant tables show it nothing.
+    /// On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail with
     /// "database is locked" when another writer got in between, busy timeout or not.
     pub async fn begin(&self) -> Result<Tx, DbError> {
         Ok(match self {
             Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Starts a write transaction over the rows of `scope` (see [`Db::begin`]).
+    pub async fn begin_in(&self, scope: Scope<'_>) -> Result<Tx, DbError> {
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(pool) => Tx::Postgres(
+                pool.begin_with(AssertSqlSafe(format!("BEGIN; {}", scope.settings())))
+                    .await?,
+            ),
+        })
+    }
+
+    /// Starts a read-only transaction over the rows of `scope`: on PostgreSQL the only way
+    /// to read tenant tables, since row-level security needs the tenant of the transaction.
+    /// On SQLite a deferred transaction, which takes no write lock.
+    pub async fn read_in(&self, scope: Scope<'_>) -> Result<Tx, DbError> {
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(
+                pool.begin_with(AssertSqlSafe(format!(
+                    "BEGIN READ ONLY; {}",
+                    scope.settings()
+                )))
+                .await?,
+            ),
         })
     }
 
@@ -125,6 +217,17 @@ impl Db {
 }
 
 impl Tx {
+    /// Moves the transaction to the rows of `scope`, e.g. an event's tenant in a consumer's
+    /// transaction, or each tenant of a batch in turn.
+    pub async fn enter(&mut self, scope: Scope<'_>) -> Result<(), DbError> {
+        if let Tx::Postgres(tx) = self {
+            sqlx::raw_sql(AssertSqlSafe(scope.settings()))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn commit(self) -> Result<(), DbError> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,

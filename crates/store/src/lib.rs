@@ -6,13 +6,15 @@
 //! The SQL that runs on both is kept to the common subset (`$N` placeholders,
 //! `ON CONFLICT`, `RETURNING`, row values); where the dialects differ, migrations differ.
 
+pub mod app_role;
 pub mod db;
 pub mod error;
 pub mod inbox;
 pub mod migrate;
 pub mod outbox;
 
-pub use db::{Backend, Db, StoreConfig, Tx};
+pub use app_role::{APP_ROLE, open};
+pub use db::{Backend, Db, Scope, StoreConfig, Tx};
 pub use error::DbError;
 pub use migrate::{Migration, MigrationSet, migrate};
 

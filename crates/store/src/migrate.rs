@@ -41,7 +41,7 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
 
 /// Only one process migrates a PostgreSQL database at a time; the others wait, then find
 /// nothing left to do.
-const PG_LOCK_KEY: i64 = 0x6d65_6469_7472_6163;
+pub(crate) const PG_LOCK_KEY: i64 = 0x6d65_6469_7472_6163;
 
 /// Applies what is missing, in order, each migration in its own transaction. Returns how
 /// many were applied.

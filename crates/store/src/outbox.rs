@@ -24,7 +24,8 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
         );
         CREATE INDEX idx_outbox_unpublished ON outbox (position) WHERE published_at IS NULL;",
     }],
-    postgres: &[Migration {
+    postgres: &[
+        Migration {
         version: 1,
         name: "create outbox",
         sql: "CREATE TABLE outbox (
@@ -39,7 +40,17 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             published_at TIMESTAMPTZ
         );
         CREATE INDEX idx_outbox_unpublished ON outbox (position) WHERE published_at IS NULL;",
-    }],
+    },
+        // Events carry their tenant's data: a transaction writes only its own tenant's, and
+        // only the relay, which publishes every tenant's, reads them all (`Scope::AllTenants`).
+        Migration {
+            version: 2,
+            name: "row-level security",
+            sql: "ALTER TABLE outbox ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_rows ON outbox
+                USING (tenant_id = current_setting('app.current_tenant', true) OR current_setting('app.all_tenants', true) = 'on');",
+        },
+    ],
 };
 
 /// Appends `events` inside `tx`. Events without a known topic are a programming error and
@@ -72,9 +83,10 @@ pub struct OutboxRow {
     pub envelope: Json<EventEnvelope>,
 }
 
-/// Rows after `after`, oldest first: for the relay, and for tests that look at the outbox.
+/// Rows after `after`, every tenant's, oldest first: for tests that look at the outbox.
 pub async fn read(db: &crate::Db, after: i64, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
-    Ok(crate::on_pool!(db, |c| {
+    let mut tx = db.read_in(crate::Scope::AllTenants).await?;
+    let rows = crate::on_tx!(&mut tx, |c| {
         sqlx::query_as(
             "SELECT position, topic, envelope FROM outbox WHERE position > $1 ORDER BY position LIMIT $2",
         )
@@ -82,5 +94,7 @@ pub async fn read(db: &crate::Db, after: i64, limit: i64) -> Result<Vec<OutboxRo
         .bind(limit)
         .fetch_all(c)
         .await
-    })?)
+    })?;
+    tx.commit().await?;
+    Ok(rows)
 }

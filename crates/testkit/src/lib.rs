@@ -207,6 +207,20 @@ impl TestApp {
         Db::connect(service, &store).await.expect("test database")
     }
 
+    /// A connection to `service`'s database as the hub's pools make it: on PostgreSQL as
+    /// the application role, which row-level security applies to (`db` connects as the
+    /// owner, which it does not).
+    pub async fn app_db(&self, service: &str) -> Db {
+        let store = store::StoreConfig {
+            data_dir: self.config.data_dir.clone(),
+            database_url: self.config.database_url.clone(),
+            max_connections: 2,
+        };
+        Db::connect_as_app(service, &store)
+            .await
+            .expect("test database")
+    }
+
     /// The hub's field-encryption keys, to open what it sealed.
     pub fn field_cipher(&self) -> std::sync::Arc<auth::sealing::FieldCipher> {
         std::sync::Arc::new(meditrack::fields::cipher(&self.config).expect("the keyring"))

@@ -1,12 +1,12 @@
 //! What the public edge does for every request before a handler sees it (000 §2.2.3):
 //! rate limiting per client IP and per token subject (429 with `Retry-After`), CORS for the
 //! configured origins only, and security headers on every answer. In split mode only the
-//! gateway is the edge; the services behind it see every request come from its address.
+//! gateway is the edge; the services behind it learn the client's address from the
+//! gateway's `X-Forwarded-For` (`crate::client_ip`).
 
 use crate::limit::{Decision, Limiter, Rate};
-use crate::tls::ClientAddr;
 use crate::{Authenticator, Caller, Problem};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -91,10 +91,8 @@ async fn limit(policy: &EdgePolicy, request: &mut Request) -> Option<Response> {
         return None;
     }
     if let Some(rate) = policy.per_ip {
-        let ip = request
-            .extensions()
-            .get::<ConnectInfo<ClientAddr>>()
-            .map(|c| c.0.0.ip().to_string())
+        let ip = crate::request::client_ip(request)
+            .map(|ip| ip.to_string())
             .unwrap_or_default();
         if let Decision::Limited { retry_after } = limiter.check(&format!("ip:{ip}"), rate).await {
             return Some(too_many("ip", retry_after));

@@ -3,6 +3,7 @@
 //! parameters and health checks.
 
 pub mod caller;
+pub mod client_ip;
 pub mod edge;
 pub mod health;
 pub mod idempotency;

@@ -28,6 +28,20 @@ pub fn origin() -> kernel::audit::Origin {
     }
 }
 
+/// The client's address: as resolved through trusted proxies ([`crate::client_ip`]), else
+/// the connection's peer.
+pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<crate::client_ip::ClientIp>()
+        .map(|c| c.0)
+        .or_else(|| {
+            extensions
+                .get::<axum::extract::ConnectInfo<crate::tls::ClientAddr>>()
+                .map(|c| c.0.0.ip())
+        })
+}
+
 /// The id of the request this task is serving, if any.
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
@@ -70,10 +84,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty, subject = tracing::field::Empty);
     let started = Instant::now();
 
-    let client_ip = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<crate::tls::ClientAddr>>()
-        .map(|c| c.0.0.ip().to_string());
+    let client_ip = client_ip(&request).map(|ip| ip.to_string());
     let mut response = REQUEST_ID
         .scope(
             request_id.clone(),

@@ -18,11 +18,18 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
         name: "audit log",
         sql: include_str!("../migrations/sqlite/0001_audit_log.sql"),
     }],
-    postgres: &[Migration {
-        version: 1,
-        name: "audit log",
-        sql: include_str!("../migrations/postgres/0001_audit_log.sql"),
-    }],
+    postgres: &[
+        Migration {
+            version: 1,
+            name: "audit log",
+            sql: include_str!("../migrations/postgres/0001_audit_log.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "row-level security",
+            sql: include_str!("../migrations/postgres/0002_row_level_security.sql"),
+        },
+    ],
 };
 
 /// Everything the service's database needs, in order.

@@ -10,7 +10,7 @@ use kernel::TenantId;
 use kernel::audit::{AuditAction, AuditRecord};
 use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
-use store::{Db, DbError, Tx, execute, on_pool, on_tx, outbox};
+use store::{Db, DbError, Scope, Tx, execute, on_tx, outbox};
 use uuid::Uuid;
 
 const COLUMNS: &str = "tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash";
@@ -113,6 +113,9 @@ impl AuditStore {
         let mut tx = self.db.begin().await?;
         let mut entries = Vec::with_capacity(records.len());
         for tenant in tenants {
+            // One tenant at a time: on PostgreSQL, row-level security holds each chain's
+            // rows to its own tenant even inside a batch of several.
+            tx.enter(Scope::Tenant(tenant)).await?;
             let (mut seq, mut prev) = head_for_update(&mut tx, tenant.as_str()).await?;
             for record in records.iter().filter(|r| &r.tenant == tenant) {
                 seq += 1;
@@ -121,6 +124,13 @@ impl AuditStore {
                 prev = entry.hash.clone();
                 entries.push(entry);
             }
+            // In the tenant's scope too: each event is one of its tenant's rows.
+            let events: Vec<EventEnvelope> = entries
+                .iter()
+                .filter(|e| e.tenant == tenant.as_str())
+                .filter_map(event)
+                .collect();
+            outbox::append(&mut tx, &events).await?;
             execute!(
                 &mut tx,
                 sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3")
@@ -129,8 +139,6 @@ impl AuditStore {
                     .bind(tenant.as_str())
             )?;
         }
-        let events: Vec<EventEnvelope> = entries.iter().filter_map(event).collect();
-        outbox::append(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(entries)
     }
@@ -168,7 +176,8 @@ impl AuditStore {
         }
         binds.push(Bind::Int(page.fetch_limit()));
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", binds.len()));
-        let rows: Vec<Row> = on_pool!(&self.db, |c| {
+        let mut tx = self.db.read_in(Scope::Tenant(tenant)).await?;
+        let rows: Vec<Row> = on_tx!(&mut tx, |c| {
             let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()));
             for b in &binds {
                 q = match b {
@@ -181,28 +190,41 @@ impl AuditStore {
             q.fetch_all(c).await
         })
         .map_err(DbError::from)?;
+        tx.commit().await?;
         let entries: Vec<Entry> = rows.into_iter().map(Into::into).collect();
         Ok(Page::from_rows(entries, page, |e| e.seq))
     }
 
     /// Every tenant with a chain.
-    pub async fn tenants(&self) -> Result<Vec<String>, DbError> {
-        Ok(on_pool!(&self.db, |c| sqlx::query_scalar(
+    pub async fn tenants(&self) -> Result<Vec<TenantId>, DbError> {
+        let mut tx = self.db.read_in(Scope::AllTenants).await?;
+        let names: Vec<String> = on_tx!(&mut tx, |c| sqlx::query_scalar(
             "SELECT tenant_id FROM audit_heads ORDER BY tenant_id"
         )
         .fetch_all(c)
-        .await)?)
+        .await)?;
+        tx.commit().await?;
+        names
+            .iter()
+            .map(|n| {
+                TenantId::parse(n)
+                    .map_err(|_| DbError::Invariant("an audit chain's tenant id is not valid"))
+            })
+            .collect()
     }
 
     /// Walks a tenant's chain from its start (or retention anchor) to its head.
-    pub async fn verify(&self, tenant: &str) -> Result<Verdict, DbError> {
-        let anchor: Option<(i64, String)> = on_pool!(&self.db, |c| sqlx::query_as(
+    pub async fn verify(&self, tenant: &TenantId) -> Result<Verdict, DbError> {
+        // One snapshot for the walk: entries appended meanwhile are not half-seen.
+        let mut tx = self.db.read_in(Scope::Tenant(tenant)).await?;
+        let tenant = tenant.as_str();
+        let anchor: Option<(i64, String)> = on_tx!(&mut tx, |c| sqlx::query_as(
             "SELECT seq, hash FROM audit_anchors WHERE tenant_id = $1"
         )
         .bind(tenant)
         .fetch_optional(c)
         .await)?;
-        let head: Option<(i64, String)> = on_pool!(&self.db, |c| sqlx::query_as(
+        let head: Option<(i64, String)> = on_tx!(&mut tx, |c| sqlx::query_as(
             "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1"
         )
         .bind(tenant)
@@ -220,12 +242,11 @@ impl AuditStore {
             broken,
         };
         loop {
-            let rows: Vec<Row> =
-                on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .bind(tenant)
-                    .bind(after)
-                    .fetch_all(c)
-                    .await)?;
+            let rows: Vec<Row> = on_tx!(&mut tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(tenant)
+                .bind(after)
+                .fetch_all(c)
+                .await)?;
             let Some(last) = rows.last() else { break };
             after = last.seq;
             for row in rows {
@@ -234,6 +255,7 @@ impl AuditStore {
                 }
             }
         }
+        tx.commit().await?;
         let head = head.filter(|(seq, _)| *seq > 0).map(trim);
         Ok(verdict(check.checked, check.finish(head).err()))
     }
@@ -243,7 +265,8 @@ impl AuditStore {
     pub async fn purge(&self, before: DateTime<Utc>) -> Result<u64, DbError> {
         let mut removed = 0;
         for tenant in self.tenants().await? {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.db.begin_in(Scope::Tenant(&tenant)).await?;
+            let tenant = tenant.as_str();
             execute!(
                 &mut tx,
                 sqlx::query("UPDATE audit_policy SET purge_before = $1 WHERE id = 1").bind(before)
@@ -253,7 +276,7 @@ impl AuditStore {
             let keep_from: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
                 "SELECT MIN(seq) FROM audit_log WHERE tenant_id = $1 AND recorded_at >= $2"
             )
-            .bind(&tenant)
+            .bind(tenant)
             .bind(before)
             .fetch_one(c)
             .await)?;
@@ -261,7 +284,7 @@ impl AuditStore {
                 sqlx::query_as(
                 "SELECT seq, hash FROM audit_log WHERE tenant_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1"
             )
-            .bind(&tenant)
+            .bind(tenant)
             .bind(keep_from.unwrap_or(i64::MAX))
             .fetch_optional(c)
             .await
@@ -276,7 +299,7 @@ impl AuditStore {
                     "INSERT INTO audit_anchors (tenant_id, seq, hash, purged_at) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, purged_at = excluded.purged_at",
                 )
-                .bind(&tenant)
+                .bind(tenant)
                 .bind(seq)
                 .bind(hash.trim_end())
                 .bind(Utc::now())
@@ -284,7 +307,7 @@ impl AuditStore {
             removed += execute!(
                 &mut tx,
                 sqlx::query("DELETE FROM audit_log WHERE tenant_id = $1 AND seq <= $2")
-                    .bind(&tenant)
+                    .bind(tenant)
                     .bind(seq)
             )?;
             tx.commit().await?;

@@ -70,10 +70,17 @@ async fn forward(State(route): State<Route>, request: Request) -> Response {
     };
     let mut upstream = route.client.request(parts.method.clone(), &url).body(body);
     for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name.as_str() != web::request::REQUEST_ID_HEADER
+        if !HOP_BY_HOP.contains(&name.as_str())
+            && name.as_str() != web::request::REQUEST_ID_HEADER
+            && name.as_str() != web::client_ip::FORWARDED_FOR
         {
             upstream = upstream.header(name, value);
         }
+    }
+    // The client as this edge resolved it (through proxies it trusts), for the service's
+    // audit trail; whatever the caller wrote in the header itself is not passed on.
+    if let Some(web::client_ip::ClientIp(ip)) = parts.extensions.get() {
+        upstream = upstream.header(web::client_ip::FORWARDED_FOR, ip.to_string());
     }
     if let Some(id) = web::request::current_request_id() {
         upstream = upstream.header(web::request::REQUEST_ID_HEADER, id);

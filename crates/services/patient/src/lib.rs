@@ -14,6 +14,7 @@ use ::store::{Migration, MigrationSet};
 pub const SERVICE: &str = "patient";
 
 /// The patient service's own tables; the composition root applies them with the outbox's.
+/// PostgreSQL has one more (row-level security), which SQLite has no counterpart for.
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     component: SERVICE,
     sqlite: &[
@@ -48,6 +49,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             version: 3,
             name: "sealed fields",
             sql: include_str!("../migrations/postgres/0003_sealed_fields.sql"),
+        },
+        Migration {
+            version: 4,
+            name: "row-level security",
+            sql: include_str!("../migrations/postgres/0004_row_level_security.sql"),
         },
     ],
 };

@@ -7,7 +7,7 @@ use super::rows::{notes_context, ssn_context};
 use auth::sealing::FieldCipher;
 use sqlx::AssertSqlSafe;
 use std::collections::BTreeMap;
-use store::{DbError, execute, on_pool};
+use store::{DbError, Scope, execute, on_pool, on_tx};
 use uuid::Uuid;
 
 /// A sealed column, the plaintext column it replaced, and its blind index if it has one.
@@ -143,6 +143,8 @@ impl SqlPatientStore {
         ids.extend(self.cipher.keyring().key_ids());
         ids.sort_unstable();
         ids.dedup();
+        // Every tenant's values: the keyring serves them all.
+        let mut tx = self.db().read_in(Scope::AllTenants).await?;
         let mut counts = BTreeMap::new();
         for id in ids {
             let pattern = format!("mt1.{id}.%");
@@ -152,7 +154,7 @@ impl SqlPatientStore {
                     "SELECT COUNT(*) FROM {} WHERE {} LIKE $1",
                     col.table, col.sealed
                 );
-                let n: i64 = on_pool!(self.db(), |c| {
+                let n: i64 = on_tx!(&mut tx, |c| {
                     sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
                         .bind(&pattern)
                         .fetch_one(c)
@@ -162,6 +164,7 @@ impl SqlPatientStore {
             }
             counts.insert(id, total);
         }
+        tx.commit().await?;
         Ok(counts)
     }
 
@@ -213,17 +216,17 @@ impl SqlPatientStore {
         let mut written = 0;
         let mut after = Uuid::nil();
         loop {
-            let rows: Vec<(Uuid, String, Option<String>, Option<String>)> =
-                on_pool!(self.db(), |c| {
-                    sqlx::query_as(AssertSqlSafe(select.as_str()))
-                        .bind(after)
-                        .bind(batch)
-                        .fetch_all(c)
-                        .await
-                })?;
+            // Each row is sealed under its own tenant's key; the pass walks every tenant.
+            let mut tx = self.db().begin_in(Scope::AllTenants).await?;
+            let rows: Vec<(Uuid, String, Option<String>, Option<String>)> = on_tx!(&mut tx, |c| {
+                sqlx::query_as(AssertSqlSafe(select.as_str()))
+                    .bind(after)
+                    .bind(batch)
+                    .fetch_all(c)
+                    .await
+            })?;
             let Some(last) = rows.last() else { break };
             after = last.0;
-            let mut tx = self.db().begin().await?;
             for (row, tenant, plain, current) in rows {
                 let context = (col.context)(row);
                 // The guard makes the update a no-op if the row changed since it was read.

@@ -20,7 +20,7 @@ use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use std::sync::Arc;
-use store::{Db, DbError, Tx, execute, on_pool, on_tx, outbox};
+use store::{Db, DbError, Scope, Tx, execute, on_tx, outbox};
 use uuid::Uuid;
 
 /// Binds the search parameters in order, on whichever backend's query `$query` is.
@@ -133,7 +133,7 @@ fn db<E: Into<DbError>>(e: E) -> WriteError {
 
 impl PatientStore for SqlPatientStore {
     async fn write(&self, w: Write<'_>) -> Result<(), WriteError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.begin_in(Scope::Tenant(w.tenant)).await?;
         match w.change {
             Change::Register(p) => {
                 insert_patient(&mut tx, p, self.stored_ssn(p)).await?;
@@ -238,7 +238,8 @@ impl PatientStore for SqlPatientStore {
     }
 
     async fn next_mrn(&self, tenant: &TenantId) -> Result<Mrn, DbError> {
-        let n: i64 = on_pool!(&self.db, |c| {
+        let mut tx = self.db.begin_in(Scope::Tenant(tenant)).await?;
+        let n: i64 = on_tx!(&mut tx, |c| {
             sqlx::query_scalar(
                 "INSERT INTO mrn_counters (tenant_id, last_value) VALUES ($1, 1)
                  ON CONFLICT (tenant_id) DO UPDATE SET last_value = mrn_counters.last_value + 1
@@ -248,6 +249,7 @@ impl PatientStore for SqlPatientStore {
             .fetch_one(c)
             .await
         })?;
+        tx.commit().await?;
         Ok(Mrn::generated(n))
     }
 
@@ -255,14 +257,17 @@ impl PatientStore for SqlPatientStore {
         let sql = format!(
             "SELECT {PATIENT_COLUMNS} FROM patients WHERE tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL"
         );
-        let row: Option<PatientRow> = on_pool!(&self.db, |c| {
+        let mut tx = self.read(tenant).await?;
+        let row: Option<PatientRow> = on_tx!(&mut tx, |c| {
             sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(tenant.as_str())
                 .bind(id.as_uuid())
                 .fetch_optional(c)
                 .await
         })?;
-        self.hydrate(row).await
+        let patient = self.hydrate(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(patient)
     }
 
     async fn patient_by_ssn(
@@ -273,24 +278,29 @@ impl PatientStore for SqlPatientStore {
         let sql = format!(
             "SELECT {PATIENT_COLUMNS} FROM patients WHERE tenant_id = $1 AND ssn_index = $2 AND deleted_at IS NULL"
         );
-        let row: Option<PatientRow> = on_pool!(&self.db, |c| {
+        let mut tx = self.read(tenant).await?;
+        let row: Option<PatientRow> = on_tx!(&mut tx, |c| {
             sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(tenant.as_str())
                 .bind(self.ssn_index(tenant, ssn))
                 .fetch_optional(c)
                 .await
         })?;
-        self.hydrate(row).await
+        let patient = self.hydrate(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(patient)
     }
 
     async fn patient_exists(&self, tenant: &TenantId, id: PatientId) -> Result<bool, DbError> {
-        let found: Option<i32> = on_pool!(&self.db, |c| {
+        let mut tx = self.read(tenant).await?;
+        let found: Option<i32> = on_tx!(&mut tx, |c| {
             sqlx::query_scalar("SELECT 1 FROM patients WHERE tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL")
                 .bind(tenant.as_str())
                 .bind(id.as_uuid())
                 .fetch_optional(c)
                 .await
         })?;
+        tx.commit().await?;
         Ok(found.is_some())
     }
 
@@ -300,11 +310,13 @@ impl PatientStore for SqlPatientStore {
         criteria: &SearchCriteria,
         page: &PageRequest,
     ) -> Result<Page<PatientSummary>, ReadError> {
-        let after = match page.position::<Uuid>().map_err(|_| ReadError::BadCursor)? {
+        let after = page.position::<Uuid>().map_err(|_| ReadError::BadCursor)?;
+        let mut tx = self.read(tenant).await?;
+        let after = match after {
             None => None,
             Some(id) => {
                 // The cursor names the last patient shown, not its name: cursors travel in URLs.
-                let keys: Option<(String, String)> = on_pool!(&self.db, |c| {
+                let keys: Option<(String, String)> = on_tx!(&mut tx, |c| {
                     sqlx::query_as("SELECT last_name_norm, first_name_norm FROM patients WHERE tenant_id = $1 AND patient_id = $2")
                         .bind(tenant.as_str())
                         .bind(id)
@@ -321,7 +333,7 @@ impl PatientStore for SqlPatientStore {
             }
         };
         let statement = SearchStatement::build(tenant, criteria, after, page.fetch_limit());
-        let rows: Vec<PatientRow> = on_pool!(&self.db, |c| {
+        let rows: Vec<PatientRow> = on_tx!(&mut tx, |c| {
             bind_all!(
                 sqlx::query_as(AssertSqlSafe(statement.sql.as_str())),
                 &statement.binds
@@ -330,6 +342,7 @@ impl PatientStore for SqlPatientStore {
             .await
         })
         .map_err(DbError::from)?;
+        tx.commit().await?;
         Ok(Page::from_rows(rows, page, PatientRow::id).map(PatientRow::into_summary))
     }
 
@@ -339,15 +352,15 @@ impl PatientStore for SqlPatientStore {
         patient: PatientId,
         page: &PageRequest,
     ) -> Result<Page<MedicalRecord>, ReadError> {
-        let rows: Vec<MedicalRecordRow> = newest_first(
-            &self.db,
-            &format!("SELECT {MEDICAL_RECORD_COLUMNS} FROM medical_records WHERE tenant_id = $1 AND patient_id = $2"),
-            ("record_date", "record_id"),
-            tenant,
-            patient,
-            page,
-        )
-        .await?;
+        let rows: Vec<MedicalRecordRow> = self
+            .newest_first(
+                &format!("SELECT {MEDICAL_RECORD_COLUMNS} FROM medical_records WHERE tenant_id = $1 AND patient_id = $2"),
+                ("record_date", "record_id"),
+                tenant,
+                patient,
+                page,
+            )
+            .await?;
         let records = rows
             .into_iter()
             .map(|r| r.into_record(tenant, &self.cipher))
@@ -363,15 +376,15 @@ impl PatientStore for SqlPatientStore {
         patient: PatientId,
         page: &PageRequest,
     ) -> Result<Page<TimelineEntry>, ReadError> {
-        let rows: Vec<TimelineRow> = newest_first(
-            &self.db,
-            &format!("SELECT {TIMELINE_COLUMNS} FROM patient_timeline WHERE tenant_id = $1 AND patient_id = $2"),
-            ("occurred_at", "entry_id"),
-            tenant,
-            patient,
-            page,
-        )
-        .await?;
+        let rows: Vec<TimelineRow> = self
+            .newest_first(
+                &format!("SELECT {TIMELINE_COLUMNS} FROM patient_timeline WHERE tenant_id = $1 AND patient_id = $2"),
+                ("occurred_at", "entry_id"),
+                tenant,
+                patient,
+                page,
+            )
+            .await?;
         let entries: Vec<TimelineEntry> = rows.into_iter().map(Into::into).collect();
         Ok(Page::from_rows(entries, page, |e| {
             (e.occurred_at, e.id.as_uuid())
@@ -383,7 +396,8 @@ impl PatientStore for SqlPatientStore {
         tenant: &TenantId,
         key: &str,
     ) -> Result<Option<UsedIdempotencyKey>, DbError> {
-        let row: Option<IdempotencyRow> = on_pool!(&self.db, |c| {
+        let mut tx = self.read(tenant).await?;
+        let row: Option<IdempotencyRow> = on_tx!(&mut tx, |c| {
             sqlx::query_as(
                 "SELECT operation, request_digest, resource_id FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2",
             )
@@ -392,6 +406,7 @@ impl PatientStore for SqlPatientStore {
             .fetch_optional(c)
             .await
         })?;
+        tx.commit().await?;
         Ok(row.map(|r| UsedIdempotencyKey {
             operation: r.operation,
             request_digest: r.request_digest,
@@ -407,12 +422,7 @@ impl PatientStore for SqlPatientStore {
         let sql = format!(
             "SELECT {MEDICAL_RECORD_COLUMNS} FROM medical_records WHERE tenant_id = $1 AND record_id = $2"
         );
-        let row: Option<MedicalRecordRow> =
-            on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                .bind(tenant.as_str())
-                .bind(id.as_uuid())
-                .fetch_optional(c)
-                .await)?;
+        let row: Option<MedicalRecordRow> = self.by_id(tenant, &sql, id.as_uuid()).await?;
         row.map(|r| r.into_record(tenant, &self.cipher)).transpose()
     }
 
@@ -424,12 +434,7 @@ impl PatientStore for SqlPatientStore {
         let sql = format!(
             "SELECT {LAB_ORDER_COLUMNS} FROM lab_order_requests WHERE tenant_id = $1 AND order_id = $2"
         );
-        let row: Option<LabOrderRow> =
-            on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                .bind(tenant.as_str())
-                .bind(id.as_uuid())
-                .fetch_optional(c)
-                .await)?;
+        let row: Option<LabOrderRow> = self.by_id(tenant, &sql, id.as_uuid()).await?;
         row.map(LabOrder::try_from).transpose()
     }
 
@@ -441,53 +446,86 @@ impl PatientStore for SqlPatientStore {
         let sql = format!(
             "SELECT {TIMELINE_COLUMNS} FROM patient_timeline WHERE tenant_id = $1 AND entry_id = $2"
         );
-        let row: Option<TimelineRow> =
-            on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                .bind(tenant.as_str())
-                .bind(id.as_uuid())
-                .fetch_optional(c)
-                .await)?;
+        let row: Option<TimelineRow> = self.by_id(tenant, &sql, id.as_uuid()).await?;
         Ok(row.map(Into::into))
     }
 }
 
-/// One page of a patient's rows ordered by `(time, id)` descending; the cursor holds the
-/// `(time, id)` of the last row shown.
-async fn newest_first<R>(
-    db: &Db,
-    select: &str,
-    (time, id): (&str, &str),
-    tenant: &TenantId,
-    patient: PatientId,
-    page: &PageRequest,
-) -> Result<Vec<R>, ReadError>
-where
+/// Rows of both backends, for the generic readers below.
+trait AnyRow:
+    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    + Send
+    + Unpin
+{
+}
+
+impl<R> AnyRow for R where
     R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
         + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
         + Send
-        + Unpin,
+        + Unpin
 {
-    let after = page
-        .position::<(DateTime<Utc>, Uuid)>()
-        .map_err(|_| ReadError::BadCursor)?;
-    let order = format!("ORDER BY {time} DESC, {id} DESC");
-    let sql = match after {
-        None => format!("{select} {order} LIMIT $3"),
-        Some(_) => format!("{select} AND ({time}, {id}) < ($4, $5) {order} LIMIT $3"),
-    };
-    let (at, last) = after.map_or((None, None), |(t, i)| (Some(t), Some(i)));
-    let rows = on_pool!(db, |c| {
-        let mut q = sqlx::query_as::<_, R>(AssertSqlSafe(sql.as_str()))
+}
+
+impl SqlPatientStore {
+    /// A read-only transaction over `tenant`'s rows: on PostgreSQL, row-level security
+    /// shows it nothing else.
+    async fn read(&self, tenant: &TenantId) -> Result<Tx, DbError> {
+        self.db.read_in(Scope::Tenant(tenant)).await
+    }
+
+    /// The row `select` finds, given the tenant as `$1` and an id as `$2`.
+    async fn by_id<R: AnyRow>(
+        &self,
+        tenant: &TenantId,
+        select: &str,
+        id: Uuid,
+    ) -> Result<Option<R>, DbError> {
+        let mut tx = self.read(tenant).await?;
+        let row = on_tx!(&mut tx, |c| sqlx::query_as::<_, R>(AssertSqlSafe(select))
             .bind(tenant.as_str())
-            .bind(patient.as_uuid())
-            .bind(page.fetch_limit());
-        if let (Some(at), Some(last)) = (at, last) {
-            q = q.bind(at).bind(last);
-        }
-        q.fetch_all(c).await
-    })
-    .map_err(DbError::from)?;
-    Ok(rows)
+            .bind(id)
+            .fetch_optional(c)
+            .await)?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// One page of a patient's rows ordered by `(time, id)` descending; the cursor holds the
+    /// `(time, id)` of the last row shown.
+    async fn newest_first<R: AnyRow>(
+        &self,
+        select: &str,
+        (time, id): (&str, &str),
+        tenant: &TenantId,
+        patient: PatientId,
+        page: &PageRequest,
+    ) -> Result<Vec<R>, ReadError> {
+        let after = page
+            .position::<(DateTime<Utc>, Uuid)>()
+            .map_err(|_| ReadError::BadCursor)?;
+        let order = format!("ORDER BY {time} DESC, {id} DESC");
+        let sql = match after {
+            None => format!("{select} {order} LIMIT $3"),
+            Some(_) => format!("{select} AND ({time}, {id}) < ($4, $5) {order} LIMIT $3"),
+        };
+        let (at, last) = after.map_or((None, None), |(t, i)| (Some(t), Some(i)));
+        let mut tx = self.read(tenant).await?;
+        let rows = on_tx!(&mut tx, |c| {
+            let mut q = sqlx::query_as::<_, R>(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.as_str())
+                .bind(patient.as_uuid())
+                .bind(page.fetch_limit());
+            if let (Some(at), Some(last)) = (at, last) {
+                q = q.bind(at).bind(last);
+            }
+            q.fetch_all(c).await
+        })
+        .map_err(DbError::from)?;
+        tx.commit().await?;
+        Ok(rows)
+    }
 }
 
 impl SqlPatientStore {
@@ -499,38 +537,46 @@ impl SqlPatientStore {
         criteria: &SearchCriteria,
     ) -> Result<String, DbError> {
         let statement = SearchStatement::build(tenant, criteria, None, 21);
-        let lines: Vec<String> = match &self.db {
-            Db::Sqlite(pool) => {
+        // In a tenant's transaction, so that the plan includes the row-level security filter.
+        let mut tx = self.read(tenant).await?;
+        let lines: Vec<String> = match &mut tx {
+            Tx::Sqlite(c) => {
                 let sql = format!("EXPLAIN QUERY PLAN {}", statement.sql);
                 let rows: Vec<(i64, i64, i64, String)> = bind_all!(
                     sqlx::query_as(AssertSqlSafe(sql.as_str())),
                     &statement.binds
                 )
-                .fetch_all(pool)
+                .fetch_all(&mut **c)
                 .await?;
                 rows.into_iter().map(|r| r.3).collect()
             }
-            Db::Postgres(pool) => {
+            Tx::Postgres(c) => {
                 let sql = format!("EXPLAIN {}", statement.sql);
                 let rows: Vec<(String,)> = bind_all!(
                     sqlx::query_as(AssertSqlSafe(sql.as_str())),
                     &statement.binds
                 )
-                .fetch_all(pool)
+                .fetch_all(&mut **c)
                 .await?;
                 rows.into_iter().map(|r| r.0).collect()
             }
         };
+        tx.commit().await?;
         Ok(lines.join("\n"))
     }
 
-    async fn hydrate(&self, row: Option<PatientRow>) -> Result<Option<Patient>, DbError> {
+    /// The patient of `row` with its addresses and insurance, read in the same transaction.
+    async fn hydrate(
+        &self,
+        tx: &mut Tx,
+        row: Option<PatientRow>,
+    ) -> Result<Option<Patient>, DbError> {
         let Some(row) = row else { return Ok(None) };
         let id = row.id();
         let address_sql = format!(
             "SELECT {ADDRESS_COLUMNS} FROM patient_addresses WHERE patient_id = $1 ORDER BY position"
         );
-        let addresses: Vec<AddressRow> = on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(
+        let addresses: Vec<AddressRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(
             address_sql.as_str()
         ))
         .bind(id)
@@ -539,7 +585,7 @@ impl SqlPatientStore {
         let insurance_sql = format!(
             "SELECT {INSURANCE_COLUMNS} FROM patient_insurance WHERE patient_id = $1 ORDER BY position"
         );
-        let insurance: Vec<InsuranceRow> = on_pool!(&self.db, |c| sqlx::query_as(AssertSqlSafe(
+        let insurance: Vec<InsuranceRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(
             insurance_sql.as_str()
         ))
         .bind(id)

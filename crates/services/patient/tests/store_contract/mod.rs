@@ -89,7 +89,8 @@ async fn register(
 }
 
 async fn store_of(app: &TestApp) -> SqlPatientStore {
-    SqlPatientStore::new(app.db("patient").await, app.field_cipher())
+    // As the hub connects: on PostgreSQL, row-level security applies to everything below.
+    SqlPatientStore::new(app.app_db("patient").await, app.field_cipher())
 }
 
 async fn state_and_events_commit_or_roll_back_together(app: TestApp) {
@@ -175,8 +176,10 @@ async fn stale_versions_and_missing_patients_are_told_apart(app: TestApp) {
 
 /// 5,000 synthetic patients in the contract tenant, then fresh planner statistics, so the
 /// plans below are the ones a real tenant gets.
-async fn seed_a_realistic_tenant(store: &SqlPatientStore) {
-    let sql = match store.db() {
+async fn seed_a_realistic_tenant(app: &TestApp) {
+    // As the owner: bulk loading and ANALYZE are not the application's to do.
+    let db = app.db("patient").await;
+    let sql = match &db {
         store::Db::Postgres(_) => {
             "INSERT INTO patients (patient_id, tenant_id, mrn, first_name, last_name, first_name_norm, last_name_norm,
                 date_of_birth, phone, email, email_norm, created_at, updated_at, version)
@@ -198,16 +201,13 @@ async fn seed_a_realistic_tenant(store: &SqlPatientStore) {
              ANALYZE;"
         }
     };
-    store::on_pool!(store.db(), |c| sqlx::raw_sql(sql)
-        .execute(c)
-        .await
-        .map(|_| ()))
-    .unwrap();
+    store::on_pool!(&db, |c| sqlx::raw_sql(sql).execute(c).await.map(|_| ())).unwrap();
+    db.close().await;
 }
 
 async fn searches_use_indexes_not_table_scans(app: TestApp) {
     let store = store_of(&app).await;
-    seed_a_realistic_tenant(&store).await;
+    seed_a_realistic_tenant(&app).await;
     // Each criterion must narrow an index on its own column; an index that only pins the
     // tenant would still scan every patient of the tenant.
     let criteria = [
