@@ -5,7 +5,7 @@
 //! refresh issues a new one, the old one is spent), and a session ends 10 hours after
 //! login however often it is refreshed (Keycloak's "SSO Session Max").
 
-use crate::store::{IdentityStore, InsertUserError, NewRefresh, NewRefreshOwned, RotateError};
+use crate::store::{IdentityStore, InsertUserError, NewRefresh, RotateError};
 use crate::user::{Kind, NewUser, User};
 use auth::keys::SigningKey;
 use auth::token::{AccessClaims, RealmAccess};
@@ -141,7 +141,7 @@ impl IdentityService {
         let refresh = auth::random::token();
         self.store
             .insert_refresh(&NewRefresh {
-                token_hash: &digest(&refresh),
+                token_hash: digest(&refresh),
                 family,
                 user: user.id,
                 issued_at: now,
@@ -178,7 +178,7 @@ impl IdentityService {
                 &digest(refresh_token),
                 |family, user, session_end| {
                     next_expiry = (now + REFRESH_TTL).min(session_end);
-                    NewRefreshOwned {
+                    NewRefresh {
                         token_hash: next_hash,
                         family,
                         user,

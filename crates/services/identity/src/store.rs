@@ -19,9 +19,10 @@ pub struct Credentials {
     pub password_hash: String,
 }
 
+/// A refresh token to store: its hash, never the token.
 #[derive(Debug)]
-pub struct NewRefresh<'a> {
-    pub token_hash: &'a str,
+pub struct NewRefresh {
+    pub token_hash: String,
     pub family: Uuid,
     pub user: Uuid,
     pub issued_at: DateTime<Utc>,
@@ -202,7 +203,7 @@ impl IdentityStore {
         Ok(n == 1)
     }
 
-    pub async fn insert_refresh(&self, new: &NewRefresh<'_>) -> Result<(), DbError> {
+    pub async fn insert_refresh(&self, new: &NewRefresh) -> Result<(), DbError> {
         let mut tx = self.db.begin().await?;
         insert_refresh(&mut tx, new).await?;
         tx.commit().await
@@ -213,7 +214,7 @@ impl IdentityStore {
     pub async fn rotate(
         &self,
         old_hash: &str,
-        next: impl FnOnce(Uuid, Uuid, DateTime<Utc>) -> NewRefreshOwned,
+        next: impl FnOnce(Uuid, Uuid, DateTime<Utc>) -> NewRefresh,
         now: DateTime<Utc>,
     ) -> Result<(Uuid, DateTime<Utc>), RotateError> {
         let mut tx = self.db.begin().await?;
@@ -259,7 +260,7 @@ impl IdentityStore {
             return Err(RotateError::Reused);
         }
         let next = next(family, user, session_end);
-        insert_refresh(&mut tx, &next.borrow()).await?;
+        insert_refresh(&mut tx, &next).await?;
         tx.commit().await?;
         Ok((user, session_end))
     }
@@ -280,38 +281,14 @@ impl IdentityStore {
     }
 }
 
-/// A [`NewRefresh`] that owns its hash, built inside [`IdentityStore::rotate`].
-#[derive(Debug)]
-pub struct NewRefreshOwned {
-    pub token_hash: String,
-    pub family: Uuid,
-    pub user: Uuid,
-    pub issued_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub session_expires_at: DateTime<Utc>,
-}
-
-impl NewRefreshOwned {
-    fn borrow(&self) -> NewRefresh<'_> {
-        NewRefresh {
-            token_hash: &self.token_hash,
-            family: self.family,
-            user: self.user,
-            issued_at: self.issued_at,
-            expires_at: self.expires_at,
-            session_expires_at: self.session_expires_at,
-        }
-    }
-}
-
-async fn insert_refresh(tx: &mut store::Tx, new: &NewRefresh<'_>) -> Result<(), DbError> {
+async fn insert_refresh(tx: &mut store::Tx, new: &NewRefresh) -> Result<(), DbError> {
     execute!(
         tx,
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at, session_expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)"
         )
-        .bind(new.token_hash)
+        .bind(&new.token_hash)
         .bind(new.family)
         .bind(new.user)
         .bind(new.issued_at)
