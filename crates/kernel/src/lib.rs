@@ -2,14 +2,17 @@
 
 pub mod audit;
 pub mod clock;
+pub mod codes;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod lab_request;
 pub mod paging;
 pub mod principal;
 pub mod role;
 pub mod sensitive;
 pub mod tenant;
+pub mod text;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{ErrorKind, FieldError, FieldErrors, OperationError};

@@ -4,7 +4,7 @@ use kernel::ids::{MedicalRecordId, PatientId};
 use kernel::{FieldError, FieldErrors, Sensitive};
 
 pub const RECORD_TYPES: [&str; 5] = ["VISIT", "LAB", "IMAGING", "PROCEDURE", "MEDICATION"];
-pub const MAX_CODES: usize = 50;
+pub use kernel::codes::{MAX_CODES, code_list};
 pub const MAX_NOTES: usize = 20_000;
 /// Clocks of the systems that send us records drift; a record dated a little ahead of ours
 /// is not a mistake.
@@ -111,33 +111,6 @@ fn notes(v: Option<&str>) -> Result<Option<Sensitive<String>>, FieldError> {
         )),
         Some(n) => Ok(Some(Sensitive::new(n.to_owned()))),
     }
-}
-
-/// Checks every code of a list, reporting each bad one at its index, and the list length.
-pub fn code_list(
-    errors: &mut FieldErrors,
-    field: &str,
-    raw: &[String],
-    parse: fn(&str) -> Result<String, FieldError>,
-) -> Option<Vec<String>> {
-    if raw.len() > MAX_CODES {
-        errors.push(FieldError::new(
-            field,
-            "too_many",
-            format!("at most {MAX_CODES} codes"),
-        ));
-        return None;
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut ok = true;
-    for (i, code) in raw.iter().enumerate() {
-        match errors.take(&format!("{field}[{i}]"), parse(code)) {
-            Some(c) if !out.contains(&c) => out.push(c),
-            Some(_) => {}
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
 }
 
 /// An RFC 3339 timestamp with an offset, not in the future.

@@ -5,7 +5,6 @@
 //! roots it (`FieldErrors::take("addresses[0].zipCode", …)`).
 
 pub mod address;
-pub mod codes;
 pub mod contact;
 pub mod identifiers;
 pub mod insurance;
@@ -13,8 +12,9 @@ pub mod lab_order;
 pub mod medical_record;
 pub mod name;
 pub mod patient;
-pub mod text;
 pub mod timeline;
+
+pub use kernel::{codes, text};
 
 pub use address::Address;
 pub use contact::{Email, Gender, Phone};

@@ -1,7 +1,10 @@
 //! Shapes of clinical code systems. These check the form of a code, not that it exists in
 //! the current release of the code set: that needs the licensed tables.
 
-use kernel::FieldError;
+use crate::{FieldError, FieldErrors};
+
+/// The most codes a list (diagnoses, procedures) may hold.
+pub const MAX_CODES: usize = 50;
 
 /// ICD-10-CM: a letter (not U, which is reserved), a digit, a digit or letter, then
 /// optionally a dot and one to four digits or letters (`E11.65`, `S72.001A`, `Z00.00`).
@@ -96,6 +99,33 @@ fn loinc_check_digit(body: &str) -> u8 {
         })
         .sum();
     ((10 - sum % 10) % 10) as u8
+}
+
+/// Checks every code of a list, reporting each bad one at its index, and the list length.
+pub fn code_list(
+    errors: &mut FieldErrors,
+    field: &str,
+    raw: &[String],
+    parse: fn(&str) -> Result<String, FieldError>,
+) -> Option<Vec<String>> {
+    if raw.len() > MAX_CODES {
+        errors.push(FieldError::new(
+            field,
+            "too_many",
+            format!("at most {MAX_CODES} codes"),
+        ));
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut ok = true;
+    for (i, code) in raw.iter().enumerate() {
+        match errors.take(&format!("{field}[{i}]"), parse(code)) {
+            Some(c) if !out.contains(&c) => out.push(c),
+            Some(_) => {}
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Shared rules for free text fields.
 
-use kernel::FieldError;
+use crate::FieldError;
 
 /// A field that must be there (it may still be empty; the next check decides).
 pub fn present(v: Option<&str>) -> Result<&str, FieldError> {
