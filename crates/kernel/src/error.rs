@@ -64,6 +64,25 @@ pub trait OperationError: std::error::Error + Send + Sync + 'static {
     }
 }
 
+/// Implements `OperationError` from a table of `variant => (code, kind)`.
+#[macro_export]
+macro_rules! operation_error {
+    ($ty:ident { $($variant:ident $( ( $($p:tt)* ) )? $( { $($f:tt)* } )? => ($code:literal, $kind:ident)),+ $(,)? }) => {
+        impl $crate::OperationError for $ty {
+            fn code(&self) -> &'static str {
+                match self {
+                    $($ty::$variant $( ( $($p)* ) )? $( { $($f)* } )? => $code),+
+                }
+            }
+            fn kind(&self) -> $crate::ErrorKind {
+                match self {
+                    $($ty::$variant $( ( $($p)* ) )? $( { $($f)* } )? => $crate::ErrorKind::$kind),+
+                }
+            }
+        }
+    };
+}
+
 /// Collects field errors while a whole input is checked, so that a caller learns about
 /// every problem at once instead of one per round trip.
 #[derive(Debug, Default)]

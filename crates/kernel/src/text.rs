@@ -1,6 +1,7 @@
 //! Shared rules for free text fields.
 
 use crate::FieldError;
+use chrono::{DateTime, Utc};
 
 /// A field that must be there (it may still be empty; the next check decides).
 pub fn present(v: Option<&str>) -> Result<&str, FieldError> {
@@ -76,6 +77,33 @@ pub fn one_of(value: &str, allowed: &[&'static str]) -> Result<&'static str, Fie
                 format!("must be one of {}", allowed.join(", ")),
             )
         })
+}
+
+/// How far ahead of our clock a client's timestamp may be and still count as "now".
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// An RFC 3339 timestamp with an offset, not in the future.
+pub fn timestamp(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, FieldError> {
+    let t = DateTime::parse_from_rfc3339(s.trim())
+        .map_err(|_| {
+            FieldError::new(
+                "",
+                "invalid_timestamp",
+                "must be an RFC 3339 timestamp such as 2026-03-01T14:30:00Z",
+            )
+        })?
+        .with_timezone(&Utc);
+    if t > now + CLOCK_SKEW {
+        return Err(FieldError::new(
+            "",
+            "in_future",
+            "must not be in the future",
+        ));
+    }
+    if t.timestamp() < -2_208_988_800 {
+        return Err(FieldError::new("", "too_early", "must not be before 1900"));
+    }
+    Ok(crate::clock::truncate_to_micros(t))
 }
 
 #[cfg(test)]

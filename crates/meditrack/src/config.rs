@@ -23,6 +23,11 @@ pub struct Config {
     pub services: Option<Vec<Service>>,
     /// Where the gateway finds the patient service.
     pub patient_url: String,
+    /// Where the gateway finds the lab service.
+    pub lab_url: String,
+    /// Critical limits per LOINC code beyond the instruments' own HH/LL flags
+    /// (`2345-7:40:450;2823-3:2.8:6.2`, in the units the results come in).
+    pub lab_critical_limits: lab::domain::CriticalLimits,
     /// Where clients reach this hub: the built-in issuer's `iss` and the base of its URLs.
     /// Unset: `http://` and the listen address.
     pub public_url: Option<String>,
@@ -69,14 +74,16 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Patient,
+    Lab,
     Gateway,
     /// The built-in token issuer.
     Identity,
 }
 
 impl Service {
-    pub const ALL: [(&'static str, Service); 3] = [
+    pub const ALL: [(&'static str, Service); 4] = [
         ("patient", Service::Patient),
+        ("lab", Service::Lab),
         ("gateway", Service::Gateway),
         ("identity", Service::Identity),
     ];
@@ -141,6 +148,8 @@ impl Default for Config {
             instance_id: None,
             services: None,
             patient_url: "http://127.0.0.1:8081".to_owned(),
+            lab_url: "http://127.0.0.1:8082".to_owned(),
+            lab_critical_limits: lab::domain::CriticalLimits::default(),
             public_url: None,
             oidc_issuer: None,
             oidc_audience: "meditrack-api".to_owned(),
@@ -183,6 +192,8 @@ struct Layer {
     instance_id: Option<String>,
     services: Option<String>,
     patient_url: Option<String>,
+    lab_url: Option<String>,
+    lab_critical_limits: Option<String>,
     public_url: Option<String>,
     oidc_issuer: Option<String>,
     oidc_audience: Option<String>,
@@ -205,7 +216,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 29] = [
+pub const ENV_KEYS: [&str; 31] = [
     "listen",
     "data_dir",
     "database_url",
@@ -215,6 +226,8 @@ pub const ENV_KEYS: [&str; 29] = [
     "instance_id",
     "services",
     "patient_url",
+    "lab_url",
+    "lab_critical_limits",
     "public_url",
     "oidc_issuer",
     "oidc_audience",
@@ -296,6 +309,8 @@ impl Config {
                 "instance_id" => layer.instance_id = Some(value),
                 "services" => layer.services = Some(value),
                 "patient_url" => layer.patient_url = Some(value),
+                "lab_url" => layer.lab_url = Some(value),
+                "lab_critical_limits" => layer.lab_critical_limits = Some(value),
                 "public_url" => layer.public_url = Some(value),
                 "oidc_issuer" => layer.oidc_issuer = Some(value),
                 "oidc_audience" => layer.oidc_audience = Some(value),
@@ -389,6 +404,13 @@ impl Config {
         }
         if let Some(v) = l.patient_url {
             self.patient_url = v;
+        }
+        if let Some(v) = l.lab_url {
+            self.lab_url = v;
+        }
+        if let Some(v) = l.lab_critical_limits {
+            self.lab_critical_limits = lab::domain::CriticalLimits::parse(&v)
+                .map_err(|e| ConfigError::Invalid(format!("lab_critical_limits: {e}")))?;
         }
         if let Some(v) = l.public_url {
             self.public_url = Some(v.trim_end_matches('/').to_owned());
@@ -659,11 +681,11 @@ mod tests {
             parse_services("patient,billing")
                 .unwrap_err()
                 .to_string()
-                .contains("known: patient, gateway, identity")
+                .contains("known: patient, lab, gateway, identity")
         );
         let all_in_one = Config::default();
         assert!(all_in_one.runs(Service::Patient) && !all_in_one.runs(Service::Gateway));
-        assert!(all_in_one.runs(Service::Identity));
+        assert!(all_in_one.runs(Service::Identity) && all_in_one.runs(Service::Lab));
         let c = Config::load(None, env(&[("MEDITRACK_SERVICES", "gateway")])).unwrap();
         assert!(c.runs(Service::Gateway) && !c.runs(Service::Patient));
     }

@@ -30,6 +30,7 @@ use web::{Authenticator, Problem};
 pub fn services() -> Vec<(&'static str, Vec<MigrationSet>)> {
     vec![
         (patient::SERVICE, patient::migrations().to_vec()),
+        (lab::SERVICE, lab::migrations().to_vec()),
         (identity::SERVICE, vec![identity::MIGRATIONS]),
         (audit::SERVICE, audit::migrations().to_vec()),
         (
@@ -134,22 +135,23 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let mut checks: Vec<Box<dyn ReadinessCheck>> = Vec::new();
     let mut trail: Option<Arc<dyn kernel::audit::AuditTrail>> = None;
 
-    if config.runs(Service::Patient) {
-        let mut names = vec![patient::SERVICE, audit::SERVICE];
+    let (runs_patient, runs_lab) = (config.runs(Service::Patient), config.runs(Service::Lab));
+    if runs_patient || runs_lab {
+        let mut names = vec![audit::SERVICE];
+        if runs_patient {
+            names.push(patient::SERVICE);
+        }
+        if runs_lab {
+            names.push(lab::SERVICE);
+        }
         if config.kafka_brokers.is_none() {
             names.push(eventbus::embedded::DATABASE);
         }
         let opened = open(config, &names).await?;
-        let patient_db = database(&opened, patient::SERVICE)?;
         let audit_db = database(&opened, audit::SERVICE)?;
         let backbone = backbone(config, &opened).await?;
-        relays.push(OutboxRelay::new(
-            patient::SERVICE,
-            patient_db.clone(),
-            backbone.sink.clone(),
-        ));
         // The audit database's outbox carries `audit-events`; every process writing the trail
-        // shares that database, and the patient service's process relays it.
+        // shares that database, and each process serving PHI relays it.
         relays.push(OutboxRelay::new(
             audit::SERVICE,
             audit_db.clone(),
@@ -160,17 +162,40 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
             store: audit::store::AuditStore::new(audit_db.clone()),
             trail: trail.clone(),
         }));
-        consumers.push(patient::consumers::consumer(
-            patient_db.clone(),
-            backbone.source.clone(),
-            backbone.sink.clone(),
-        ));
-        let service = Arc::new(PatientService::new(
-            fields::patient_store(config, patient_db).await?,
-            Arc::new(SystemClock),
-            trail.clone(),
-        ));
-        router = router.merge(patient::http::router(service));
+        if runs_patient {
+            let patient_db = database(&opened, patient::SERVICE)?;
+            relays.push(OutboxRelay::new(
+                patient::SERVICE,
+                patient_db.clone(),
+                backbone.sink.clone(),
+            ));
+            consumers.push(patient::consumers::consumer(
+                patient_db.clone(),
+                backbone.source.clone(),
+                backbone.sink.clone(),
+            ));
+            let service = Arc::new(PatientService::new(
+                fields::patient_store(config, patient_db).await?,
+                Arc::new(SystemClock),
+                trail.clone(),
+            ));
+            router = router.merge(patient::http::router(service));
+        }
+        if runs_lab {
+            let lab_db = database(&opened, lab::SERVICE)?;
+            relays.push(OutboxRelay::new(
+                lab::SERVICE,
+                lab_db.clone(),
+                backbone.sink.clone(),
+            ));
+            let service = Arc::new(lab::app::LabService::new(
+                lab::store::SqlLabStore::new(lab_db),
+                Arc::new(SystemClock),
+                trail.clone(),
+                config.lab_critical_limits.clone(),
+            ));
+            router = router.merge(lab::http::router(service));
+        }
         checks.extend(opened.iter().map(|(service, db)| {
             Box::new(DatabaseCheck {
                 service,
@@ -207,6 +232,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     if config.runs(Service::Gateway) {
         let upstreams = gateway::Upstreams {
             patient: config.patient_url.clone(),
+            lab: config.lab_url.clone(),
         };
         router = router.merge(gateway::router(&upstreams, config.max_body_bytes));
     }

@@ -233,6 +233,12 @@ fn main() -> ExitCode {
             {
                 config.listen.set_port(8081);
             }
+            // And the lab service where 000 §2.1.2 puts it.
+            None if config.listen == Config::default().listen
+                && config.services.as_deref() == Some(&[meditrack::Service::Lab]) =>
+            {
+                config.listen.set_port(8082);
+            }
             None => {}
         }
     }

@@ -138,7 +138,7 @@ async fn the_hub_acts_as_a_role_that_row_security_applies_to_on_every_tenant_tab
     };
     let unprotected: Vec<String> = sqlx::query_scalar(
         "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind = 'r' AND n.nspname IN ('patient', 'audit')
+         WHERE c.relkind = 'r' AND n.nspname IN ('patient', 'audit', 'lab')
            AND (EXISTS (SELECT 1 FROM information_schema.columns k
                         WHERE k.table_schema = n.nspname AND k.table_name = c.relname AND k.column_name = 'tenant_id')
                 OR c.relname IN ('patient_addresses', 'patient_insurance'))

@@ -11,6 +11,7 @@ pub mod json;
 pub mod limit;
 pub mod metrics;
 pub mod paging;
+pub mod preconditions;
 pub mod problem;
 pub mod query;
 pub mod request;

@@ -17,6 +17,8 @@ use web::Problem;
 pub struct Upstreams {
     /// The patient service, e.g. `http://127.0.0.1:8081`.
     pub patient: String,
+    /// The lab service, e.g. `http://127.0.0.1:8082`.
+    pub lab: String,
 }
 
 #[derive(Debug, Clone)]
@@ -45,15 +47,19 @@ pub fn router(upstreams: &Upstreams, max_body: usize) -> Router {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default();
-    let patient = Route {
-        upstream: upstreams.patient.trim_end_matches('/').to_owned(),
-        client,
+    let route = |upstream: &str| Route {
+        upstream: upstream.trim_end_matches('/').to_owned(),
+        client: client.clone(),
         max_body,
     };
-    Router::new()
+    let patient = Router::new()
         .route("/api/v1/patients", any(forward))
         .route("/api/v1/patients/{*rest}", any(forward))
-        .with_state(patient)
+        .with_state(route(&upstreams.patient));
+    let lab = Router::new()
+        .route("/api/v1/lab/{*rest}", any(forward))
+        .with_state(route(&upstreams.lab));
+    patient.merge(lab)
 }
 
 async fn forward(State(route): State<Route>, request: Request) -> Response {

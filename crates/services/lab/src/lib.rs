@@ -1,6 +1,37 @@
 //! The laboratory service (000 §2.1.2): lab orders with their tests and diagnoses,
 //! specimens, results and their verification, critical results.
 
+pub mod app;
 pub mod domain;
+pub mod errors;
+pub mod http;
+pub mod store;
+
+use ::store::{Migration, MigrationSet};
 
 pub const SERVICE: &str = "lab";
+
+/// The lab service's own tables; the composition root applies them with the outbox's and
+/// the inbox's.
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    component: SERVICE,
+    sqlite: &[Migration {
+        version: 1,
+        name: "lab tables",
+        sql: include_str!("../migrations/sqlite/0001_lab_tables.sql"),
+    }],
+    postgres: &[Migration {
+        version: 1,
+        name: "lab tables",
+        sql: include_str!("../migrations/postgres/0001_lab_tables.sql"),
+    }],
+};
+
+/// Everything the service's database needs, in order.
+pub fn migrations() -> [MigrationSet; 3] {
+    [
+        ::store::outbox::MIGRATIONS,
+        ::store::inbox::MIGRATIONS,
+        MIGRATIONS,
+    ]
+}

@@ -2,26 +2,8 @@
 //! them. Display texts never contain PHI.
 
 use crate::store::{ReadError, WriteError};
-use kernel::{ErrorKind, OperationError};
+use kernel::operation_error;
 use store::DbError;
-
-/// Implements `OperationError` from a table of `variant => (code, kind)`.
-macro_rules! operation_error {
-    ($ty:ident { $($variant:ident $( ( $($p:tt)* ) )? $( { $($f:tt)* } )? => ($code:literal, $kind:ident)),+ $(,)? }) => {
-        impl OperationError for $ty {
-            fn code(&self) -> &'static str {
-                match self {
-                    $($ty::$variant $( ( $($p)* ) )? $( { $($f)* } )? => $code),+
-                }
-            }
-            fn kind(&self) -> ErrorKind {
-                match self {
-                    $($ty::$variant $( ( $($p)* ) )? $( { $($f)* } )? => ErrorKind::$kind),+
-                }
-            }
-        }
-    };
-}
 
 /// Why an idempotency key could not be honoured.
 #[derive(Debug, thiserror::Error)]

@@ -1,14 +1,14 @@
 use super::{codes, text};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use kernel::ids::{MedicalRecordId, PatientId};
 use kernel::{FieldError, FieldErrors, Sensitive};
 
 pub const RECORD_TYPES: [&str; 5] = ["VISIT", "LAB", "IMAGING", "PROCEDURE", "MEDICATION"];
 pub use kernel::codes::{MAX_CODES, code_list};
+pub use kernel::text::timestamp as parse_timestamp;
 pub const MAX_NOTES: usize = 20_000;
 /// Clocks of the systems that send us records drift; a record dated a little ahead of ours
 /// is not a mistake.
-const CLOCK_SKEW: Duration = Duration::minutes(5);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MedicalRecord {
@@ -111,30 +111,6 @@ fn notes(v: Option<&str>) -> Result<Option<Sensitive<String>>, FieldError> {
         )),
         Some(n) => Ok(Some(Sensitive::new(n.to_owned()))),
     }
-}
-
-/// An RFC 3339 timestamp with an offset, not in the future.
-pub fn parse_timestamp(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, FieldError> {
-    let t = DateTime::parse_from_rfc3339(s.trim())
-        .map_err(|_| {
-            FieldError::new(
-                "",
-                "invalid_timestamp",
-                "must be an RFC 3339 timestamp such as 2026-03-01T14:30:00Z",
-            )
-        })?
-        .with_timezone(&Utc);
-    if t > now + CLOCK_SKEW {
-        return Err(FieldError::new(
-            "",
-            "in_future",
-            "must not be in the future",
-        ));
-    }
-    if t.timestamp() < -2_208_988_800 {
-        return Err(FieldError::new("", "too_early", "must not be before 1900"));
-    }
-    Ok(kernel::clock::truncate_to_micros(t))
 }
 
 #[cfg(test)]

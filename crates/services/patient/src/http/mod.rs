@@ -1,7 +1,6 @@
 //! Thin handlers: parse the request into domain types, call the use case, map the result.
 
 mod dto;
-mod preconditions;
 
 use crate::app::{Context, Discharge, PatientRef, PatientService};
 use crate::domain::lab_order::LabOrderRequest;
@@ -17,8 +16,8 @@ use axum::routing::{get, post};
 use dto::*;
 use kernel::ids::{CorrelationId, PatientId};
 use kernel::{FieldError, FieldErrors};
-use preconditions::{etag, if_match};
 use std::sync::Arc;
+use web::preconditions::etag;
 use web::{ApiJson, Body, Caller, JsonCommand, PageBody, Problem, QueryParams, page_request};
 
 pub type Service = Arc<PatientService<SqlPatientStore>>;
@@ -64,6 +63,10 @@ fn patient_id(raw: &str) -> Result<PatientId, Problem> {
 /// `limit` and `cursor`, and nothing else, for the lists of one patient's things.
 fn paging(params: QueryParams) -> Result<kernel::paging::PageRequest, Problem> {
     page_request(&params.only(&["limit", "cursor"])?)
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<Option<i64>>, Problem> {
+    web::preconditions::if_match(headers, "patient.version_mismatch")
 }
 
 fn invalid(errors: Vec<FieldError>) -> Problem {

@@ -1,8 +1,8 @@
-//! ETags are the patient's version: `"3"`. `If-Match` takes one such tag (weak form
+//! ETags are a resource's version: `"3"`. `If-Match` takes one such tag (weak form
 //! accepted) or `*`.
 
+use crate::Problem;
 use axum::http::{HeaderMap, StatusCode, header};
-use web::Problem;
 
 pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
@@ -10,7 +10,11 @@ pub fn etag(version: i64) -> String {
 
 /// `None`: no header. `Some(None)`: `*`, any version. `Some(Some(v))`: version `v`.
 /// A tag that is not one of our versions cannot match, so it is a failed precondition.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<Option<i64>>, Problem> {
+/// `mismatch` is the resource's own code for a version that does not match.
+pub fn if_match(
+    headers: &HeaderMap,
+    mismatch: &'static str,
+) -> Result<Option<Option<i64>>, Problem> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -37,8 +41,8 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<Option<i64>>, Problem> {
         Ok(v) => Ok(Some(Some(v))),
         Err(_) => Err(Problem::new(
             StatusCode::PRECONDITION_FAILED,
-            "patient.version_mismatch",
-            "the ETag in If-Match is not a version of this patient",
+            mismatch,
+            "the ETag in If-Match is not a version of this resource",
         )),
     }
 }
@@ -51,7 +55,7 @@ mod tests {
     fn parse(v: &'static str) -> Result<Option<Option<i64>>, StatusCode> {
         let mut h = HeaderMap::new();
         h.insert(header::IF_MATCH, HeaderValue::from_static(v));
-        if_match(&h).map_err(|p| p.status)
+        if_match(&h, "x.version_mismatch").map_err(|p| p.status)
     }
 
     #[test]
@@ -62,6 +66,9 @@ mod tests {
         assert_eq!(parse("3"), Err(StatusCode::BAD_REQUEST));
         assert_eq!(parse("\"1\", \"2\""), Err(StatusCode::BAD_REQUEST));
         assert_eq!(parse("\"abc\""), Err(StatusCode::PRECONDITION_FAILED));
-        assert_eq!(if_match(&HeaderMap::new()).ok(), Some(None));
+        assert_eq!(
+            if_match(&HeaderMap::new(), "x.version_mismatch").ok(),
+            Some(None)
+        );
     }
 }

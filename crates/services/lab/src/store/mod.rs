@@ -1,0 +1,63 @@
+//! The lab store port, and its adapter over SQLite and PostgreSQL (`sql.rs`). An order is
+//! saved whole, with the events its change produced, in one transaction.
+
+mod rows;
+mod sql;
+
+pub use sql::SqlLabStore;
+
+use crate::domain::LabOrder;
+use events::EventEnvelope;
+use kernel::TenantId;
+use kernel::ids::LabOrderId;
+use kernel::paging::{Page, PageRequest};
+use std::future::Future;
+use store::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the order is not at the expected version")]
+    VersionConflict,
+    #[error("no such order")]
+    NotFound,
+    #[error("an order with this id exists")]
+    Exists,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("bad cursor")]
+    BadCursor,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+pub trait LabStore: Send + Sync + 'static {
+    /// A new order, with its events.
+    fn insert(
+        &self,
+        order: &LabOrder,
+        events: &[EventEnvelope],
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// The order as changed from `expected_version`, with its events.
+    fn update(
+        &self,
+        order: &LabOrder,
+        expected_version: i64,
+        events: &[EventEnvelope],
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    fn order(
+        &self,
+        tenant: &TenantId,
+        id: LabOrderId,
+    ) -> impl Future<Output = Result<Option<LabOrder>, DbError>> + Send;
+    /// Orders still to be worked on (PENDING, COLLECTED, IN_PROGRESS, not waiting for
+    /// insurance), STAT first, then URGENT, then ROUTINE, oldest first within each.
+    fn pending(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<LabOrder>, ReadError>> + Send;
+}

@@ -1,0 +1,323 @@
+//! The lab store over SQLite or PostgreSQL: each statement written once for both (see the
+//! `store` crate), every transaction in its tenant's scope.
+
+use super::rows::*;
+use super::{LabStore, ReadError, WriteError};
+use crate::domain::LabOrder;
+use chrono::{DateTime, Utc};
+use events::EventEnvelope;
+use kernel::TenantId;
+use kernel::ids::LabOrderId;
+use kernel::paging::{Page, PageRequest};
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+use store::{Db, DbError, Scope, Tx, execute, on_tx, outbox};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct SqlLabStore {
+    db: Db,
+}
+
+impl SqlLabStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+fn db<E: Into<DbError>>(e: E) -> WriteError {
+    WriteError::Db(e.into())
+}
+
+/// The columns an order's changes touch, bound as `$1` to `$14`.
+macro_rules! bind_order_state {
+    ($query:expr, $o:expr) => {
+        $query
+            .bind($o.status.as_str())
+            .bind($o.collected_at)
+            .bind($o.received_at)
+            .bind($o.reported_at)
+            .bind($o.cancelled_at)
+            .bind(&$o.cancel_reason)
+            .bind($o.awaiting_preauthorization)
+            .bind(&$o.preauthorization)
+            .bind(&$o.filler_order)
+            .bind($o.version)
+            .bind($o.updated_at)
+            .bind($o.tenant.as_str())
+            .bind($o.id.as_uuid())
+            .bind($o.priority.as_str())
+    };
+}
+
+impl LabStore for SqlLabStore {
+    async fn insert(&self, o: &LabOrder, events: &[EventEnvelope]) -> Result<(), WriteError> {
+        let mut tx = self.db.begin_in(Scope::Tenant(&o.tenant)).await?;
+        let n = execute!(
+            &mut tx,
+            bind_order_state!(
+                sqlx::query(
+                    "INSERT INTO lab_orders (status, collected_at, received_at, reported_at, cancelled_at, cancel_reason,
+                        awaiting_preauthorization, preauthorization, filler_order, version, updated_at, tenant_id, order_id,
+                        priority, priority_rank, patient_id, mrn, ordering_provider_id, ordering_provider_name,
+                        diagnosis_codes, ordered_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+                     ON CONFLICT (order_id) DO NOTHING",
+                ),
+                o
+            )
+            .bind(o.priority.rank())
+            .bind(o.patient_id.as_uuid())
+            .bind(&o.mrn)
+            .bind(&o.ordering_provider_id)
+            .bind(&o.ordering_provider_name)
+            .bind(Json(&o.diagnosis_codes))
+            .bind(o.ordered_at)
+        )
+        .map_err(db)?;
+        if n == 0 {
+            return Err(WriteError::Exists);
+        }
+        save_children(&mut tx, o).await?;
+        outbox::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        o: &LabOrder,
+        expected_version: i64,
+        events: &[EventEnvelope],
+    ) -> Result<(), WriteError> {
+        let mut tx = self.db.begin_in(Scope::Tenant(&o.tenant)).await?;
+        let n = execute!(
+            &mut tx,
+            bind_order_state!(
+                sqlx::query(
+                    "UPDATE lab_orders SET status = $1, collected_at = $2, received_at = $3, reported_at = $4,
+                        cancelled_at = $5, cancel_reason = $6, awaiting_preauthorization = $7, preauthorization = $8,
+                        filler_order = $9, version = $10, updated_at = $11
+                     WHERE tenant_id = $12 AND order_id = $13 AND priority = $14 AND version = $15",
+                ),
+                o
+            )
+            .bind(expected_version)
+        )
+        .map_err(db)?;
+        if n == 0 {
+            let found: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
+                "SELECT version FROM lab_orders WHERE tenant_id = $1 AND order_id = $2"
+            )
+            .bind(o.tenant.as_str())
+            .bind(o.id.as_uuid())
+            .fetch_optional(c)
+            .await)
+            .map_err(db)?;
+            return Err(match found {
+                Some(_) => WriteError::VersionConflict,
+                None => WriteError::NotFound,
+            });
+        }
+        save_children(&mut tx, o).await?;
+        outbox::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn order(&self, tenant: &TenantId, id: LabOrderId) -> Result<Option<LabOrder>, DbError> {
+        let mut tx = self.db.read_in(Scope::Tenant(tenant)).await?;
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND order_id = $2"
+        );
+        let row: Option<OrderRow> =
+            on_tx!(&mut tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.as_str())
+                .bind(id.as_uuid())
+                .fetch_optional(c)
+                .await)?;
+        let orders = hydrate(&mut tx, row.into_iter().collect()).await?;
+        tx.commit().await?;
+        Ok(orders.into_iter().next())
+    }
+
+    async fn pending(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<LabOrder>, ReadError> {
+        let after = page
+            .position::<(i16, DateTime<Utc>, Uuid)>()
+            .map_err(|_| ReadError::BadCursor)?;
+        let base = format!(
+            "SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1
+               AND status IN ('PENDING', 'COLLECTED', 'IN_PROGRESS') AND NOT awaiting_preauthorization"
+        );
+        let order = "ORDER BY priority_rank, ordered_at, order_id LIMIT $2";
+        let sql = match after {
+            None => format!("{base} {order}"),
+            Some(_) => {
+                format!("{base} AND (priority_rank, ordered_at, order_id) > ($3, $4, $5) {order}")
+            }
+        };
+        let mut tx = self.db.read_in(Scope::Tenant(tenant)).await?;
+        let rows: Vec<OrderRow> = on_tx!(&mut tx, |c| {
+            let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.as_str())
+                .bind(page.fetch_limit());
+            if let Some((rank, at, id)) = after {
+                q = q.bind(rank).bind(at).bind(id);
+            }
+            q.fetch_all(c).await
+        })
+        .map_err(DbError::from)?;
+        let orders = hydrate(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(Page::from_rows(orders, page, |o| {
+            (o.priority.rank(), o.ordered_at, o.id.as_uuid())
+        }))
+    }
+}
+
+/// Tests, results and specimens as the order now has them. Children are never removed,
+/// so writing each (new, or with its changeable columns updated) is the whole change.
+async fn save_children(tx: &mut Tx, o: &LabOrder) -> Result<(), WriteError> {
+    let tenant = o.tenant.as_str();
+    let order = o.id.as_uuid();
+    for (position, t) in (0_i16..).zip(&o.tests) {
+        execute!(
+            &mut *tx,
+            sqlx::query(
+                "INSERT INTO lab_tests (test_id, tenant_id, order_id, position, test_code, test_name, loinc_code, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (test_id) DO UPDATE SET status = excluded.status",
+            )
+            .bind(t.id)
+            .bind(tenant)
+            .bind(order)
+            .bind(position)
+            .bind(&t.test_code)
+            .bind(&t.test_name)
+            .bind(&t.loinc_code)
+            .bind(t.status.as_str())
+        )
+        .map_err(db)?;
+        for (revision, r) in (1_i16..).zip(&t.results) {
+            execute!(
+                &mut *tx,
+                sqlx::query(
+                    "INSERT INTO lab_results (result_id, tenant_id, test_id, order_id, revision, result_value, result_unit,
+                        reference_range, abnormal_flag, performed_by, performed_at, recorded_at, verified_by, verified_at,
+                        correction, critical_flag)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                     ON CONFLICT (result_id) DO UPDATE SET verified_by = excluded.verified_by, verified_at = excluded.verified_at",
+                )
+                .bind(r.id)
+                .bind(tenant)
+                .bind(t.id)
+                .bind(order)
+                .bind(revision)
+                .bind(&r.value)
+                .bind(&r.unit)
+                .bind(&r.reference_range)
+                .bind(r.abnormal_flag.map(|f| f.as_str()))
+                .bind(&r.performed_by)
+                .bind(r.performed_at)
+                .bind(r.recorded_at)
+                .bind(&r.verified_by)
+                .bind(r.verified_at)
+                .bind(r.correction)
+                .bind(r.critical.map(|f| f.as_str()))
+            )
+            .map_err(db)?;
+        }
+    }
+    for s in &o.specimens {
+        execute!(
+            &mut *tx,
+            sqlx::query(
+                "INSERT INTO specimens (specimen_id, tenant_id, order_id, specimen_type, collected_at, collected_by,
+                    received_at, condition)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (specimen_id) DO UPDATE SET received_at = excluded.received_at, condition = excluded.condition",
+            )
+            .bind(s.id)
+            .bind(tenant)
+            .bind(order)
+            .bind(s.specimen_type.as_str())
+            .bind(s.collected_at)
+            .bind(&s.collected_by)
+            .bind(s.received_at)
+            .bind(&s.condition)
+        )
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// The orders of `rows` with their children: one query per kind of child for all of them.
+async fn hydrate(tx: &mut Tx, rows: Vec<OrderRow>) -> Result<Vec<LabOrder>, DbError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
+    let tests: Vec<TestRow> = children(tx, TEST_COLUMNS, "lab_tests", "position", &ids).await?;
+    let results: Vec<ResultRow> =
+        children(tx, RESULT_COLUMNS, "lab_results", "test_id, revision", &ids).await?;
+    let specimens: Vec<SpecimenRow> = children(
+        tx,
+        SPECIMEN_COLUMNS,
+        "specimens",
+        "collected_at, specimen_id",
+        &ids,
+    )
+    .await?;
+    let (mut tests, mut results, mut specimens) = (tests, results, specimens);
+    rows.into_iter()
+        .map(|row| {
+            let id = row.order_id;
+            let (t, rest): (Vec<_>, Vec<_>) = tests.drain(..).partition(|t| t.order_id == id);
+            tests = rest;
+            let test_ids: Vec<Uuid> = t.iter().map(TestRow::id).collect();
+            let (r, rest): (Vec<_>, Vec<_>) = results
+                .drain(..)
+                .partition(|r| test_ids.contains(&r.test_id));
+            results = rest;
+            let (s, rest): (Vec<_>, Vec<_>) = specimens.drain(..).partition(|s| s.order_id == id);
+            specimens = rest;
+            assemble(row, t, r, s)
+        })
+        .collect()
+}
+
+async fn children<R>(
+    tx: &mut Tx,
+    columns: &str,
+    table: &str,
+    order_by: &str,
+    ids: &[Uuid],
+) -> Result<Vec<R>, DbError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {columns} FROM {table} WHERE order_id IN ({}) ORDER BY order_id, {order_by}",
+        placeholders.join(", ")
+    );
+    let rows = on_tx!(tx, |c| {
+        let mut q = sqlx::query_as::<_, R>(AssertSqlSafe(sql.as_str()));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(c).await
+    })?;
+    Ok(rows)
+}
