@@ -1,5 +1,6 @@
-//! Laboratory events. `lab.test.ordered.v1` is published by the patient service when a
-//! clinician orders tests for a patient (000 §2.1.1); the lab service consumes it.
+//! Laboratory events, all published by the lab service, which owns lab orders:
+//! `lab.test.ordered.v1` announces an order it holds, whether placed on its own API or
+//! requested through the patient API (`patient.labs.requested.v1`).
 
 use crate::{EventPayload, Topic};
 use chrono::{DateTime, Utc};

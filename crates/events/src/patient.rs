@@ -2,9 +2,10 @@
 //! demographics: PHI travels by reference (ARCHITECTURE.md §5); consumers that need more
 //! ask the patient API.
 
+use crate::lab::OrderedTest;
 use crate::{EventPayload, Topic};
 use chrono::{DateTime, Utc};
-use kernel::ids::PatientId;
+use kernel::ids::{LabOrderId, PatientId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -59,5 +60,30 @@ pub struct PatientDischargedV1 {
 
 impl EventPayload for PatientDischargedV1 {
     const EVENT_TYPE: &'static str = "patient.discharged.v1";
+    const TOPIC: Topic = Topic::PatientEvents;
+}
+
+/// A clinician asked for lab tests through the patient API (`order-labs`). The lab service,
+/// which owns lab orders, makes it a lab order with this id, exactly once, and announces
+/// that as `lab.test.ordered.v1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatientLabsRequestedV1 {
+    /// The id the lab order will have.
+    pub order_id: LabOrderId,
+    pub patient_id: PatientId,
+    pub mrn: String,
+    pub tests: Vec<OrderedTest>,
+    /// `STAT`, `URGENT` or `ROUTINE`.
+    pub priority: String,
+    pub ordering_provider_id: String,
+    pub ordering_provider_name: String,
+    #[serde(default)]
+    pub diagnosis_codes: Vec<String>,
+    pub requested_at: DateTime<Utc>,
+}
+
+impl EventPayload for PatientLabsRequestedV1 {
+    const EVENT_TYPE: &'static str = "patient.labs.requested.v1";
     const TOPIC: Topic = Topic::PatientEvents;
 }

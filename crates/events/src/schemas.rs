@@ -12,7 +12,10 @@ use crate::insurance::{
 use crate::lab::{
     LabCriticalResultV1, LabResultsAvailableV1, LabTestCancelledV1, LabTestOrderedV1,
 };
-use crate::patient::{PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientUpdatedV1};
+use crate::patient::{
+    PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientLabsRequestedV1,
+    PatientUpdatedV1,
+};
 use crate::pharmacy::{
     DrugInteractionDetectedV1, MedicationDispensedV1, PrescriptionCreatedV1, PrescriptionFilledV1,
     PrescriptionReceivedV1,
@@ -37,6 +40,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         payload::<PatientUpdatedV1>(),
         payload::<PatientDeletedV1>(),
         payload::<PatientDischargedV1>(),
+        payload::<PatientLabsRequestedV1>(),
         payload::<LabTestOrderedV1>(),
         payload::<LabResultsAvailableV1>(),
         payload::<LabTestCancelledV1>(),
@@ -216,8 +220,9 @@ mod tests {
     #[test]
     fn every_event_type_has_a_schema_with_camel_case_fields() {
         let all = all();
-        // Every event type 000 §2 names, plus our patient.deleted.v1 and the audit trail's
-        // audit.entry.recorded.v1, and the envelope.
+        // Every event type 000 §2 names, plus our patient.deleted.v1, the request that hands
+        // order-labs to the lab service, the audit trail's audit.entry.recorded.v1, and the
+        // envelope.
         let mut names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
         names.sort_unstable();
         assert_eq!(
@@ -238,6 +243,7 @@ mod tests {
                 "patient.created.v1",
                 "patient.deleted.v1",
                 "patient.discharged.v1",
+                "patient.labs.requested.v1",
                 "patient.updated.v1",
                 "prescription.created.v1",
                 "prescription.filled.v1",

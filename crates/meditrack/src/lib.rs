@@ -188,6 +188,11 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
                 lab_db.clone(),
                 backbone.sink.clone(),
             ));
+            consumers.push(lab::consumers::consumer(
+                lab_db.clone(),
+                backbone.source.clone(),
+                backbone.sink.clone(),
+            ));
             let service = Arc::new(lab::app::LabService::new(
                 lab::store::SqlLabStore::new(lab_db),
                 Arc::new(SystemClock),

@@ -125,7 +125,10 @@ async fn a_patient_registered_through_the_gateway_reaches_a_consumer_in_another_
         assert!(Instant::now() < deadline, "only {types:?} arrived");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(types, vec!["patient.created.v1", "lab.test.ordered.v1"]);
+    assert_eq!(
+        types,
+        vec!["patient.created.v1", "patient.labs.requested.v1"]
+    );
 
     // The patient process goes away: the gateway says so as a problem.
     patient.kill_9();

@@ -134,7 +134,7 @@ impl<S: LabStore> LabService<S> {
         self.authorize(ctx, Permission::LabOrderCreate).await?;
         let now = self.now();
         let order = LabOrder::place(LabOrderId::new(), ctx.principal.tenant.clone(), new, now);
-        let event = EventEnvelope::new(&ctx.meta(now), order.id, &ordered(&order));
+        let event = EventEnvelope::new(&ctx.meta(now), order.id, &ordered_event(&order));
         self.store
             .insert(&order, &[event])
             .await
@@ -423,7 +423,7 @@ impl<S: LabStore> LabService<S> {
     }
 }
 
-fn ordered(o: &LabOrder) -> LabTestOrderedV1 {
+pub(crate) fn ordered_event(o: &LabOrder) -> LabTestOrderedV1 {
     LabTestOrderedV1 {
         order_id: o.id,
         patient_id: o.patient_id,

@@ -2,6 +2,7 @@
 //! specimens, results and their verification, critical results.
 
 pub mod app;
+pub mod consumers;
 pub mod domain;
 pub mod errors;
 pub mod http;
@@ -15,16 +16,30 @@ pub const SERVICE: &str = "lab";
 /// the inbox's.
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     component: SERVICE,
-    sqlite: &[Migration {
-        version: 1,
-        name: "lab tables",
-        sql: include_str!("../migrations/sqlite/0001_lab_tables.sql"),
-    }],
-    postgres: &[Migration {
-        version: 1,
-        name: "lab tables",
-        sql: include_str!("../migrations/postgres/0001_lab_tables.sql"),
-    }],
+    sqlite: &[
+        Migration {
+            version: 1,
+            name: "lab tables",
+            sql: include_str!("../migrations/sqlite/0001_lab_tables.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "patient projection",
+            sql: include_str!("../migrations/sqlite/0002_patient_projection.sql"),
+        },
+    ],
+    postgres: &[
+        Migration {
+            version: 1,
+            name: "lab tables",
+            sql: include_str!("../migrations/postgres/0001_lab_tables.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "patient projection",
+            sql: include_str!("../migrations/postgres/0002_patient_projection.sql"),
+        },
+    ],
 };
 
 /// Everything the service's database needs, in order.

@@ -12,8 +12,11 @@ use crate::store::{
 };
 use auth::{Permission, Scope};
 use chrono::{DateTime, Utc};
-use events::lab::{LabTestOrderedV1, OrderedTest};
-use events::patient::{PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientUpdatedV1};
+use events::lab::OrderedTest;
+use events::patient::{
+    PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientLabsRequestedV1,
+    PatientUpdatedV1,
+};
 use events::{EventEnvelope, EventMeta};
 use kernel::audit::{AuditTrail, Origin};
 use kernel::idempotency::IdempotencyKey;
@@ -417,7 +420,8 @@ impl<S: PatientStore> PatientService<S> {
             ordered_at: now,
         };
         let r = &order.request;
-        let payload = LabTestOrderedV1 {
+        // The lab service owns lab orders: this asks it for one, with this id.
+        let payload = PatientLabsRequestedV1 {
             order_id: order.id,
             patient_id: patient.id,
             mrn: patient.mrn.to_string(),
@@ -434,7 +438,7 @@ impl<S: PatientStore> PatientService<S> {
             ordering_provider_id: r.ordering_provider_id.clone(),
             ordering_provider_name: r.ordering_provider_name.clone(),
             diagnosis_codes: r.diagnosis_codes.clone(),
-            ordered_at: now,
+            requested_at: now,
         };
         // Keyed by patient, so the lab order follows the patient's own events in order.
         let events = [EventEnvelope::new(&ctx.meta(now), patient.id, &payload)];

@@ -1,5 +1,5 @@
-//! Events from other services that the patient service applies: lab results and filled
-//! prescriptions become timeline entries (000 §2.1.1, "Events Consumed").
+//! Events from other services that the patient service applies: lab results, critical lab
+//! results and filled prescriptions become timeline entries (000 §2.1.1, "Events Consumed").
 
 use crate::domain::timeline::{TimelineEntry, TimelineEvent};
 use crate::store::append_external_entry;
@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use eventbus::BoxFuture;
 use eventbus::consumer::{Consumer, Handler, HandlerError};
 use eventbus::{EventSink, EventSource};
-use events::lab::LabResultsAvailableV1;
+use events::lab::{LabCriticalResultV1, LabResultsAvailableV1};
 use events::pharmacy::PrescriptionFilledV1;
 use events::{EventEnvelope, EventPayload};
 use kernel::TenantId;
@@ -31,6 +31,11 @@ pub fn consumer(
             Arc::new(ToTimeline(lab_results)),
         )
         .on(
+            LabCriticalResultV1::EVENT_TYPE,
+            LabCriticalResultV1::TOPIC,
+            Arc::new(ToTimeline(critical_result)),
+        )
+        .on(
             PrescriptionFilledV1::EVENT_TYPE,
             PrescriptionFilledV1::TOPIC,
             Arc::new(ToTimeline(prescription_filled)),
@@ -42,6 +47,15 @@ fn lab_results(p: LabResultsAvailableV1) -> (PatientId, DateTime<Utc>, TimelineE
         order_id: p.order_id,
         test_codes: p.test_codes,
         abnormal: p.abnormal,
+    };
+    (p.patient_id, p.reported_at, what)
+}
+
+fn critical_result(p: LabCriticalResultV1) -> (PatientId, DateTime<Utc>, TimelineEvent) {
+    let what = TimelineEvent::LabCriticalResult {
+        order_id: p.order_id,
+        test_code: p.test_code,
+        abnormal_flag: p.abnormal_flag,
     };
     (p.patient_id, p.reported_at, what)
 }

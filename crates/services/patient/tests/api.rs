@@ -654,7 +654,7 @@ async fn labs_can_be_ordered_by_patient_id_or_by_ssn(app: TestApp) {
     let events = outbox(&app).await;
     let ordered: Vec<_> = events
         .iter()
-        .filter(|e| e["eventType"] == "lab.test.ordered.v1")
+        .filter(|e| e["eventType"] == "patient.labs.requested.v1")
         .collect();
     assert_eq!(ordered.len(), 2);
     assert_eq!(ordered[1]["payload"]["orderId"], by_ssn["orderId"]);
@@ -980,7 +980,7 @@ async fn retried_records_orders_and_discharges_take_effect_once(app: TestApp) {
         types,
         vec![
             "patient.created.v1",
-            "lab.test.ordered.v1",
+            "patient.labs.requested.v1",
             "patient.discharged.v1"
         ]
     );

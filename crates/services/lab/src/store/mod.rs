@@ -5,6 +5,7 @@ mod rows;
 mod sql;
 
 pub use sql::SqlLabStore;
+pub(crate) use sql::{insert_order, load_order, remember_patient, update_order};
 
 use crate::domain::LabOrder;
 use events::EventEnvelope;

@@ -57,32 +57,7 @@ macro_rules! bind_order_state {
 impl LabStore for SqlLabStore {
     async fn insert(&self, o: &LabOrder, events: &[EventEnvelope]) -> Result<(), WriteError> {
         let mut tx = self.db.begin_in(Scope::Tenant(&o.tenant)).await?;
-        let n = execute!(
-            &mut tx,
-            bind_order_state!(
-                sqlx::query(
-                    "INSERT INTO lab_orders (status, collected_at, received_at, reported_at, cancelled_at, cancel_reason,
-                        awaiting_preauthorization, preauthorization, filler_order, version, updated_at, tenant_id, order_id,
-                        priority, priority_rank, patient_id, mrn, ordering_provider_id, ordering_provider_name,
-                        diagnosis_codes, ordered_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-                     ON CONFLICT (order_id) DO NOTHING",
-                ),
-                o
-            )
-            .bind(o.priority.rank())
-            .bind(o.patient_id.as_uuid())
-            .bind(&o.mrn)
-            .bind(&o.ordering_provider_id)
-            .bind(&o.ordering_provider_name)
-            .bind(Json(&o.diagnosis_codes))
-            .bind(o.ordered_at)
-        )
-        .map_err(db)?;
-        if n == 0 {
-            return Err(WriteError::Exists);
-        }
-        save_children(&mut tx, o).await?;
+        insert_order(&mut tx, o).await?;
         outbox::append(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
@@ -95,35 +70,7 @@ impl LabStore for SqlLabStore {
         events: &[EventEnvelope],
     ) -> Result<(), WriteError> {
         let mut tx = self.db.begin_in(Scope::Tenant(&o.tenant)).await?;
-        let n = execute!(
-            &mut tx,
-            bind_order_state!(
-                sqlx::query(
-                    "UPDATE lab_orders SET status = $1, collected_at = $2, received_at = $3, reported_at = $4,
-                        cancelled_at = $5, cancel_reason = $6, awaiting_preauthorization = $7, preauthorization = $8,
-                        filler_order = $9, version = $10, updated_at = $11
-                     WHERE tenant_id = $12 AND order_id = $13 AND priority = $14 AND version = $15",
-                ),
-                o
-            )
-            .bind(expected_version)
-        )
-        .map_err(db)?;
-        if n == 0 {
-            let found: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
-                "SELECT version FROM lab_orders WHERE tenant_id = $1 AND order_id = $2"
-            )
-            .bind(o.tenant.as_str())
-            .bind(o.id.as_uuid())
-            .fetch_optional(c)
-            .await)
-            .map_err(db)?;
-            return Err(match found {
-                Some(_) => WriteError::VersionConflict,
-                None => WriteError::NotFound,
-            });
-        }
-        save_children(&mut tx, o).await?;
+        update_order(&mut tx, o, expected_version).await?;
         outbox::append(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
@@ -131,18 +78,9 @@ impl LabStore for SqlLabStore {
 
     async fn order(&self, tenant: &TenantId, id: LabOrderId) -> Result<Option<LabOrder>, DbError> {
         let mut tx = self.db.read_in(Scope::Tenant(tenant)).await?;
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND order_id = $2"
-        );
-        let row: Option<OrderRow> =
-            on_tx!(&mut tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                .bind(tenant.as_str())
-                .bind(id.as_uuid())
-                .fetch_optional(c)
-                .await)?;
-        let orders = hydrate(&mut tx, row.into_iter().collect()).await?;
+        let order = load_order(&mut tx, tenant, id).await?;
         tx.commit().await?;
-        Ok(orders.into_iter().next())
+        Ok(order)
     }
 
     async fn pending(
@@ -181,6 +119,114 @@ impl LabStore for SqlLabStore {
             (o.priority.rank(), o.ordered_at, o.id.as_uuid())
         }))
     }
+}
+
+/// Inserts a new order in `tx`; `Exists` when its id is taken (a request seen before).
+pub(crate) async fn insert_order(tx: &mut Tx, o: &LabOrder) -> Result<(), WriteError> {
+    let n = execute!(
+        &mut *tx,
+        bind_order_state!(
+            sqlx::query(
+                "INSERT INTO lab_orders (status, collected_at, received_at, reported_at, cancelled_at, cancel_reason,
+                    awaiting_preauthorization, preauthorization, filler_order, version, updated_at, tenant_id, order_id,
+                    priority, priority_rank, patient_id, mrn, ordering_provider_id, ordering_provider_name,
+                    diagnosis_codes, ordered_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+                 ON CONFLICT (order_id) DO NOTHING",
+            ),
+            o
+        )
+        .bind(o.priority.rank())
+        .bind(o.patient_id.as_uuid())
+        .bind(&o.mrn)
+        .bind(&o.ordering_provider_id)
+        .bind(&o.ordering_provider_name)
+        .bind(Json(&o.diagnosis_codes))
+        .bind(o.ordered_at)
+    )
+    .map_err(db)?;
+    if n == 0 {
+        return Err(WriteError::Exists);
+    }
+    save_children(tx, o).await
+}
+
+/// Writes the order as changed from `expected_version`, in `tx`.
+pub(crate) async fn update_order(
+    tx: &mut Tx,
+    o: &LabOrder,
+    expected_version: i64,
+) -> Result<(), WriteError> {
+    let n = execute!(
+        &mut *tx,
+        bind_order_state!(
+            sqlx::query(
+                "UPDATE lab_orders SET status = $1, collected_at = $2, received_at = $3, reported_at = $4,
+                    cancelled_at = $5, cancel_reason = $6, awaiting_preauthorization = $7, preauthorization = $8,
+                    filler_order = $9, version = $10, updated_at = $11
+                 WHERE tenant_id = $12 AND order_id = $13 AND priority = $14 AND version = $15",
+            ),
+            o
+        )
+        .bind(expected_version)
+    )
+    .map_err(db)?;
+    if n == 0 {
+        let found: Option<i64> = on_tx!(&mut *tx, |c| sqlx::query_scalar(
+            "SELECT version FROM lab_orders WHERE tenant_id = $1 AND order_id = $2"
+        )
+        .bind(o.tenant.as_str())
+        .bind(o.id.as_uuid())
+        .fetch_optional(c)
+        .await)
+        .map_err(db)?;
+        return Err(match found {
+            Some(_) => WriteError::VersionConflict,
+            None => WriteError::NotFound,
+        });
+    }
+    save_children(tx, o).await
+}
+
+/// The order with its children, read in `tx`.
+pub(crate) async fn load_order(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: LabOrderId,
+) -> Result<Option<LabOrder>, DbError> {
+    let sql =
+        format!("SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND order_id = $2");
+    let row: Option<OrderRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+        .bind(tenant.as_str())
+        .bind(id.as_uuid())
+        .fetch_optional(c)
+        .await)?;
+    Ok(hydrate(tx, row.into_iter().collect())
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Records a patient the lab has heard of; a repeat changes nothing.
+pub(crate) async fn remember_patient(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    patient: Uuid,
+    mrn: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    execute!(
+        tx,
+        sqlx::query(
+            "INSERT INTO lab_patients (tenant_id, patient_id, mrn, registered_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(patient)
+        .bind(mrn)
+        .bind(at)
+    )?;
+    Ok(())
 }
 
 /// Tests, results and specimens as the order now has them. Children are never removed,

@@ -1,5 +1,5 @@
 //! A request for laboratory tests, recorded by the patient service and handed to the lab
-//! service through `lab.test.ordered.v1`.
+//! service, which owns lab orders, through `patient.labs.requested.v1`.
 
 use chrono::{DateTime, Utc};
 use kernel::ids::{LabOrderId, PatientId};

@@ -49,6 +49,13 @@ pub enum TimelineEvent {
         test_codes: Vec<String>,
         abnormal: bool,
     },
+    /// Reported by the lab service (`lab.critical.result.v1`): a result past a critical
+    /// limit, which the ordering provider must hear of at once.
+    LabCriticalResult {
+        order_id: LabOrderId,
+        test_code: String,
+        abnormal_flag: String,
+    },
     /// Reported by the pharmacy service (`prescription.filled.v1`).
     PrescriptionFilled {
         prescription_id: uuid::Uuid,
@@ -67,6 +74,7 @@ impl TimelineEvent {
             TimelineEvent::LabOrdered { .. } => "LAB_ORDERED",
             TimelineEvent::Discharged { .. } => "DISCHARGED",
             TimelineEvent::LabResultsAvailable { .. } => "LAB_RESULTS_AVAILABLE",
+            TimelineEvent::LabCriticalResult { .. } => "LAB_CRITICAL_RESULT",
             TimelineEvent::PrescriptionFilled { .. } => "PRESCRIPTION_FILLED",
         }
     }

@@ -416,7 +416,7 @@ impl From<LabOrder> for LabOrderOut {
         Self {
             order_id: o.id.to_string(),
             patient_id: o.patient_id.to_string(),
-            // Recorded here and handed to the lab service by `lab.test.ordered.v1`.
+            // Recorded here and handed to the lab service by `patient.labs.requested.v1`.
             status: "REQUESTED",
             priority: o.request.priority,
             tests: o
