@@ -28,6 +28,11 @@ pub struct Config {
     /// Critical limits per LOINC code beyond the instruments' own HH/LL flags
     /// (`2345-7:40:450;2823-3:2.8:6.2`, in the units the results come in).
     pub lab_critical_limits: lab::domain::CriticalLimits,
+    /// Where the lab service takes HL7 v2 over MLLP; `None` (`off`): no listener.
+    pub hl7_listen: Option<SocketAddr>,
+    /// The tenant whose data HL7 messages are (MLLP carries no credentials); unset: the
+    /// default tenant.
+    pub hl7_tenant: Option<String>,
     /// Where clients reach this hub: the built-in issuer's `iss` and the base of its URLs.
     /// Unset: `http://` and the listen address.
     pub public_url: Option<String>,
@@ -150,6 +155,8 @@ impl Default for Config {
             patient_url: "http://127.0.0.1:8081".to_owned(),
             lab_url: "http://127.0.0.1:8082".to_owned(),
             lab_critical_limits: lab::domain::CriticalLimits::default(),
+            hl7_listen: Some(SocketAddr::from(([127, 0, 0, 1], 2575))),
+            hl7_tenant: None,
             public_url: None,
             oidc_issuer: None,
             oidc_audience: "meditrack-api".to_owned(),
@@ -194,6 +201,8 @@ struct Layer {
     patient_url: Option<String>,
     lab_url: Option<String>,
     lab_critical_limits: Option<String>,
+    hl7_listen: Option<String>,
+    hl7_tenant: Option<String>,
     public_url: Option<String>,
     oidc_issuer: Option<String>,
     oidc_audience: Option<String>,
@@ -216,7 +225,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 31] = [
+pub const ENV_KEYS: [&str; 33] = [
     "listen",
     "data_dir",
     "database_url",
@@ -228,6 +237,8 @@ pub const ENV_KEYS: [&str; 31] = [
     "patient_url",
     "lab_url",
     "lab_critical_limits",
+    "hl7_listen",
+    "hl7_tenant",
     "public_url",
     "oidc_issuer",
     "oidc_audience",
@@ -311,6 +322,8 @@ impl Config {
                 "patient_url" => layer.patient_url = Some(value),
                 "lab_url" => layer.lab_url = Some(value),
                 "lab_critical_limits" => layer.lab_critical_limits = Some(value),
+                "hl7_listen" => layer.hl7_listen = Some(value),
+                "hl7_tenant" => layer.hl7_tenant = Some(value),
                 "public_url" => layer.public_url = Some(value),
                 "oidc_issuer" => layer.oidc_issuer = Some(value),
                 "oidc_audience" => layer.oidc_audience = Some(value),
@@ -407,6 +420,17 @@ impl Config {
         }
         if let Some(v) = l.lab_url {
             self.lab_url = v;
+        }
+        if let Some(v) = l.hl7_listen {
+            self.hl7_listen = match v.trim() {
+                "" | "off" => None,
+                addr => Some(addr.parse().map_err(|_| {
+                    ConfigError::Invalid(format!("hl7_listen: {addr:?} is not host:port (or off)"))
+                })?),
+            };
+        }
+        if let Some(v) = l.hl7_tenant {
+            self.hl7_tenant = Some(v);
         }
         if let Some(v) = l.lab_critical_limits {
             self.lab_critical_limits = lab::domain::CriticalLimits::parse(&v)

@@ -49,6 +49,8 @@ pub struct Hub {
     tls: Option<Arc<rustls::ServerConfig>>,
     relays: Vec<OutboxRelay>,
     consumers: Vec<Consumer>,
+    /// The lab service's HL7 listener, bound.
+    mllp: Option<lab::mllp::MllpServer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let mut consumers = Vec::new();
     let mut checks: Vec<Box<dyn ReadinessCheck>> = Vec::new();
     let mut trail: Option<Arc<dyn kernel::audit::AuditTrail>> = None;
+    let mut mllp = None;
 
     let (runs_patient, runs_lab) = (config.runs(Service::Patient), config.runs(Service::Lab));
     if runs_patient || runs_lab {
@@ -193,6 +196,24 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
                 backbone.source.clone(),
                 backbone.sink.clone(),
             ));
+            if let Some(addr) = config.hl7_listen {
+                let tenant = config
+                    .hl7_tenant
+                    .as_deref()
+                    .unwrap_or(&config.default_tenant);
+                let tenant = kernel::TenantId::parse(tenant)
+                    .map_err(|_| StartError::Config("hl7_tenant is not a tenant id".to_owned()))?;
+                let intake = lab::hl7::Intake::new(
+                    lab_db.clone(),
+                    tenant,
+                    config.lab_critical_limits.clone(),
+                    Arc::new(SystemClock),
+                );
+                let server = lab::mllp::MllpServer::bind(addr, intake, Default::default())
+                    .await
+                    .map_err(|e| StartError::Config(format!("HL7 listener on {addr}: {e}")))?;
+                mllp = Some(server);
+            }
             let service = Arc::new(lab::app::LabService::new(
                 lab::store::SqlLabStore::new(lab_db),
                 Arc::new(SystemClock),
@@ -277,6 +298,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         tls,
         relays,
         consumers,
+        mllp,
     })
 }
 
@@ -439,6 +461,11 @@ fn database(databases: &[(&'static str, Db)], name: &str) -> Result<Db, StartErr
 }
 
 impl Hub {
+    /// Where the HL7 listener is, when there is one.
+    pub fn mllp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.mllp.as_ref().and_then(|m| m.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves. Then, in order: stop accepting and drain in-flight
     /// requests, let the relays and consumers finish their batch (and commit), close the pools.
     pub async fn serve(
@@ -453,6 +480,9 @@ impl Hub {
         }
         for consumer in self.consumers {
             workers.push(tokio::spawn(consumer.run(stopped.clone())));
+        }
+        if let Some(mllp) = self.mllp {
+            workers.push(tokio::spawn(mllp.run(stopped.clone())));
         }
         let app = self
             .router

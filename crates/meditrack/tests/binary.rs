@@ -25,6 +25,8 @@ impl Hub {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .current_dir(dir)
             .env_remove("MEDITRACK_DATABASE_URL")
+            // Tests run side by side: each hub its own HL7 port, not the default 2575.
+            .env("MEDITRACK_HL7_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::inherit())
             .spawn()

@@ -37,6 +37,8 @@ pub struct TestApp {
     /// Sends a token for [`TEST_ROLES`] in [`TEST_TENANT`] with every request.
     pub client: reqwest::Client,
     pub backend: Backend,
+    /// The hub's HL7 (MLLP) listener; it moves when the hub restarts.
+    pub mllp: Option<std::net::SocketAddr>,
     config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -102,6 +104,8 @@ impl TestApp {
             // Tests send bursts on purpose; the rate-limit tests turn limits on.
             rate_limit_per_ip: 0.0,
             rate_limit_per_subject: 0.0,
+            // Each test hub its own HL7 port.
+            hl7_listen: Some(([127, 0, 0, 1], 0).into()),
             ..Config::default()
         };
         change(&mut config);
@@ -117,6 +121,7 @@ impl TestApp {
             config,
             shutdown: None,
             server: None,
+            mllp: None,
             _database: database,
         };
         app.client = app.client_with(&app.token(TEST_ROLES, TEST_TENANT, None));
@@ -164,6 +169,7 @@ impl TestApp {
         let hub = meditrack::build(&self.config)
             .await
             .expect("the hub starts");
+        self.mllp = hub.mllp_addr();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");

@@ -76,6 +76,8 @@ pub async fn serve(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -
         // These tests send bursts on purpose (edge.rs tests the limits).
         .env("MEDITRACK_RATE_LIMIT_PER_IP", "0")
         .env("MEDITRACK_RATE_LIMIT_PER_SUBJECT", "0")
+        // Side by side: each its own HL7 port, not the default 2575.
+        .env("MEDITRACK_HL7_LISTEN", "127.0.0.1:0")
         // Kept beside the data (and removed with it when the test passes) for diagnosis.
         .stdout(log_file(dir));
     for (k, v) in env {

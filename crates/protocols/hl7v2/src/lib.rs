@@ -8,7 +8,8 @@
 //!   escape what they are given.
 //! - [`segments`] gives typed access to the segments MediTrack reads, [`messages`]
 //!   interprets ORU^R01, ORM^O01, OML^O21 and ADT^A01/A04/A08, and [`build`] writes the
-//!   orders MediTrack sends. [`ack`] builds the acknowledgement of a message.
+//!   orders MediTrack sends. [`ack`] builds the acknowledgement of a message, and [`mllp`]
+//!   frames messages for the wire.
 //! - Nothing here panics on any input: every problem is an [`Hl7Error`] naming where it is
 //!   (for the ACK's ERR segment) and never quoting the value, which may be PHI.
 
@@ -19,6 +20,7 @@ mod error;
 pub mod escape;
 mod message;
 pub mod messages;
+pub mod mllp;
 pub mod segments;
 pub mod time;
 

@@ -359,7 +359,7 @@ fn orders(header: Header, body: &Body<'_>) -> Result<OrderMessage, Hl7Error> {
                     placer_order: orc.placer_order_number(),
                     filler_order: orc.filler_order_number(),
                     service: None,
-                    priority: None,
+                    priority: orc.priority(),
                     ordering_provider: orc.ordering_provider(),
                     requested_at: when(orc.transaction_at(), "ORC", n, 9, "transaction time")?,
                     diagnoses: Vec::new(),
@@ -385,7 +385,7 @@ fn orders(header: Header, body: &Body<'_>) -> Result<OrderMessage, Hl7Error> {
                     obr.universal_service_id()
                         .ok_or_else(|| Hl7Error::missing("OBR", n, 4, "universal service id"))?,
                 );
-                order.priority = obr.priority();
+                order.priority = obr.priority().or(order.priority.take());
                 order.placer_order = order
                     .placer_order
                     .take()

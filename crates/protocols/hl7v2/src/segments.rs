@@ -283,6 +283,10 @@ impl Orc<'_> {
     pub fn order_status(&self) -> Option<String> {
         self.text(5)
     }
+    /// ORC-7 (quantity/timing, v2.3 to 2.4): its priority component (`S`, `A`, `R`).
+    pub fn priority(&self) -> Option<String> {
+        self.0.field(7).component(6).text()
+    }
     /// ORC-9, as written.
     pub fn transaction_at(&self) -> Option<String> {
         self.0.field(9).component(1).text()

@@ -6,6 +6,7 @@ use crate::domain::{
     CriticalLimits, LabOrder, NewLabOrder, OrderStatus, Specimen, SubmittedResult, Transition,
 };
 use crate::errors::{CreateOrderError, ListError, OrderError};
+use crate::store::hl7::{MessageSummary, Unmatched};
 use crate::store::{LabStore, WriteError};
 use auth::{Permission, Scope};
 use chrono::{DateTime, Utc};
@@ -196,11 +197,7 @@ impl<S: LabStore> LabService<S> {
         ctx: &Context,
         page: &PageRequest,
     ) -> Result<Page<LabOrder>, ListError> {
-        let scope = self.authorize(ctx, Permission::LabOrderRead).await?;
-        if scope != Scope::Tenant {
-            self.denied(ctx, None).await;
-            return Err(ListError::Forbidden);
-        }
+        self.staff(ctx, Permission::LabOrderRead).await?;
         let page = self.store.pending(&ctx.principal.tenant, page).await?;
         let now = self.now();
         let records = page
@@ -210,6 +207,63 @@ impl<S: LabStore> LabService<S> {
             .collect();
         self.audit.record(records).await?;
         Ok(page)
+    }
+
+    /// The tenant's staff only: the work lists are not a patient's to see.
+    async fn staff(&self, ctx: &Context, permission: Permission) -> Result<(), ListError> {
+        let scope = self.authorize(ctx, permission).await?;
+        if scope != Scope::Tenant {
+            self.denied(ctx, None).await;
+            return Err(ListError::Forbidden);
+        }
+        Ok(())
+    }
+
+    /// `GET /api/v1/lab/results/unmatched`: HL7 results no order could take yet.
+    pub async fn unmatched(
+        &self,
+        ctx: &Context,
+        page: &PageRequest,
+    ) -> Result<Page<Unmatched>, ListError> {
+        self.staff(ctx, Permission::LabResultRead).await?;
+        let page = self.store.unmatched(&ctx.principal.tenant, page).await?;
+        let now = self.now();
+        let records = page
+            .items
+            .iter()
+            .map(|u| {
+                AuditRecord::by(
+                    &ctx.principal,
+                    &ctx.origin,
+                    AuditAction::Search,
+                    "UnmatchedResult",
+                    now,
+                )
+                .resource(u.id)
+            })
+            .collect();
+        self.audit.record(records).await?;
+        Ok(page)
+    }
+
+    /// `GET /api/v1/lab/messages`: the HL7 messages received and what became of each
+    /// (their content stays in the log).
+    pub async fn messages(
+        &self,
+        ctx: &Context,
+        page: &PageRequest,
+    ) -> Result<Page<MessageSummary>, ListError> {
+        self.staff(ctx, Permission::LabResultRead).await?;
+        Ok(self.store.messages(&ctx.principal.tenant, page).await?)
+    }
+
+    pub async fn message(
+        &self,
+        ctx: &Context,
+        id: Uuid,
+    ) -> Result<Option<MessageSummary>, ListError> {
+        self.staff(ctx, Permission::LabResultRead).await?;
+        Ok(self.store.message(&ctx.principal.tenant, id).await?)
     }
 
     /// Applies `change` to the order and saves it, retrying on a concurrent change unless
@@ -261,7 +315,7 @@ impl<S: LabStore> LabService<S> {
             Box::new(move |o, now| {
                 o.advance(to, now)?;
                 Ok(if to == OrderStatus::Completed {
-                    vec![available(&meta(now), o, now)]
+                    vec![available_event(&meta(now), o, now)]
                 } else {
                     Vec::new()
                 })
@@ -379,7 +433,7 @@ impl<S: LabStore> LabService<S> {
                 None,
                 Box::new(move |o, now| {
                     let new = o.record_results(results.clone(), limits, now)?;
-                    Ok(criticals(&ctx.meta(now), o, &new, now))
+                    Ok(critical_events(&ctx.meta(now), o, &new, now))
                 }),
             )
             .await?;
@@ -413,7 +467,7 @@ impl<S: LabStore> LabService<S> {
             Box::new(move |o, now| {
                 let v = o.verify(&by, now)?;
                 Ok(if v.completed || v.corrected {
-                    vec![available(&ctx.meta(now), o, now)]
+                    vec![available_event(&ctx.meta(now), o, now)]
                 } else {
                     Vec::new()
                 })
@@ -445,7 +499,7 @@ pub(crate) fn ordered_event(o: &LabOrder) -> LabTestOrderedV1 {
     }
 }
 
-fn available(meta: &EventMeta, o: &LabOrder, now: DateTime<Utc>) -> EventEnvelope {
+pub(crate) fn available_event(meta: &EventMeta, o: &LabOrder, now: DateTime<Utc>) -> EventEnvelope {
     let event = LabResultsAvailableV1 {
         order_id: o.id,
         patient_id: o.patient_id,
@@ -462,7 +516,7 @@ fn available(meta: &EventMeta, o: &LabOrder, now: DateTime<Utc>) -> EventEnvelop
 }
 
 /// One `lab.critical.result.v1` for each new revision that crossed a critical limit.
-fn criticals(
+pub(crate) fn critical_events(
     meta: &EventMeta,
     o: &LabOrder,
     new: &[Uuid],

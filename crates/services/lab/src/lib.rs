@@ -5,7 +5,9 @@ pub mod app;
 pub mod consumers;
 pub mod domain;
 pub mod errors;
+pub mod hl7;
 pub mod http;
+pub mod mllp;
 pub mod store;
 
 use ::store::{Migration, MigrationSet};
@@ -27,6 +29,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             name: "patient projection",
             sql: include_str!("../migrations/sqlite/0002_patient_projection.sql"),
         },
+        Migration {
+            version: 3,
+            name: "hl7 messages",
+            sql: include_str!("../migrations/sqlite/0003_hl7_messages.sql"),
+        },
     ],
     postgres: &[
         Migration {
@@ -38,6 +45,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             version: 2,
             name: "patient projection",
             sql: include_str!("../migrations/postgres/0002_patient_projection.sql"),
+        },
+        Migration {
+            version: 3,
+            name: "hl7 messages",
+            sql: include_str!("../migrations/postgres/0003_hl7_messages.sql"),
         },
     ],
 };

@@ -184,6 +184,9 @@ pub struct LabOrder {
     pub preauthorization: Option<String>,
     /// The laboratory's own number for the order (HL7 filler order number), once known.
     pub filler_order: Option<String>,
+    /// The ordering system's number, when an EHR placed the order over HL7 (its own id is
+    /// the placer number otherwise).
+    pub placer_order: Option<String>,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
 }
@@ -255,6 +258,7 @@ impl LabOrder {
             awaiting_preauthorization: new.requires_preauthorization,
             preauthorization: None,
             filler_order: None,
+            placer_order: None,
             version: 1,
             updated_at: now,
         }
@@ -422,6 +426,26 @@ impl LabOrder {
     /// A supervisor verifies every result not yet verified. When that leaves no test
     /// without a verified result, the order is COMPLETED.
     pub fn verify(&mut self, by: &str, now: DateTime<Utc>) -> Result<Verified, Transition> {
+        self.verify_where(by, now, |_| true)
+    }
+
+    /// Verifies only the revisions `ids`: results that arrive final from the laboratory's
+    /// own system (HL7 OBX-11 `F` or `C`), verified there.
+    pub fn verify_only(
+        &mut self,
+        ids: &[Uuid],
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, Transition> {
+        self.verify_where(by, now, |id| ids.contains(&id))
+    }
+
+    fn verify_where(
+        &mut self,
+        by: &str,
+        now: DateTime<Utc>,
+        chosen: impl Fn(Uuid) -> bool,
+    ) -> Result<Verified, Transition> {
         if self.status == OrderStatus::Cancelled {
             return Err(Transition::Closed(self.status.as_str()));
         }
@@ -431,7 +455,11 @@ impl LabOrder {
             .iter_mut()
             .filter(|t| t.status != TestStatus::Cancelled)
         {
-            if let Some(r) = test.results.last_mut().filter(|r| !r.is_final()) {
+            if let Some(r) = test
+                .results
+                .last_mut()
+                .filter(|r| !r.is_final() && chosen(r.id))
+            {
                 r.verified_by = Some(by.to_owned());
                 r.verified_at = Some(now);
                 revisions.push(r.id);

@@ -1,6 +1,7 @@
 //! What travels over HTTP: request bodies (unknown fields refused) and answers.
 
 use crate::domain::{LabOrder, LabTest, ResultRevision, Specimen};
+use crate::store::hl7::{MessageSummary, Unmatched, UnmatchedObservation};
 use chrono::{DateTime, Utc};
 use kernel::lab_request::{LabOrderInput, TestInput};
 use serde::{Deserialize, Serialize};
@@ -268,6 +269,72 @@ impl From<&LabOrder> for ResultsOut {
             status: o.status.as_str(),
             reported_at: o.reported_at,
             tests: o.tests.iter().map(TestOut::from).collect(),
+        }
+    }
+}
+
+/// A result no order could take, as the reconciliation queue shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmatchedOut {
+    id: String,
+    message_id: String,
+    reason: String,
+    patient_identifier: Option<String>,
+    placer_order: Option<String>,
+    filler_order: Option<String>,
+    service_code: Option<String>,
+    observations: Vec<UnmatchedObservation>,
+    received_at: DateTime<Utc>,
+    status: String,
+}
+
+impl From<&Unmatched> for UnmatchedOut {
+    fn from(u: &Unmatched) -> Self {
+        Self {
+            id: u.id.to_string(),
+            message_id: u.message_id.to_string(),
+            reason: u.reason.clone(),
+            patient_identifier: u.patient_identifier.clone(),
+            placer_order: u.placer_order.clone(),
+            filler_order: u.filler_order.clone(),
+            service_code: u.service_code.clone(),
+            observations: u.observations.clone(),
+            received_at: u.received_at,
+            status: u.status.clone(),
+        }
+    }
+}
+
+/// What became of an HL7 message: its status and the ACK code it got, not its content.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageOut {
+    id: String,
+    sender: Option<String>,
+    control_id: Option<String>,
+    message_type: Option<String>,
+    received_at: DateTime<Utc>,
+    status: String,
+    ack_code: String,
+    error_code: Option<String>,
+    error_location: Option<String>,
+    error_text: Option<String>,
+}
+
+impl From<MessageSummary> for MessageOut {
+    fn from(m: MessageSummary) -> Self {
+        Self {
+            id: m.message_id.to_string(),
+            sender: m.sender,
+            control_id: m.control_id,
+            message_type: m.message_type,
+            received_at: m.received_at,
+            status: m.status,
+            ack_code: m.ack_code,
+            error_code: m.error_code,
+            error_location: m.error_location,
+            error_text: m.error_text,
         }
     }
 }

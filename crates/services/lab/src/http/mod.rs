@@ -44,6 +44,9 @@ pub fn router(service: Service) -> Router {
             put(condition),
         )
         .route(&format!("{BASE}/results"), post(submit_results))
+        .route(&format!("{BASE}/results/unmatched"), get(unmatched))
+        .route(&format!("{BASE}/messages"), get(messages))
+        .route(&format!("{BASE}/messages/{{id}}"), get(message))
         .route(&format!("{BASE}/results/{{id}}"), get(results))
         .route(&format!("{BASE}/results/{{id}}/verify"), post(verify))
         .with_state(service)
@@ -412,6 +415,47 @@ async fn submit_results(
         ResultsOut::from(&order),
         order.version,
     ))
+}
+
+async fn unmatched(
+    State(service): State<Service>,
+    caller: Caller,
+    params: QueryParams,
+) -> Result<Response, Problem> {
+    let page = page_request(&params.only(&["limit", "cursor"])?)?;
+    let found = service
+        .unmatched(&context(caller), &page)
+        .await
+        .map_err(operation)?;
+    Ok(axum::Json(PageBody::from_page(found, |u| UnmatchedOut::from(&u))).into_response())
+}
+
+async fn messages(
+    State(service): State<Service>,
+    caller: Caller,
+    params: QueryParams,
+) -> Result<Response, Problem> {
+    let page = page_request(&params.only(&["limit", "cursor"])?)?;
+    let found = service
+        .messages(&context(caller), &page)
+        .await
+        .map_err(operation)?;
+    Ok(axum::Json(PageBody::from_page(found, MessageOut::from)).into_response())
+}
+
+async fn message(
+    State(service): State<Service>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let not_found = || Problem::not_found("lab.message_not_found", "HL7 message");
+    let id: Uuid = id.parse().map_err(|_| not_found())?;
+    let found = service
+        .message(&context(caller), id)
+        .await
+        .map_err(operation)?
+        .ok_or_else(not_found)?;
+    Ok(axum::Json(MessageOut::from(found)).into_response())
 }
 
 async fn results(

@@ -1,6 +1,7 @@
 //! The lab store port, and its adapter over SQLite and PostgreSQL (`sql.rs`). An order is
 //! saved whole, with the events its change produced, in one transaction.
 
+pub mod hl7;
 mod rows;
 mod sql;
 
@@ -61,4 +62,21 @@ pub trait LabStore: Send + Sync + 'static {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<LabOrder>, ReadError>> + Send;
+    /// HL7 results still waiting for an order, newest first.
+    fn unmatched(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<hl7::Unmatched>, ReadError>> + Send;
+    /// The HL7 messages received and what became of them, newest first.
+    fn messages(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<hl7::MessageSummary>, ReadError>> + Send;
+    fn message(
+        &self,
+        tenant: &TenantId,
+        id: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<hl7::MessageSummary>, DbError>> + Send;
 }

@@ -17,7 +17,7 @@ fn broken(what: &'static str) -> DbError {
     DbError::Invariant(what)
 }
 
-pub const ORDER_COLUMNS: &str = "order_id, tenant_id, patient_id, mrn, ordering_provider_id, ordering_provider_name, priority, status, diagnosis_codes, ordered_at, collected_at, received_at, reported_at, cancelled_at, cancel_reason, awaiting_preauthorization, preauthorization, filler_order, version, updated_at";
+pub const ORDER_COLUMNS: &str = "order_id, tenant_id, patient_id, mrn, ordering_provider_id, ordering_provider_name, priority, status, diagnosis_codes, ordered_at, collected_at, received_at, reported_at, cancelled_at, cancel_reason, awaiting_preauthorization, preauthorization, filler_order, placer_order, version, updated_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct OrderRow {
@@ -39,6 +39,7 @@ pub struct OrderRow {
     awaiting_preauthorization: bool,
     preauthorization: Option<String>,
     filler_order: Option<String>,
+    placer_order: Option<String>,
     version: i64,
     updated_at: DateTime<Utc>,
 }
@@ -184,6 +185,7 @@ pub fn assemble(
         awaiting_preauthorization: o.awaiting_preauthorization,
         preauthorization: o.preauthorization,
         filler_order: o.filler_order,
+        placer_order: o.placer_order,
         version: o.version,
         updated_at: o.updated_at,
     })

@@ -119,6 +119,30 @@ impl LabStore for SqlLabStore {
             (o.priority.rank(), o.ordered_at, o.id.as_uuid())
         }))
     }
+
+    async fn unmatched(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<super::hl7::Unmatched>, ReadError> {
+        super::hl7::unmatched(&self.db, tenant, page).await
+    }
+
+    async fn messages(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<super::hl7::MessageSummary>, ReadError> {
+        super::hl7::messages(&self.db, tenant, page).await
+    }
+
+    async fn message(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+    ) -> Result<Option<super::hl7::MessageSummary>, DbError> {
+        super::hl7::message(&self.db, tenant, id).await
+    }
 }
 
 /// Inserts a new order in `tx`; `Exists` when its id is taken (a request seen before).
@@ -130,8 +154,8 @@ pub(crate) async fn insert_order(tx: &mut Tx, o: &LabOrder) -> Result<(), WriteE
                 "INSERT INTO lab_orders (status, collected_at, received_at, reported_at, cancelled_at, cancel_reason,
                     awaiting_preauthorization, preauthorization, filler_order, version, updated_at, tenant_id, order_id,
                     priority, priority_rank, patient_id, mrn, ordering_provider_id, ordering_provider_name,
-                    diagnosis_codes, ordered_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+                    diagnosis_codes, ordered_at, placer_order)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
                  ON CONFLICT (order_id) DO NOTHING",
             ),
             o
@@ -143,6 +167,7 @@ pub(crate) async fn insert_order(tx: &mut Tx, o: &LabOrder) -> Result<(), WriteE
         .bind(&o.ordering_provider_name)
         .bind(Json(&o.diagnosis_codes))
         .bind(o.ordered_at)
+        .bind(&o.placer_order)
     )
     .map_err(db)?;
     if n == 0 {
@@ -306,7 +331,7 @@ async fn save_children(tx: &mut Tx, o: &LabOrder) -> Result<(), WriteError> {
 }
 
 /// The orders of `rows` with their children: one query per kind of child for all of them.
-async fn hydrate(tx: &mut Tx, rows: Vec<OrderRow>) -> Result<Vec<LabOrder>, DbError> {
+pub(super) async fn hydrate(tx: &mut Tx, rows: Vec<OrderRow>) -> Result<Vec<LabOrder>, DbError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }

@@ -1,0 +1,256 @@
+//! HL7 v2 messages received (over MLLP, or `POST`ed for tests): each is stored as received
+//! and validated, and the effects the lab service owns are committed, in one transaction,
+//! **before** its ACK exists. A message sent again (same sender, same MSH-10) is answered
+//! with the ACK it got the first time and has no second effect. If the process dies before
+//! the commit, there is no ACK and the sender sends again; if it dies after, the resend
+//! finds the first answer.
+
+mod orders;
+mod results;
+
+use crate::domain::CriticalLimits;
+use crate::store::hl7::{MessageRecord, Unmatched, earlier_ack, insert_unmatched, record_message};
+use chrono::{DateTime, Utc};
+use events::lab::LabCriticalResultV1;
+use events::{EventEnvelope, EventMeta, EventPayload};
+use hl7v2::ack::{AckCode, acknowledge};
+use hl7v2::messages::{Inbound, interpret};
+use hl7v2::{ErrorCode, Hl7Error, Message, decode, parse};
+use kernel::ids::CorrelationId;
+use kernel::{Clock, TenantId};
+use std::sync::Arc;
+use store::{Db, DbError, Scope, Tx};
+use uuid::Uuid;
+
+pub const MESSAGES: &str = "meditrack_hl7_messages_total";
+
+/// Takes in the HL7 messages of one tenant (MLLP carries no credentials: a listener serves
+/// the tenant it is configured for).
+#[derive(Debug, Clone)]
+pub struct Intake {
+    db: Db,
+    tenant: TenantId,
+    limits: CriticalLimits,
+    clock: Arc<dyn Clock>,
+}
+
+/// What applying a message did, before it is recorded.
+struct Applied {
+    status: &'static str,
+    events: Vec<EventEnvelope>,
+    /// Results no order could take, recorded with the message.
+    unmatched: Vec<Unmatched>,
+}
+
+impl Intake {
+    pub fn new(db: Db, tenant: TenantId, limits: CriticalLimits, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            tenant,
+            limits,
+            clock,
+        }
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// Processes one message and returns its ACK (unframed). `Err` only when nothing could
+    /// be stored (the database is down): then no ACK is sent, and the sender retries.
+    pub async fn receive(&self, bytes: &[u8]) -> Result<Vec<u8>, DbError> {
+        let text = decode(bytes);
+        let now = self.clock.now();
+        let message = match parse(&text) {
+            Ok(m) => m,
+            Err(e) => return self.reject(None, &text, &e, now).await,
+        };
+        let header = Header::of(&message);
+        loop {
+            let mut tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
+            if let (Some(sender), Some(control)) = (&header.sender, &header.control_id)
+                && let Some(ack) = earlier_ack(&mut tx, &self.tenant, sender, control).await?
+            {
+                metrics::counter!(MESSAGES, "outcome" => "duplicate").increment(1);
+                return Ok(ack.into_bytes());
+            }
+            let applied = match interpret(&message) {
+                Err(e) => Err(e),
+                Ok(inbound) => self.apply(&mut tx, &message, inbound, now).await?,
+            };
+            let applied = match applied {
+                Ok(a) => a,
+                Err(e) => {
+                    drop(tx);
+                    return self.reject(Some(&message), &text, &e, now).await;
+                }
+            };
+            let ack = acknowledge(
+                Some(&message),
+                AckCode::Accept,
+                None,
+                &Uuid::now_v7().to_string(),
+                now,
+            );
+            let ack = ack.encode();
+            let record = MessageRecord {
+                id: Uuid::now_v7(),
+                tenant: self.tenant.clone(),
+                sender: header.sender.clone(),
+                control_id: header.control_id.clone(),
+                message_type: header.message_type.clone(),
+                received_at: now,
+                status: applied.status,
+                ack_code: AckCode::Accept.as_str(),
+                error_code: None,
+                error_location: None,
+                error_text: None,
+                raw: text.clone(),
+                ack: ack.clone(),
+            };
+            match self
+                .finish(tx, &record, &applied.unmatched, &applied.events)
+                .await
+            {
+                Ok(()) => {
+                    metrics::counter!(MESSAGES, "outcome" => applied.status).increment(1);
+                    let critical = applied
+                        .events
+                        .iter()
+                        .filter(|e| e.event_type == LabCriticalResultV1::EVENT_TYPE)
+                        .count();
+                    if critical > 0 {
+                        metrics::counter!(crate::app::CRITICAL_RESULTS).increment(critical as u64);
+                    }
+                    return Ok(ack.into_bytes());
+                }
+                // The same message on another connection got in first: answer as it was.
+                Err(e) if e.unique_violation().is_some() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        mut tx: Tx,
+        record: &MessageRecord,
+        unmatched: &[Unmatched],
+        events: &[EventEnvelope],
+    ) -> Result<(), DbError> {
+        record_message(&mut tx, record).await?;
+        for u in unmatched {
+            let u = Unmatched {
+                message_id: record.id,
+                ..u.clone()
+            };
+            insert_unmatched(&mut tx, &self.tenant, &u).await?;
+        }
+        store::outbox::append(&mut tx, events).await?;
+        tx.commit().await
+    }
+
+    /// Stores a message that cannot be taken, with nothing else, and answers AE or AR.
+    async fn reject(
+        &self,
+        message: Option<&Message>,
+        text: &str,
+        e: &Hl7Error,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>, DbError> {
+        // Not even a header to read: rejected outright, not an error in its content.
+        let code = match message {
+            None => AckCode::Reject,
+            Some(_) => AckCode::for_error(e),
+        };
+        let ack = acknowledge(message, code, Some(e), &Uuid::now_v7().to_string(), now).encode();
+        let header = message.map(Header::of).unwrap_or_default();
+        let record = MessageRecord {
+            id: Uuid::now_v7(),
+            tenant: self.tenant.clone(),
+            sender: header.sender,
+            control_id: header.control_id,
+            message_type: header.message_type,
+            received_at: now,
+            status: "REJECTED",
+            ack_code: code.as_str(),
+            error_code: Some(e.code.code().to_string()),
+            error_location: e.location.as_ref().map(|l| l.to_string()),
+            error_text: Some(e.message.chars().take(500).collect()),
+            raw: text.to_owned(),
+            ack: ack.clone(),
+        };
+        let tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
+        match self.finish(tx, &record, &[], &[]).await {
+            Ok(()) => {}
+            // Rejected before under the same control id: the same answer stands.
+            Err(e) if e.unique_violation().is_some() => {
+                let mut tx = self.db.read_in(Scope::Tenant(&self.tenant)).await?;
+                if let (Some(s), Some(c)) = (&record.sender, &record.control_id)
+                    && let Some(earlier) = earlier_ack(&mut tx, &self.tenant, s, c).await?
+                {
+                    return Ok(earlier.into_bytes());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        metrics::counter!(MESSAGES, "outcome" => "rejected").increment(1);
+        tracing::info!(code = e.code.code(), location = ?e.location.as_ref().map(|l| l.to_string()), "HL7 message refused");
+        Ok(ack.into_bytes())
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        message: &Message,
+        inbound: Inbound,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Applied, Hl7Error>, DbError> {
+        let meta = EventMeta {
+            source: crate::SERVICE,
+            tenant: self.tenant.clone(),
+            correlation_id: CorrelationId::new(),
+            causation_id: None,
+            occurred_at: now,
+        };
+        let sender = Header::of(message).sender.unwrap_or_default();
+        match inbound {
+            Inbound::Results(r) => {
+                results::apply(tx, &self.tenant, &self.limits, &meta, &sender, r, now).await
+            }
+            Inbound::Orders(o) => orders::apply(tx, &self.tenant, &meta, o, now).await,
+            Inbound::Patient(_) => Ok(Err(Hl7Error::new(
+                ErrorCode::UnsupportedMessageType,
+                "ADT messages are not taken on this listener yet",
+            )
+            .at(hl7v2::Location::component("MSH", 1, 9, 1)))),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Header {
+    sender: Option<String>,
+    control_id: Option<String>,
+    message_type: Option<String>,
+}
+
+impl Header {
+    fn of(m: &Message) -> Self {
+        let h = m.header();
+        let app = h.field(3).component(1).text().unwrap_or_default();
+        let facility = h.field(4).component(1).text().unwrap_or_default();
+        let (code, trigger, _) = m.message_type();
+        Header {
+            sender: Some(format!("{app}^{facility}")),
+            control_id: m.control_id().map(|c| c.chars().take(200).collect()),
+            message_type: (!code.is_empty()).then(|| {
+                if trigger.is_empty() {
+                    code
+                } else {
+                    format!("{code}^{trigger}")
+                }
+            }),
+        }
+    }
+}

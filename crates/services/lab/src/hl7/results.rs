@@ -1,0 +1,299 @@
+//! ORU^R01: results for orders. Each OBR group finds its order by our order id (OBR-2, as
+//! we send it), the ordering system's number (OBR-2, for orders an EHR placed), the
+//! laboratory's number (OBR-3), or else by patient (PID-3 MRN) and test; its results join
+//! the tests they are for. Results that find no order or no test are kept in the
+//! unmatched queue, never dropped. Results the laboratory sent as final (OBX-11 `F`, or
+//! `C` for a correction) were verified there, and count as verified.
+
+use super::Applied;
+use crate::app::{available_event, critical_events};
+use crate::domain::{AbnormalFlag, CriticalLimits, LabOrder, SubmittedResult, Transition};
+use crate::store::hl7::{
+    Unmatched, UnmatchedObservation, open_orders_of, order_by_number, patient_by_mrn,
+};
+use crate::store::{WriteError, load_order, update_order};
+use chrono::{DateTime, Utc};
+use events::{EventEnvelope, EventMeta};
+use hl7v2::Hl7Error;
+use hl7v2::messages::{ObservationResult, ReportedOrder, ResultMessage};
+use kernel::TenantId;
+use kernel::ids::LabOrderId;
+use store::{DbError, Tx};
+use uuid::Uuid;
+
+pub(super) async fn apply(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    limits: &CriticalLimits,
+    meta: &EventMeta,
+    sender: &str,
+    message: ResultMessage,
+    now: DateTime<Utc>,
+) -> Result<Result<Applied, Hl7Error>, DbError> {
+    let mrn = message
+        .patient
+        .as_ref()
+        .and_then(|p| p.identifiers.first())
+        .map(|i| i.id.clone());
+    let patient = match &mrn {
+        Some(m) => patient_by_mrn(tx, tenant, m).await?,
+        None => None,
+    };
+    let mut events = Vec::new();
+    let mut parked = Vec::new();
+    let (mut matched, mut unmatched) = (0usize, 0usize);
+    for (position, group) in (0_i16..).zip(message.orders) {
+        let order = find_order(tx, tenant, &group, patient).await?;
+        let Some(mut order) = order else {
+            unmatched += group.observations.len().max(1);
+            parked.push(park(
+                position,
+                "no order found",
+                &mrn,
+                &group,
+                &group.observations,
+                now,
+            ));
+            continue;
+        };
+        let (taken, left) = split_by_test(&order, &group);
+        if !left.is_empty() {
+            unmatched += left.len();
+            parked.push(park(
+                position,
+                "no such test in the order",
+                &mrn,
+                &group,
+                &left,
+                now,
+            ));
+        }
+        if taken.is_empty() {
+            continue;
+        }
+        let seen = order.version;
+        match record(&mut order, &group, &taken, limits, sender, meta, now) {
+            Ok(mut new_events) => {
+                if order.filler_order.is_none() {
+                    order.filler_order = group.filler_order.clone();
+                }
+                match update_order(tx, &order, seen).await {
+                    Ok(()) => {}
+                    Err(WriteError::Db(e)) => return Err(e),
+                    // Changed since it was read, in this transaction: cannot happen on
+                    // SQLite (one writer) and is retried by the sender on PostgreSQL.
+                    Err(other) => return Err(DbError::Invariant(leak(other))),
+                }
+                matched += taken.len();
+                events.append(&mut new_events);
+            }
+            Err(t) => {
+                unmatched += taken.len();
+                let reason = format!("the order cannot take results: {t}");
+                let taken: Vec<ObservationResult> = taken.into_iter().map(|(_, o)| o).collect();
+                parked.push(park(position, &reason, &mrn, &group, &taken, now));
+            }
+        }
+    }
+    let status = match (matched, unmatched) {
+        (_, 0) => "APPLIED",
+        (0, _) => "UNMATCHED",
+        _ => "PARTLY_UNMATCHED",
+    };
+    Ok(Ok(Applied {
+        status,
+        events,
+        unmatched: parked,
+    }))
+}
+
+fn leak(e: WriteError) -> &'static str {
+    match e {
+        WriteError::VersionConflict => "an order changed while a message was applied",
+        _ => "an order vanished while a message was applied",
+    }
+}
+
+/// The order a result group answers, if one can be told for sure.
+async fn find_order(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    group: &ReportedOrder,
+    patient: Option<Uuid>,
+) -> Result<Option<LabOrder>, DbError> {
+    if let Some(placer) = &group.placer_order {
+        // Ours: the order id, or `<order id>-<n>` as we number each test we send.
+        let id = placer.get(..36).and_then(|s| s.parse::<LabOrderId>().ok());
+        if let Some(id) = id
+            && let Some(o) = load_order(tx, tenant, id).await?
+        {
+            return Ok(Some(o));
+        }
+        if let Some(o) = order_by_number(tx, tenant, "placer_order", placer).await? {
+            return Ok(Some(o));
+        }
+    }
+    if let Some(filler) = &group.filler_order
+        && let Some(o) = order_by_number(tx, tenant, "filler_order", filler).await?
+    {
+        return Ok(Some(o));
+    }
+    let Some(patient) = patient else {
+        return Ok(None);
+    };
+    // By patient and test: only when exactly one open order of theirs has the test.
+    let codes = group_codes(group);
+    let mut candidates: Vec<LabOrder> = open_orders_of(tx, tenant, patient)
+        .await?
+        .into_iter()
+        .filter(|o| {
+            o.tests
+                .iter()
+                .any(|t| codes.iter().any(|c| test_matches(t, c)))
+        })
+        .collect();
+    Ok(if candidates.len() == 1 {
+        candidates.pop()
+    } else {
+        None
+    })
+}
+
+fn group_codes(group: &ReportedOrder) -> Vec<String> {
+    let mut codes = vec![group.service.code.clone()];
+    codes.extend(group.observations.iter().map(|o| o.code.code.clone()));
+    codes
+}
+
+fn test_matches(t: &crate::domain::LabTest, code: &str) -> bool {
+    t.test_code == code || t.loinc_code.as_deref() == Some(code)
+}
+
+/// Which observations have a test in the order (by its code or LOINC code; a single
+/// observation also by the group's service code), and which do not.
+fn split_by_test(
+    order: &LabOrder,
+    group: &ReportedOrder,
+) -> (Vec<(String, ObservationResult)>, Vec<ObservationResult>) {
+    let live = |code: &str| {
+        order
+            .tests
+            .iter()
+            .find(|t| test_matches(t, code) && t.status != crate::domain::TestStatus::Cancelled)
+            .map(|t| t.test_code.clone())
+    };
+    let single = group.observations.len() == 1;
+    let mut taken = Vec::new();
+    let mut left = Vec::new();
+    for obs in &group.observations {
+        let test =
+            live(&obs.code.code).or_else(|| single.then(|| live(&group.service.code)).flatten());
+        match test {
+            Some(code) if obs.value.is_some() => taken.push((code, obs.clone())),
+            _ => left.push(obs.clone()),
+        }
+    }
+    (taken, left)
+}
+
+/// The flags of HL7 table 0078 we keep; the others (`<`, `>`, `AA`, …) mean abnormal.
+fn flag(flags: &[String]) -> Option<AbnormalFlag> {
+    let f = flags.first()?;
+    Some(AbnormalFlag::parse(f).unwrap_or(match f.as_str() {
+        "<" | "LU" => AbnormalFlag::CriticalLow,
+        ">" | "HU" => AbnormalFlag::CriticalHigh,
+        "" => return None,
+        _ => AbnormalFlag::Abnormal,
+    }))
+}
+
+fn record(
+    order: &mut LabOrder,
+    group: &ReportedOrder,
+    taken: &[(String, ObservationResult)],
+    limits: &CriticalLimits,
+    sender: &str,
+    meta: &EventMeta,
+    now: DateTime<Utc>,
+) -> Result<Vec<EventEnvelope>, Transition> {
+    let by = |o: &ObservationResult| {
+        o.performed_by
+            .as_ref()
+            .and_then(|p| p.id.clone().or_else(|| p.display_name()))
+            .unwrap_or_else(|| format!("hl7:{sender}"))
+    };
+    let submitted: Vec<SubmittedResult> = taken
+        .iter()
+        .map(|(test_code, o)| SubmittedResult {
+            test_code: test_code.clone(),
+            value: o
+                .value
+                .clone()
+                .unwrap_or_default()
+                .chars()
+                .take(500)
+                .collect(),
+            unit: o.units.clone().map(|u| u.chars().take(50).collect()),
+            reference_range: o
+                .reference_range
+                .clone()
+                .map(|r| r.chars().take(100).collect()),
+            abnormal_flag: flag(&o.abnormal_flags),
+            performed_by: by(o).chars().take(100).collect(),
+            performed_at: o.observed_at.or(group.observed_at).unwrap_or(now),
+        })
+        .collect();
+    let ids = order.record_results(submitted, limits, now)?;
+    let mut events = critical_events(meta, order, &ids, now);
+    let verified: Vec<Uuid> = ids
+        .iter()
+        .zip(taken)
+        .filter(|(_, (_, o))| matches!(o.status.as_deref(), Some("F" | "C")))
+        .map(|(id, _)| *id)
+        .collect();
+    if !verified.is_empty() {
+        let v = order.verify_only(&verified, &format!("hl7:{sender}"), now)?;
+        if v.completed || v.corrected {
+            events.push(available_event(meta, order, now));
+        }
+    }
+    Ok(events)
+}
+
+/// Results no order could take, for the unmatched queue (the message's id is set when it
+/// is recorded).
+fn park(
+    position: i16,
+    reason: &str,
+    mrn: &Option<String>,
+    group: &ReportedOrder,
+    observations: &[ObservationResult],
+    now: DateTime<Utc>,
+) -> Unmatched {
+    Unmatched {
+        id: Uuid::now_v7(),
+        message_id: Uuid::nil(),
+        position,
+        reason: reason.chars().take(100).collect(),
+        patient_identifier: mrn.clone(),
+        placer_order: group.placer_order.clone(),
+        filler_order: group.filler_order.clone(),
+        service_code: Some(group.service.code.clone()),
+        observations: observations
+            .iter()
+            .map(|o| UnmatchedObservation {
+                code: o.code.code.clone(),
+                text: o.code.text.clone(),
+                system: o.code.system.clone(),
+                value: o.value.clone(),
+                unit: o.units.clone(),
+                reference_range: o.reference_range.clone(),
+                abnormal_flags: o.abnormal_flags.clone(),
+                status: o.status.clone(),
+                observed_at: o.observed_at,
+            })
+            .collect(),
+        received_at: now,
+        status: "OPEN".to_owned(),
+    }
+}

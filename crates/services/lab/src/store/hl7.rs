@@ -1,0 +1,321 @@
+//! The HL7 message log and the unmatched-results queue, and the lookups that match a
+//! result to an order. Every function works inside the caller's transaction.
+
+use super::rows::{ORDER_COLUMNS, OrderRow};
+use super::sql::hydrate;
+use crate::domain::LabOrder;
+use chrono::{DateTime, Utc};
+use kernel::TenantId;
+use kernel::paging::{Page, PageRequest};
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+use store::{Db, DbError, Scope, Tx, execute, on_tx};
+use uuid::Uuid;
+
+/// What became of a message, and how it was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    /// MSH-3 and MSH-4, as `application^facility`.
+    pub sender: Option<String>,
+    pub control_id: Option<String>,
+    /// `ORU^R01`.
+    pub message_type: Option<String>,
+    pub received_at: DateTime<Utc>,
+    /// `APPLIED`, `UNMATCHED`, `PARTLY_UNMATCHED` or `REJECTED`.
+    pub status: &'static str,
+    pub ack_code: &'static str,
+    pub error_code: Option<String>,
+    pub error_location: Option<String>,
+    pub error_text: Option<String>,
+    pub raw: String,
+    pub ack: String,
+}
+
+/// A message as the API shows it: what became of it, not its content.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MessageSummary {
+    pub message_id: Uuid,
+    pub sender: Option<String>,
+    pub control_id: Option<String>,
+    pub message_type: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub status: String,
+    pub ack_code: String,
+    pub error_code: Option<String>,
+    pub error_location: Option<String>,
+    pub error_text: Option<String>,
+}
+
+const SUMMARY_COLUMNS: &str = "message_id, sender, control_id, message_type, received_at, status, ack_code, error_code, error_location, error_text";
+
+/// Results of a message that no order could take.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmatchedObservation {
+    pub code: String,
+    pub text: Option<String>,
+    pub system: Option<String>,
+    pub value: Option<String>,
+    pub unit: Option<String>,
+    pub reference_range: Option<String>,
+    pub abnormal_flags: Vec<String>,
+    pub status: Option<String>,
+    pub observed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unmatched {
+    pub id: Uuid,
+    pub message_id: Uuid,
+    pub position: i16,
+    pub reason: String,
+    pub patient_identifier: Option<String>,
+    pub placer_order: Option<String>,
+    pub filler_order: Option<String>,
+    pub service_code: Option<String>,
+    pub observations: Vec<UnmatchedObservation>,
+    pub received_at: DateTime<Utc>,
+    pub status: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct UnmatchedRow {
+    unmatched_id: Uuid,
+    message_id: Uuid,
+    position: i16,
+    reason: String,
+    patient_identifier: Option<String>,
+    placer_order: Option<String>,
+    filler_order: Option<String>,
+    service_code: Option<String>,
+    observations: Json<Vec<UnmatchedObservation>>,
+    received_at: DateTime<Utc>,
+    status: String,
+}
+
+impl From<UnmatchedRow> for Unmatched {
+    fn from(r: UnmatchedRow) -> Self {
+        Unmatched {
+            id: r.unmatched_id,
+            message_id: r.message_id,
+            position: r.position,
+            reason: r.reason,
+            patient_identifier: r.patient_identifier,
+            placer_order: r.placer_order,
+            filler_order: r.filler_order,
+            service_code: r.service_code,
+            observations: r.observations.0,
+            received_at: r.received_at,
+            status: r.status,
+        }
+    }
+}
+
+/// The ACK a message from `sender` with `control_id` was answered with, if it came before.
+pub async fn earlier_ack(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    sender: &str,
+    control_id: &str,
+) -> Result<Option<String>, DbError> {
+    Ok(on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT ack FROM hl7_messages WHERE tenant_id = $1 AND sender = $2 AND control_id = $3"
+    )
+    .bind(tenant.as_str())
+    .bind(sender)
+    .bind(control_id)
+    .fetch_optional(c)
+    .await)?)
+}
+
+pub async fn record_message(tx: &mut Tx, m: &MessageRecord) -> Result<(), DbError> {
+    execute!(
+        tx,
+        sqlx::query(
+            "INSERT INTO hl7_messages (message_id, tenant_id, sender, control_id, message_type, received_at, status,
+                ack_code, error_code, error_location, error_text, raw, ack)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(m.id)
+        .bind(m.tenant.as_str())
+        .bind(&m.sender)
+        .bind(&m.control_id)
+        .bind(&m.message_type)
+        .bind(m.received_at)
+        .bind(m.status)
+        .bind(m.ack_code)
+        .bind(&m.error_code)
+        .bind(&m.error_location)
+        .bind(&m.error_text)
+        .bind(&m.raw)
+        .bind(&m.ack)
+    )?;
+    Ok(())
+}
+
+pub async fn insert_unmatched(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    u: &Unmatched,
+) -> Result<(), DbError> {
+    execute!(
+        tx,
+        sqlx::query(
+            "INSERT INTO hl7_unmatched_results (unmatched_id, tenant_id, message_id, position, reason, patient_identifier,
+                placer_order, filler_order, service_code, observations, received_at, status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(u.id)
+        .bind(tenant.as_str())
+        .bind(u.message_id)
+        .bind(u.position)
+        .bind(&u.reason)
+        .bind(&u.patient_identifier)
+        .bind(&u.placer_order)
+        .bind(&u.filler_order)
+        .bind(&u.service_code)
+        .bind(Json(&u.observations))
+        .bind(u.received_at)
+        .bind(&u.status)
+    )?;
+    Ok(())
+}
+
+/// The order with this external number in `column` (`placer_order`, `filler_order`).
+pub async fn order_by_number(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    column: &'static str,
+    number: &str,
+) -> Result<Option<LabOrder>, DbError> {
+    let sql =
+        format!("SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND {column} = $2");
+    let rows: Vec<OrderRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+        .bind(tenant.as_str())
+        .bind(number)
+        .fetch_all(c)
+        .await)?;
+    // A filler number is unique per laboratory; two orders holding one cannot be told apart.
+    if rows.len() != 1 {
+        return Ok(None);
+    }
+    Ok(hydrate(tx, rows).await?.into_iter().next())
+}
+
+/// The patient the lab knows by this MRN.
+pub async fn patient_by_mrn(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    mrn: &str,
+) -> Result<Option<Uuid>, DbError> {
+    Ok(on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT patient_id FROM lab_patients WHERE tenant_id = $1 AND mrn = $2"
+    )
+    .bind(tenant.as_str())
+    .bind(mrn)
+    .fetch_optional(c)
+    .await)?)
+}
+
+/// A patient's orders still being worked on, oldest first.
+pub async fn open_orders_of(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    patient: Uuid,
+) -> Result<Vec<LabOrder>, DbError> {
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND patient_id = $2
+           AND status IN ('PENDING', 'COLLECTED', 'IN_PROGRESS') ORDER BY ordered_at LIMIT 50"
+    );
+    let rows: Vec<OrderRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+        .bind(tenant.as_str())
+        .bind(patient)
+        .fetch_all(c)
+        .await)?;
+    hydrate(tx, rows).await
+}
+
+/// One page of the messages received, newest first.
+pub async fn messages(
+    db: &Db,
+    tenant: &TenantId,
+    page: &PageRequest,
+) -> Result<Page<MessageSummary>, super::ReadError> {
+    let after = page
+        .position::<(DateTime<Utc>, Uuid)>()
+        .map_err(|_| super::ReadError::BadCursor)?;
+    let base = format!("SELECT {SUMMARY_COLUMNS} FROM hl7_messages WHERE tenant_id = $1");
+    let order = "ORDER BY received_at DESC, message_id DESC LIMIT $2";
+    let sql = match after {
+        None => format!("{base} {order}"),
+        Some(_) => format!("{base} AND (received_at, message_id) < ($3, $4) {order}"),
+    };
+    let mut tx = db.read_in(Scope::Tenant(tenant)).await?;
+    let rows: Vec<MessageSummary> = on_tx!(&mut tx, |c| {
+        let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+            .bind(tenant.as_str())
+            .bind(page.fetch_limit());
+        if let Some((at, id)) = after {
+            q = q.bind(at).bind(id);
+        }
+        q.fetch_all(c).await
+    })
+    .map_err(DbError::from)?;
+    tx.commit().await?;
+    Ok(Page::from_rows(rows, page, |m| {
+        (m.received_at, m.message_id)
+    }))
+}
+
+pub async fn message(
+    db: &Db,
+    tenant: &TenantId,
+    id: Uuid,
+) -> Result<Option<MessageSummary>, DbError> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM hl7_messages WHERE tenant_id = $1 AND message_id = $2"
+    );
+    let mut tx = db.read_in(Scope::Tenant(tenant)).await?;
+    let row = on_tx!(&mut tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(c)
+        .await)?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// One page of the results still waiting to be reconciled, newest first.
+pub async fn unmatched(
+    db: &Db,
+    tenant: &TenantId,
+    page: &PageRequest,
+) -> Result<Page<Unmatched>, super::ReadError> {
+    let after = page
+        .position::<(DateTime<Utc>, Uuid)>()
+        .map_err(|_| super::ReadError::BadCursor)?;
+    let base = "SELECT unmatched_id, message_id, position, reason, patient_identifier, placer_order, filler_order,
+            service_code, observations, received_at, status
+         FROM hl7_unmatched_results WHERE tenant_id = $1 AND status = 'OPEN'";
+    let order = "ORDER BY received_at DESC, unmatched_id DESC LIMIT $2";
+    let sql = match after {
+        None => format!("{base} {order}"),
+        Some(_) => format!("{base} AND (received_at, unmatched_id) < ($3, $4) {order}"),
+    };
+    let mut tx = db.read_in(Scope::Tenant(tenant)).await?;
+    let rows: Vec<UnmatchedRow> = on_tx!(&mut tx, |c| {
+        let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+            .bind(tenant.as_str())
+            .bind(page.fetch_limit());
+        if let Some((at, id)) = after {
+            q = q.bind(at).bind(id);
+        }
+        q.fetch_all(c).await
+    })
+    .map_err(DbError::from)?;
+    tx.commit().await?;
+    let items: Vec<Unmatched> = rows.into_iter().map(Into::into).collect();
+    Ok(Page::from_rows(items, page, |u| (u.received_at, u.id)))
+}

@@ -1,0 +1,365 @@
+//! HL7 over MLLP on real TCP sockets, on both backends: results land on their orders (or in
+//! the unmatched queue, never nowhere), ACKs come only after the commit and name what was
+//! wrong, resends have no second effect, and framing survives split reads and noise.
+
+#![allow(clippy::unwrap_used)]
+
+use hl7v2::mllp::{Deframer, Frame, frame};
+use serde_json::{Value, json};
+use std::time::Duration;
+use testkit::{TEST_TENANT, TestApp, client_with, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+testkit::on_both_backends!(
+    results_land_on_their_order_once_however_often_they_are_sent,
+    a_stream_of_messages_split_anywhere_with_noise_between_gets_one_ack_each,
+    results_for_unknown_orders_wait_in_the_unmatched_queue,
+    bad_messages_get_ae_or_ar_naming_the_field_and_change_nothing,
+    orders_from_an_ehr_are_placed_once_and_can_be_cancelled,
+);
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn addr(app: &TestApp) -> String {
+    app.mllp.unwrap().to_string()
+}
+
+async fn send(app: &TestApp, message: &str) -> String {
+    let acks = lab::mllp::send(&addr(app), &[message.as_bytes().to_vec()], TIMEOUT)
+        .await
+        .unwrap();
+    String::from_utf8(acks[0].clone()).unwrap()
+}
+
+/// MSA-1 of an ACK.
+fn code(ack: &str) -> &str {
+    ack.split('\r')
+        .find(|s| s.starts_with("MSA|"))
+        .and_then(|s| s.split('|').nth(1))
+        .unwrap_or("")
+}
+
+fn err_location(ack: &str) -> String {
+    let m = hl7v2::parse(ack).unwrap();
+    m.segments()
+        .iter()
+        .find_map(hl7v2::segments::ErrorSegment::of)
+        .and_then(|e| e.location())
+        .unwrap_or_default()
+}
+
+fn staff(app: &TestApp) -> reqwest::Client {
+    client_with(&app.token(&["DOCTOR", "LAB_TECHNICIAN"], TEST_TENANT, None))
+}
+
+async fn order(app: &TestApp) -> String {
+    let body = json!({
+        "patientId": "01890a5d-ac96-774b-bcce-b302099a8057",
+        "tests": [{"testCode": "GLU", "testName": "Glucose", "loincCode": "2345-7"},
+                  {"testCode": "K", "testName": "Potassium", "loincCode": "2823-3"}],
+        "priority": "STAT",
+        "orderingProviderId": "NPI1", "orderingProviderName": "Synthetic Provider"
+    });
+    let (status, o) = json(
+        staff(app)
+            .post(app.url("/api/v1/lab/orders"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{o}");
+    o["id"].as_str().unwrap().to_owned()
+}
+
+fn oru(control: &str, placer: &str, glucose: &str, flag: &str) -> String {
+    format!(
+        "MSH|^~\\&|LIS|CITYLAB|MEDITRACK|HOSP|20240315083000||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
+PID|1||MRN-UNKNOWN^^^HOSP^MR||Synthetic^Dana||19750412|F\r\
+OBR|1|{placer}^MEDITRACK|F-{control}^CITYLAB|24323-8^Metabolic panel^LN|||20240315071500\r\
+OBX|1|NM|2345-7^Glucose^LN||{glucose}|mg/dL|70-99|{flag}|||F|||20240315080000\r\
+OBX|2|NM|2823-3^Potassium^LN||4.1|mmol/L|3.5-5.1|N|||F\r"
+    )
+}
+
+async fn get(app: &TestApp, path: &str) -> Value {
+    let (status, body) = json(staff(app).get(app.url(path)).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+async fn lab_event_types(app: &TestApp) -> Vec<String> {
+    let db = app.db("lab").await;
+    let rows = store::outbox::read(&db, 0, 10_000).await.unwrap();
+    db.close().await;
+    rows.into_iter().map(|r| r.envelope.0.event_type).collect()
+}
+
+async fn results_land_on_their_order_once_however_often_they_are_sent(app: TestApp) {
+    let id = order(&app).await;
+    let message = oru("LAB-1", &format!("{id}-1"), "612", "HH");
+    let first = send(&app, &message).await;
+    assert_eq!(code(&first), "AA", "{first}");
+    assert!(
+        first.contains("|LAB-1\r") || first.contains("MSA|AA|LAB-1"),
+        "echoes MSH-10: {first}"
+    );
+    // Sent again (its ACK was lost, say): the same answer, no second effect.
+    let again = send(&app, &message).await;
+    assert_eq!(again, first);
+
+    let o = get(&app, &format!("/api/v1/lab/orders/{id}")).await;
+    assert_eq!(
+        o["status"], "COMPLETED",
+        "final results from the lab complete it: {o}"
+    );
+    assert_eq!(o["fillerOrder"], "F-LAB-1");
+    let glu = &o["tests"][0];
+    assert_eq!(
+        (
+            glu["result"]["value"].as_str(),
+            glu["result"]["final"].as_bool()
+        ),
+        (Some("612"), Some(true))
+    );
+    assert_eq!(
+        glu["history"].as_array().unwrap().len(),
+        0,
+        "one result, not two"
+    );
+    let types = lab_event_types(&app).await;
+    assert_eq!(
+        types,
+        [
+            "lab.test.ordered.v1",
+            "lab.critical.result.v1",
+            "lab.results.available.v1"
+        ]
+    );
+    let messages = get(&app, "/api/v1/lab/messages").await;
+    let items = messages["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (
+            items[0]["status"].as_str(),
+            items[0]["ackCode"].as_str(),
+            items[0]["controlId"].as_str()
+        ),
+        (Some("APPLIED"), Some("AA"), Some("LAB-1"))
+    );
+    let one = get(
+        &app,
+        &format!("/api/v1/lab/messages/{}", items[0]["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(one["messageType"], "ORU^R01");
+}
+
+async fn a_stream_of_messages_split_anywhere_with_noise_between_gets_one_ack_each(app: TestApp) {
+    let id = order(&app).await;
+    let mut stream = b"\r\n garbage before \x1c\r".to_vec();
+    for n in 1..=3 {
+        stream.extend(frame(oru(&format!("S-{n}"), &id, "90", "N").as_bytes()));
+        stream.extend(b"noise");
+    }
+    let mut socket = TcpStream::connect(addr(&app)).await.unwrap();
+    for piece in stream.chunks(7) {
+        socket.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut deframer = Deframer::new(1 << 20);
+    let mut acks = Vec::new();
+    let mut buf = [0u8; 4096];
+    while acks.len() < 3 {
+        let n = tokio::time::timeout(TIMEOUT, socket.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early");
+        for f in deframer.push(&buf[..n]) {
+            let Frame::Message(m) = f else {
+                panic!("{f:?}")
+            };
+            acks.push(String::from_utf8(m).unwrap());
+        }
+    }
+    for (n, ack) in acks.iter().enumerate() {
+        assert_eq!(code(ack), "AA", "{ack}");
+        assert!(
+            ack.contains(&format!("MSA|AA|S-{}", n + 1)),
+            "in order: {ack}"
+        );
+    }
+    // The same connection still takes a message after an oversized one.
+    let huge = format!(
+        "MSH|^~\\&|A|B|||20240101||ORU^R01|BIG|P|2.5\rNTE|1||{}",
+        "x".repeat(1_100_000)
+    );
+    socket.write_all(&frame(huge.as_bytes())).await.unwrap();
+    socket
+        .write_all(&frame(oru("S-4", &id, "91", "N").as_bytes()))
+        .await
+        .unwrap();
+    let mut more = Vec::new();
+    while more.len() < 2 {
+        let n = tokio::time::timeout(TIMEOUT, socket.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early");
+        for f in deframer.push(&buf[..n]) {
+            let Frame::Message(m) = f else {
+                panic!("{f:?}")
+            };
+            more.push(String::from_utf8(m).unwrap());
+        }
+    }
+    assert_eq!((code(&more[0]), code(&more[1])), ("AR", "AA"), "{more:?}");
+}
+
+async fn results_for_unknown_orders_wait_in_the_unmatched_queue(app: TestApp) {
+    let ack = send(&app, &oru("U-1", "NOT-OURS-77", "100", "H")).await;
+    assert_eq!(code(&ack), "AA", "accepted, stored, not dropped: {ack}");
+    let queue = get(&app, "/api/v1/lab/results/unmatched").await;
+    let items = queue["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{queue}");
+    let u = &items[0];
+    assert_eq!(
+        (
+            u["reason"].as_str(),
+            u["placerOrder"].as_str(),
+            u["patientIdentifier"].as_str()
+        ),
+        (
+            Some("no order found"),
+            Some("NOT-OURS-77"),
+            Some("MRN-UNKNOWN")
+        )
+    );
+    assert_eq!(u["observations"].as_array().unwrap().len(), 2);
+    assert_eq!(u["observations"][0]["value"], "100");
+    let messages = get(&app, "/api/v1/lab/messages").await;
+    assert_eq!(messages["items"][0]["status"], "UNMATCHED");
+
+    // Known order, unknown test: the rest lands, that one waits.
+    let id = order(&app).await;
+    let msg = oru("U-2", &id, "95", "N").replace("2823-3^Potassium^LN", "9999-9^Mystery^LN");
+    assert_eq!(code(&send(&app, &msg).await), "AA");
+    let queue = get(&app, "/api/v1/lab/results/unmatched").await;
+    assert_eq!(queue["items"][0]["reason"], "no such test in the order");
+    assert_eq!(
+        get(&app, "/api/v1/lab/messages").await["items"][0]["status"],
+        "PARTLY_UNMATCHED"
+    );
+    let patient = client_with(&app.token(
+        &["PATIENT"],
+        TEST_TENANT,
+        Some("01890a5d-ac96-774b-bcce-b302099a8057"),
+    ));
+    let r = patient
+        .get(app.url("/api/v1/lab/results/unmatched"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+async fn bad_messages_get_ae_or_ar_naming_the_field_and_change_nothing(app: TestApp) {
+    let id = order(&app).await;
+    let unsupported = "MSH|^~\\&|A|B|||20240101||SIU^S12|X-1|P|2.5\rSCH|1";
+    let ack = send(&app, unsupported).await;
+    assert_eq!(
+        (code(&ack), err_location(&ack).as_str()),
+        ("AR", "MSH-9"),
+        "{ack}"
+    );
+    let missing = oru("X-2", &id, "90", "N").replace("24323-8^Metabolic panel^LN", "");
+    let ack = send(&app, &missing).await;
+    assert_eq!(
+        (code(&ack), err_location(&ack).as_str()),
+        ("AE", "OBR-4"),
+        "{ack}"
+    );
+    let bad_date = oru("X-3", &id, "90", "N").replace("20240315080000", "yesterday");
+    let ack = send(&app, &bad_date).await;
+    assert_eq!(
+        (code(&ack), err_location(&ack).as_str()),
+        ("AE", "OBX-14"),
+        "{ack}"
+    );
+    let not_hl7 = send(&app, "hello there").await;
+    assert_eq!(code(&not_hl7), "AR", "{not_hl7}");
+
+    let o = get(&app, &format!("/api/v1/lab/orders/{id}")).await;
+    assert_eq!(
+        (o["status"].as_str(), o["version"].as_i64()),
+        (Some("PENDING"), Some(1))
+    );
+    assert_eq!(lab_event_types(&app).await, ["lab.test.ordered.v1"]);
+    let messages = get(&app, "/api/v1/lab/messages").await;
+    let statuses: Vec<&str> = messages["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["REJECTED"; 4]);
+    assert_eq!(messages["items"][1]["errorLocation"], "OBX-14");
+}
+
+async fn orders_from_an_ehr_are_placed_once_and_can_be_cancelled(app: TestApp) {
+    let body = json!({"firstName": "Hl7", "lastName": "Order", "dateOfBirth": "1990-01-01"});
+    let (_, p) = json(app.post_json("/api/v1/patients", &body).await).await;
+    let mrn = p["mrn"].as_str().unwrap().to_owned();
+    let orm = |control: &str, action: &str| {
+        format!(
+            "MSH|^~\\&|EHR|CLINIC|MEDITRACK|LAB|20240102||ORM^O01|{control}|P|2.3\r\
+PID|1||{mrn}^^^CLINIC^MR||Order^Hl7||19900101|F\r\
+ORC|{action}|EHR-555|||||^^^^^S||20240102101500|||NPI9^Doc^Ann\r\
+OBR|1|EHR-555||2345-7^Glucose^LN\r\
+DG1|1||R73.9^Hyperglycemia^I10\r"
+        )
+    };
+    // The lab learns of the patient through patient.created.v1.
+    let mut ack = String::new();
+    for _ in 0..200 {
+        ack = send(&app, &orm(&format!("O-{}", uuid::Uuid::now_v7()), "NW")).await;
+        if code(&ack) == "AA" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code(&ack), "AA", "{ack}");
+    // Sent again under a new control id: recognized by its placer number.
+    assert_eq!(code(&send(&app, &orm("O-again", "NW")).await), "AA");
+    let pending = get(&app, "/api/v1/lab/orders/pending").await;
+    let items = pending["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{pending}");
+    let o = &items[0];
+    assert_eq!(
+        (
+            o["priority"].as_str(),
+            o["patientId"].as_str(),
+            o["tests"][0]["loincCode"].as_str()
+        ),
+        (Some("STAT"), p["id"].as_str(), Some("2345-7"))
+    );
+    assert_eq!(o["diagnosisCodes"], json!(["R73.9"]));
+    assert_eq!(code(&send(&app, &orm("O-cancel", "CA")).await), "AA");
+    let id = o["id"].as_str().unwrap();
+    assert_eq!(
+        get(&app, &format!("/api/v1/lab/orders/{id}")).await["status"],
+        "CANCELLED"
+    );
+    let unknown = orm("O-unknown", "NW")
+        .replace(&mrn, "MRN-NOBODY")
+        .replace("EHR-555", "EHR-556");
+    let ack = send(&app, &unknown).await;
+    assert_eq!(
+        (code(&ack), err_location(&ack).as_str()),
+        ("AE", "PID-3"),
+        "{ack}"
+    );
+}
