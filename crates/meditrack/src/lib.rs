@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod config;
 pub mod fields;
+pub mod hl7_tool;
 pub mod logging;
 pub mod trail;
 

@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// HL7 v2 tools.
+    Hl7 {
+        #[command(subcommand)]
+        command: Hl7Command,
+    },
     /// The field-encryption keyring (SSNs and notes are sealed at rest with it).
     Keys {
         #[command(subcommand)]
@@ -121,6 +126,22 @@ enum UsersCommand {
     },
     /// Disable an account and end its sessions (its refresh tokens are revoked).
     Disable { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum Hl7Command {
+    /// Send the messages of a file over MLLP (each MSH starts one; a batch file goes
+    /// whole), each after the previous one's ACK, and print the ACKs. Exits non-zero
+    /// unless every message was accepted (AA).
+    Send {
+        file: PathBuf,
+        /// The listener, e.g. 127.0.0.1:2575.
+        #[arg(long)]
+        to: String,
+        /// Seconds to wait for each ACK.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +302,20 @@ fn main() -> ExitCode {
                     Ok(())
                 } else {
                     Err("the audit trail has been tampered with".to_owned())
+                }
+            }
+            #[allow(clippy::print_stdout)]
+            Command::Hl7 {
+                command: Hl7Command::Send { file, to, timeout },
+            } => {
+                let (report, accepted) =
+                    meditrack::hl7_tool::send(&file, &to, std::time::Duration::from_secs(timeout))
+                        .await?;
+                print!("{report}");
+                if accepted {
+                    Ok(())
+                } else {
+                    Err("not every message was accepted".to_owned())
                 }
             }
             #[allow(clippy::print_stdout)]

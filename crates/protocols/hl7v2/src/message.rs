@@ -357,6 +357,17 @@ pub struct Batch {
     pub envelope: Vec<Segment>,
     /// Each message, or why it could not be read: one bad message does not spoil the others.
     pub messages: Vec<Result<Message, Hl7Error>>,
+    /// Each message's text as received (segments ended by `\r`), in the same order.
+    pub texts: Vec<String>,
+}
+
+impl Batch {
+    /// Whether `input` starts with a batch envelope (FHS or BHS) rather than a message.
+    pub fn is_batch(input: &str) -> bool {
+        lines(input)
+            .next()
+            .is_some_and(|l| l.starts_with("FHS") || l.starts_with("BHS"))
+    }
 }
 
 /// Text from bytes as received: UTF-8 when it is, else ISO 8859-1 (one character per byte),
@@ -444,11 +455,20 @@ pub fn parse_batch(input: &str) -> Result<Batch, Hl7Error> {
                 .at(Location::segment("MSH", 1)),
         );
     }
-    let messages = chunks
+    let texts: Vec<String> = chunks
         .into_iter()
-        .map(|chunk| parse(&chunk.join("\r")))
+        .map(|chunk| {
+            let mut t = chunk.join("\r");
+            t.push('\r');
+            t
+        })
         .collect();
-    Ok(Batch { envelope, messages })
+    let messages = texts.iter().map(|t| parse(t)).collect();
+    Ok(Batch {
+        envelope,
+        messages,
+        texts,
+    })
 }
 
 #[cfg(test)]

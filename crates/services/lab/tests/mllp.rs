@@ -17,6 +17,7 @@ testkit::on_both_backends!(
     results_for_unknown_orders_wait_in_the_unmatched_queue,
     bad_messages_get_ae_or_ar_naming_the_field_and_change_nothing,
     orders_from_an_ehr_are_placed_once_and_can_be_cancelled,
+    a_batch_is_acknowledged_message_by_message,
 );
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -362,4 +363,33 @@ DG1|1||R73.9^Hyperglycemia^I10\r"
         ("AE", "PID-3"),
         "{ack}"
     );
+}
+
+async fn a_batch_is_acknowledged_message_by_message(app: TestApp) {
+    let id = order(&app).await;
+    let bad = oru("B-2", &id, "90", "N").replace("24323-8^Metabolic panel^LN", "");
+    let batch = format!(
+        "FHS|^~\\&|LIS\rBHS|^~\\&|LIS\r{}{}{}BTS|3\rFTS|1\r",
+        oru("B-1", &id, "88", "N"),
+        bad,
+        oru("B-3", "NOT-OURS", "99", "N")
+    );
+    let ack = send(&app, &batch).await;
+    let parsed = hl7v2::parse_batch(&ack).unwrap();
+    let codes: Vec<String> = parsed
+        .messages
+        .iter()
+        .map(|m| {
+            let m = m.as_ref().unwrap();
+            let msa = m.find("MSA").unwrap();
+            format!("{} {}", msa.field(2).raw(), msa.field(1).raw())
+        })
+        .collect();
+    assert_eq!(codes, ["B-1 AA", "B-2 AE", "B-3 AA"], "{ack}");
+    assert!(
+        ack.starts_with("FHS|") && ack.contains("\rBTS|3\r"),
+        "{ack}"
+    );
+    let o = get(&app, &format!("/api/v1/lab/orders/{id}")).await;
+    assert_eq!(o["tests"][0]["result"]["value"], "88");
 }

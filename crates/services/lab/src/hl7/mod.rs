@@ -15,7 +15,7 @@ use events::lab::LabCriticalResultV1;
 use events::{EventEnvelope, EventMeta, EventPayload};
 use hl7v2::ack::{AckCode, acknowledge};
 use hl7v2::messages::{Inbound, interpret};
-use hl7v2::{ErrorCode, Hl7Error, Message, decode, parse};
+use hl7v2::{Batch, ErrorCode, Hl7Error, Message, decode, parse, parse_batch};
 use kernel::ids::CorrelationId;
 use kernel::{Clock, TenantId};
 use std::sync::Arc;
@@ -56,10 +56,45 @@ impl Intake {
         &self.tenant
     }
 
-    /// Processes one message and returns its ACK (unframed). `Err` only when nothing could
-    /// be stored (the database is down): then no ACK is sent, and the sender retries.
+    /// Processes one message, or a batch of them, and returns the ACK (unframed): one per
+    /// message, in a batch envelope of ACKs for a batch. `Err` only when something could
+    /// not be stored (the database is down): then no ACK is sent, and the sender retries;
+    /// messages of a batch stored before that are recognized when it comes again.
     pub async fn receive(&self, bytes: &[u8]) -> Result<Vec<u8>, DbError> {
         let text = decode(bytes);
+        if !Batch::is_batch(&text) {
+            return self.receive_one(&text).await;
+        }
+        let batch = match parse_batch(&text) {
+            Ok(b) => b,
+            Err(e) => return self.reject(None, &text, &e, self.clock.now()).await,
+        };
+        let now = hl7v2::time::format_datetime(self.clock.now());
+        let filed = batch.envelope.iter().any(|s| s.id() == "FHS");
+        let mut out = String::new();
+        if filed {
+            out.push_str(&format!(
+                "FHS|^~\\&|{}|||||{now}\r",
+                hl7v2::ack::DEFAULT_APPLICATION
+            ));
+        }
+        out.push_str(&format!(
+            "BHS|^~\\&|{}|||||{now}\r",
+            hl7v2::ack::DEFAULT_APPLICATION
+        ));
+        for message in &batch.texts {
+            let ack = self.receive_one(message).await?;
+            out.push_str(&String::from_utf8_lossy(&ack));
+        }
+        out.push_str(&format!("BTS|{}\r", batch.texts.len()));
+        if filed {
+            out.push_str("FTS|1\r");
+        }
+        Ok(out.into_bytes())
+    }
+
+    async fn receive_one(&self, text: &str) -> Result<Vec<u8>, DbError> {
+        let text = text.to_owned();
         let now = self.clock.now();
         let message = match parse(&text) {
             Ok(m) => m,
