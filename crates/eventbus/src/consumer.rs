@@ -49,6 +49,15 @@ pub trait Handler: Send + Sync {
         tx: &'a mut Tx,
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// Whether the handler writes through transactions of its own (a use case), its effect
+    /// made idempotent by a key of its own (the event id as an idempotency key). It then
+    /// runs before the event is marked in the inbox, not inside the consumer's
+    /// transaction, which it would otherwise wait for (SQLite has one writer); a crash in
+    /// between re-runs it, and its key makes that harmless.
+    fn own_transactions(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +210,13 @@ impl Consumer {
         let Ok(mut tx) = self.db.begin().await else {
             return false;
         };
+        if envelopes.iter().any(|e| {
+            self.handlers
+                .get(e.event_type.as_str())
+                .is_some_and(|h| h.own_transactions())
+        }) {
+            return false;
+        }
         let (mut applied, mut skipped) = (Vec::new(), 0u64);
         for envelope in &envelopes {
             let Some(handler) = self.handlers.get(envelope.event_type.as_str()) else {
@@ -300,6 +316,24 @@ impl Consumer {
         handler: &dyn Handler,
         envelope: &EventEnvelope,
     ) -> Result<Outcome, HandlerError> {
+        if handler.own_transactions() {
+            let id = envelope.event_id.as_uuid();
+            if store::inbox::seen(&self.db, self.name, id).await? {
+                return Ok(Outcome::Duplicate);
+            }
+            // The handler is given a read-only transaction it need not use: it writes
+            // through its own, and this one takes no write lock for them to wait on.
+            let tenant = TenantId::parse(&envelope.tenant_id).map_err(|_| {
+                HandlerError::Permanent("the event's tenant id is not valid".to_owned())
+            })?;
+            let mut reading = self.db.read_in(Scope::Tenant(&tenant)).await?;
+            handler.handle(&mut reading, envelope).await?;
+            drop(reading);
+            let mut tx = self.db.begin().await?;
+            store::inbox::record(&mut tx, self.name, id).await?;
+            tx.commit().await?;
+            return Ok(Outcome::Applied);
+        }
         let mut tx = self.db.begin().await?;
         if !self.apply_in(&mut tx, handler, envelope).await? {
             return Ok(Outcome::Duplicate);

@@ -3,7 +3,7 @@
 //! requested through the patient API (`patient.labs.requested.v1`).
 
 use crate::{EventPayload, Topic};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use kernel::ids::{LabOrderId, PatientId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -98,5 +98,52 @@ pub struct LabCriticalResultV1 {
 
 impl EventPayload for LabCriticalResultV1 {
     const EVENT_TYPE: &'static str = "lab.critical.result.v1";
+    const TOPIC: Topic = Topic::LabEvents;
+}
+
+/// The lab service's HL7 interface received patient demographics (ADT^A01, A04 or A08) from
+/// a hospital system. The patient service owns patients and applies it: it registers the
+/// patient under this MRN, or updates the one it has. Unlike other events this one carries
+/// demographics, because it is how they arrive; keyed by tenant (`adt:<tenant>`), so one
+/// tenant's ADT messages are applied in the order they came.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabAdtReceivedV1 {
+    /// The message in the lab service's HL7 log; also the idempotency key of its effect.
+    pub message_id: uuid::Uuid,
+    /// `A01`, `A04` or `A08`.
+    pub trigger: String,
+    /// MSH-3^MSH-4 of the sender.
+    pub sender: String,
+    pub mrn: String,
+    pub family_name: String,
+    pub given_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub middle_name: Option<String>,
+    pub birth_date: NaiveDate,
+    /// HL7 table 0001: `F`, `M`, `O`, `U`, `A`, `N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<AdtAddress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdtAddress {
+    pub street: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other: Option<String>,
+    pub city: String,
+    pub state: String,
+    pub zip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+impl EventPayload for LabAdtReceivedV1 {
+    const EVENT_TYPE: &'static str = "lab.adt.received.v1";
     const TOPIC: Topic = Topic::LabEvents;
 }

@@ -10,7 +10,8 @@ use crate::insurance::{
     InsurancePreauthDeniedV1,
 };
 use crate::lab::{
-    LabCriticalResultV1, LabResultsAvailableV1, LabTestCancelledV1, LabTestOrderedV1,
+    LabAdtReceivedV1, LabCriticalResultV1, LabResultsAvailableV1, LabTestCancelledV1,
+    LabTestOrderedV1,
 };
 use crate::patient::{
     PatientCreatedV1, PatientDeletedV1, PatientDischargedV1, PatientLabsRequestedV1,
@@ -45,6 +46,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         payload::<LabResultsAvailableV1>(),
         payload::<LabTestCancelledV1>(),
         payload::<LabCriticalResultV1>(),
+        payload::<LabAdtReceivedV1>(),
         payload::<InsuranceEligibilityVerifiedV1>(),
         payload::<InsuranceClaimProcessedV1>(),
         payload::<InsurancePreauthApprovedV1>(),
@@ -221,7 +223,7 @@ mod tests {
     fn every_event_type_has_a_schema_with_camel_case_fields() {
         let all = all();
         // Every event type 000 §2 names, plus our patient.deleted.v1, the request that hands
-        // order-labs to the lab service, the audit trail's audit.entry.recorded.v1, and the
+        // order-labs to the lab service, ADT demographics the lab's HL7 interface hands on, the audit trail's audit.entry.recorded.v1, and the
         // envelope.
         let mut names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
         names.sort_unstable();
@@ -235,6 +237,7 @@ mod tests {
                 "insurance.eligibility.verified.v1",
                 "insurance.preauth.approved.v1",
                 "insurance.preauth.denied.v1",
+                "lab.adt.received.v1",
                 "lab.critical.result.v1",
                 "lab.results.available.v1",
                 "lab.test.cancelled.v1",

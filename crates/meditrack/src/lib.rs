@@ -173,15 +173,16 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
                 patient_db.clone(),
                 backbone.sink.clone(),
             ));
-            consumers.push(patient::consumers::consumer(
-                patient_db.clone(),
-                backbone.source.clone(),
-                backbone.sink.clone(),
-            ));
             let service = Arc::new(PatientService::new(
-                fields::patient_store(config, patient_db).await?,
+                fields::patient_store(config, patient_db.clone()).await?,
                 Arc::new(SystemClock),
                 trail.clone(),
+            ));
+            consumers.push(patient::consumers::consumer(
+                patient_db,
+                service.clone(),
+                backbone.source.clone(),
+                backbone.sink.clone(),
             ));
             router = router.merge(patient::http::router(service));
         }

@@ -30,6 +30,18 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
     }],
 };
 
+/// Whether `consumer` has applied `event_id`.
+pub async fn seen(db: &crate::Db, consumer: &str, event_id: Uuid) -> Result<bool, DbError> {
+    let found: Option<i32> = crate::on_pool!(db, |c| sqlx::query_scalar(
+        "SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2"
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .fetch_optional(c)
+    .await)?;
+    Ok(found.is_some())
+}
+
 /// Records that `consumer` applies `event_id` in `tx`. `false` means it already had.
 pub async fn record(tx: &mut Tx, consumer: &str, event_id: Uuid) -> Result<bool, DbError> {
     let inserted = crate::execute!(

@@ -18,6 +18,7 @@ testkit::on_both_backends!(
     bad_messages_get_ae_or_ar_naming_the_field_and_change_nothing,
     orders_from_an_ehr_are_placed_once_and_can_be_cancelled,
     a_batch_is_acknowledged_message_by_message,
+    adt_messages_register_and_update_patients_through_the_patient_service,
 );
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -392,4 +393,68 @@ async fn a_batch_is_acknowledged_message_by_message(app: TestApp) {
     );
     let o = get(&app, &format!("/api/v1/lab/orders/{id}")).await;
     assert_eq!(o["tests"][0]["result"]["value"], "88");
+}
+
+async fn adt_messages_register_and_update_patients_through_the_patient_service(app: TestApp) {
+    let adt = |control: &str, trigger: &str, family: &str, extra: &str| {
+        format!(
+            "MSH|^~\\&|ADT1|GOOD HEALTH|MEDITRACK|LAB|20240101||ADT^{trigger}^ADT_A01|{control}|P|2.5.1\r\
+EVN|{trigger}|20240101\r\
+PID|1||ADT-10001^^^GOOD HEALTH^MR||{family}^Adam^A||19610615|M|||2222 Home Street^^Greensboro^NC^27401{extra}\r\
+PV1|1|I|2000^2012^01\r"
+        )
+    };
+    let ack = send(&app, &adt("A-1", "A04", "Everyman", "")).await;
+    assert_eq!(code(&ack), "AA", "{ack}");
+    // Sent again: the same answer; sent anew: still one patient.
+    assert_eq!(send(&app, &adt("A-1", "A04", "Everyman", "")).await, ack);
+    assert_eq!(
+        code(&send(&app, &adt("A-2", "A04", "Everyman", "")).await),
+        "AA"
+    );
+    let search = |expect: &'static str| {
+        let app = &app;
+        async move {
+            for _ in 0..300 {
+                let (status, page) =
+                    json(app.get("/api/v1/patients/search?mrn=ADT-10001").await).await;
+                assert_eq!(status, 200, "{page}");
+                if page["items"][0]["lastName"] == expect {
+                    return page;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no patient {expect}")
+        }
+    };
+    let page = search("Everyman").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let p = &page["items"][0];
+    assert_eq!(
+        (
+            p["firstName"].as_str(),
+            p["dateOfBirth"].as_str(),
+            p["gender"].as_str()
+        ),
+        (Some("Adam"), Some("1961-06-15"), Some("MALE"))
+    );
+    let id = p["id"].as_str().unwrap().to_owned();
+    let (_, full) = json(app.get(&format!("/api/v1/patients/{id}")).await).await;
+    assert_eq!(full["addresses"][0]["city"], "Greensboro");
+
+    // A08 updates the same patient.
+    assert_eq!(
+        code(&send(&app, &adt("A-3", "A08", "Newname", "")).await),
+        "AA"
+    );
+    let page = search("Newname").await;
+    assert_eq!(page["items"][0]["id"], id.as_str());
+
+    let no_dob = adt("A-4", "A04", "Nobirth", "").replace("19610615", "");
+    let ack = send(&app, &no_dob).await;
+    assert_eq!(
+        (code(&ack), err_location(&ack).as_str()),
+        ("AE", "PID-7"),
+        "{ack}"
+    );
 }

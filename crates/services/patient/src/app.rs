@@ -89,6 +89,10 @@ impl<S: PatientStore> PatientService<S> {
         }
     }
 
+    pub(crate) fn store(&self) -> &S {
+        &self.store
+    }
+
     pub fn today(&self) -> chrono::NaiveDate {
         self.clock.now().date_naive()
     }

@@ -1,13 +1,17 @@
 //! Events from other services that the patient service applies: lab results, critical lab
-//! results and filled prescriptions become timeline entries (000 §2.1.1, "Events Consumed").
+//! results and filled prescriptions become timeline entries (000 §2.1.1, "Events Consumed"),
+//! and ADT demographics from the lab's HL7 interface register or update patients.
 
+use crate::adt::AdtError;
+use crate::app::PatientService;
 use crate::domain::timeline::{TimelineEntry, TimelineEvent};
+use crate::store::SqlPatientStore;
 use crate::store::append_external_entry;
 use chrono::{DateTime, Utc};
 use eventbus::BoxFuture;
 use eventbus::consumer::{Consumer, Handler, HandlerError};
 use eventbus::{EventSink, EventSource};
-use events::lab::{LabCriticalResultV1, LabResultsAvailableV1};
+use events::lab::{LabAdtReceivedV1, LabCriticalResultV1, LabResultsAvailableV1};
 use events::pharmacy::PrescriptionFilledV1;
 use events::{EventEnvelope, EventPayload};
 use kernel::TenantId;
@@ -21,10 +25,16 @@ pub const CONSUMER: &str = "patient";
 /// The patient service's consumer group.
 pub fn consumer(
     db: Db,
+    service: Arc<PatientService<SqlPatientStore>>,
     source: Arc<dyn EventSource>,
     dead_letters: Arc<dyn EventSink>,
 ) -> Consumer {
     Consumer::new(CONSUMER, db, source, dead_letters)
+        .on(
+            LabAdtReceivedV1::EVENT_TYPE,
+            LabAdtReceivedV1::TOPIC,
+            Arc::new(FromAdt(service)),
+        )
         .on(
             LabResultsAvailableV1::EVENT_TYPE,
             LabResultsAvailableV1::TOPIC,
@@ -99,6 +109,39 @@ impl<P: DeserializeOwned + EventPayload + Send + Sync> Handler for ToTimeline<P>
                     "no such patient in this tenant".to_owned(),
                 ))
             }
+        })
+    }
+}
+
+/// ADT demographics from the lab's HL7 interface: registers or updates the patient.
+struct FromAdt(Arc<PatientService<SqlPatientStore>>);
+
+impl Handler for FromAdt {
+    fn own_transactions(&self) -> bool {
+        true
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _: &'a mut Tx,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let payload: LabAdtReceivedV1 =
+                serde_json::from_value(event.payload.clone()).map_err(|_| {
+                    HandlerError::Permanent(
+                        "the payload does not match lab.adt.received.v1".to_owned(),
+                    )
+                })?;
+            let tenant = TenantId::parse(&event.tenant_id)
+                .map_err(|_| HandlerError::Permanent("the tenant id is not valid".to_owned()))?;
+            self.0
+                .apply_adt(tenant, event.correlation_id, &payload)
+                .await
+                .map_err(|e| match e {
+                    AdtError::Invalid(m) => HandlerError::Permanent(m),
+                    AdtError::Failed(m) => HandlerError::Transient(m),
+                })
         })
     }
 }

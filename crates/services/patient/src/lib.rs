@@ -1,6 +1,7 @@
 //! The patient service (000 §2.1.1): demographics, medical records, the patient timeline,
 //! lab order requests and discharges.
 
+mod adt;
 pub mod app;
 mod audited;
 pub mod consumers;

@@ -6,6 +6,7 @@
 //! finds the first answer.
 
 mod orders;
+mod patients;
 mod results;
 
 use crate::domain::CriticalLimits;
@@ -15,7 +16,7 @@ use events::lab::LabCriticalResultV1;
 use events::{EventEnvelope, EventMeta, EventPayload};
 use hl7v2::ack::{AckCode, acknowledge};
 use hl7v2::messages::{Inbound, interpret};
-use hl7v2::{Batch, ErrorCode, Hl7Error, Message, decode, parse, parse_batch};
+use hl7v2::{Batch, Hl7Error, Message, decode, parse, parse_batch};
 use kernel::ids::CorrelationId;
 use kernel::{Clock, TenantId};
 use std::sync::Arc;
@@ -109,9 +110,10 @@ impl Intake {
                 metrics::counter!(MESSAGES, "outcome" => "duplicate").increment(1);
                 return Ok(ack.into_bytes());
             }
+            let id = Uuid::now_v7();
             let applied = match interpret(&message) {
                 Err(e) => Err(e),
-                Ok(inbound) => self.apply(&mut tx, &message, inbound, now).await?,
+                Ok(inbound) => self.apply(&mut tx, id, &message, inbound, now).await?,
             };
             let applied = match applied {
                 Ok(a) => a,
@@ -129,7 +131,7 @@ impl Intake {
             );
             let ack = ack.encode();
             let record = MessageRecord {
-                id: Uuid::now_v7(),
+                id,
                 tenant: self.tenant.clone(),
                 sender: header.sender.clone(),
                 control_id: header.control_id.clone(),
@@ -237,6 +239,7 @@ impl Intake {
     async fn apply(
         &self,
         tx: &mut Tx,
+        message_id: Uuid,
         message: &Message,
         inbound: Inbound,
         now: DateTime<Utc>,
@@ -254,11 +257,7 @@ impl Intake {
                 results::apply(tx, &self.tenant, &self.limits, &meta, &sender, r, now).await
             }
             Inbound::Orders(o) => orders::apply(tx, &self.tenant, &meta, o, now).await,
-            Inbound::Patient(_) => Ok(Err(Hl7Error::new(
-                ErrorCode::UnsupportedMessageType,
-                "ADT messages are not taken on this listener yet",
-            )
-            .at(hl7v2::Location::component("MSH", 1, 9, 1)))),
+            Inbound::Patient(p) => Ok(patients::apply(&meta, message_id, &sender, p)),
         }
     }
 }
