@@ -28,6 +28,12 @@ pub struct Config {
     /// Critical limits per LOINC code beyond the instruments' own HH/LL flags
     /// (`2345-7:40:450;2823-3:2.8:6.2`, in the units the results come in).
     pub lab_critical_limits: lab::domain::CriticalLimits,
+    /// The laboratory's LIS (`host:port`, MLLP): new lab orders are sent there. Unset: none.
+    pub lis_endpoint: Option<String>,
+    /// `orm` (ORM^O01, v2.3.1) or `oml` (OML^O21, v2.5.1).
+    pub lis_message: hl7v2::build::OrderStyle,
+    /// Attempts to deliver an order before it is dead-lettered.
+    pub lis_max_attempts: u32,
     /// Where the lab service takes HL7 v2 over MLLP; `None` (`off`): no listener.
     pub hl7_listen: Option<SocketAddr>,
     /// The tenant whose data HL7 messages are (MLLP carries no credentials); unset: the
@@ -157,6 +163,9 @@ impl Default for Config {
             lab_critical_limits: lab::domain::CriticalLimits::default(),
             hl7_listen: Some(SocketAddr::from(([127, 0, 0, 1], 2575))),
             hl7_tenant: None,
+            lis_endpoint: None,
+            lis_message: hl7v2::build::OrderStyle::OrmO01,
+            lis_max_attempts: 10,
             public_url: None,
             oidc_issuer: None,
             oidc_audience: "meditrack-api".to_owned(),
@@ -203,6 +212,9 @@ struct Layer {
     lab_critical_limits: Option<String>,
     hl7_listen: Option<String>,
     hl7_tenant: Option<String>,
+    lis_endpoint: Option<String>,
+    lis_message: Option<String>,
+    lis_max_attempts: Option<u32>,
     public_url: Option<String>,
     oidc_issuer: Option<String>,
     oidc_audience: Option<String>,
@@ -225,7 +237,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 33] = [
+pub const ENV_KEYS: [&str; 36] = [
     "listen",
     "data_dir",
     "database_url",
@@ -239,6 +251,9 @@ pub const ENV_KEYS: [&str; 33] = [
     "lab_critical_limits",
     "hl7_listen",
     "hl7_tenant",
+    "lis_endpoint",
+    "lis_message",
+    "lis_max_attempts",
     "public_url",
     "oidc_issuer",
     "oidc_audience",
@@ -324,6 +339,17 @@ impl Config {
                 "lab_critical_limits" => layer.lab_critical_limits = Some(value),
                 "hl7_listen" => layer.hl7_listen = Some(value),
                 "hl7_tenant" => layer.hl7_tenant = Some(value),
+                "lis_endpoint" => layer.lis_endpoint = Some(value),
+                "lis_message" => layer.lis_message = Some(value),
+                "lis_max_attempts" => {
+                    layer.lis_max_attempts = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| err("must be a number of attempts".to_owned()))?,
+                    )
+                }
                 "public_url" => layer.public_url = Some(value),
                 "oidc_issuer" => layer.oidc_issuer = Some(value),
                 "oidc_audience" => layer.oidc_audience = Some(value),
@@ -431,6 +457,19 @@ impl Config {
         }
         if let Some(v) = l.hl7_tenant {
             self.hl7_tenant = Some(v);
+        }
+        if let Some(v) = l.lis_endpoint {
+            self.lis_endpoint = Some(v).filter(|e| !e.trim().is_empty());
+        }
+        if let Some(v) = l.lis_message {
+            self.lis_message = match v.trim().to_ascii_lowercase().as_str() {
+                "orm" => hl7v2::build::OrderStyle::OrmO01,
+                "oml" => hl7v2::build::OrderStyle::OmlO21,
+                _ => return Err(ConfigError::Invalid("lis_message: orm or oml".to_owned())),
+            };
+        }
+        if let Some(v) = l.lis_max_attempts {
+            self.lis_max_attempts = v;
         }
         if let Some(v) = l.lab_critical_limits {
             self.lab_critical_limits = lab::domain::CriticalLimits::parse(&v)

@@ -198,6 +198,20 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
                 backbone.source.clone(),
                 backbone.sink.clone(),
             ));
+            if let Some(endpoint) = &config.lis_endpoint {
+                consumers.push(lab::lis::consumer(
+                    lab_db.clone(),
+                    backbone.source.clone(),
+                    backbone.sink.clone(),
+                    lab::lis::LisSettings {
+                        endpoint: endpoint.clone(),
+                        style: config.lis_message,
+                        max_attempts: config.lis_max_attempts,
+                        ack_timeout: std::time::Duration::from_secs(30),
+                        facility: config.default_tenant.clone(),
+                    },
+                ));
+            }
             if let Some(addr) = config.hl7_listen {
                 let tenant = config
                     .hl7_tenant

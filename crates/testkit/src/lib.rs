@@ -73,6 +73,11 @@ impl TestApp {
         Some(Self::start(TestDatabase::postgres().await?, None).await)
     }
 
+    /// A hub on PostgreSQL with its configuration changed by `change`.
+    pub async fn postgres_with(change: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        Some(Self::start_with(TestDatabase::postgres().await?, None, change).await)
+    }
+
     async fn start(database: TestDatabase, kafka_brokers: Option<String>) -> TestApp {
         Self::start_with(database, kafka_brokers, |_| {}).await
     }

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod errors;
 pub mod hl7;
 pub mod http;
+pub mod lis;
 pub mod mllp;
 pub mod store;
 
