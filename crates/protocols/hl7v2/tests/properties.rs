@@ -93,6 +93,28 @@ proptest! {
     }
 
     #[test]
+    fn framing_survives_any_bytes_and_finds_every_frame_between_them(
+        noise in proptest::collection::vec(any::<u8>(), 0..200),
+        messages in proptest::collection::vec("[A-Za-z0-9|^~&\\\r]{1,50}", 1..5),
+        split in 1usize..64,
+    ) {
+        use hl7v2::mllp::{Deframer, Frame, frame};
+        let mut d = Deframer::new(1 << 16);
+        let _ = d.push(&noise);
+        // Whatever the noise left half-open ends at the first new frame.
+        let mut stream = Vec::new();
+        for m in &messages {
+            stream.extend(frame(m.as_bytes()));
+        }
+        let mut got = Vec::new();
+        for piece in stream.chunks(split) {
+            got.extend(d.push(piece));
+        }
+        let want: Vec<Frame> = messages.iter().map(|m| Frame::Message(m.as_bytes().to_vec())).collect();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
     fn no_input_makes_it_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         exercise(&hl7v2::decode(&bytes));
     }

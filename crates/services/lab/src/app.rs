@@ -5,7 +5,7 @@
 use crate::domain::{
     CriticalLimits, LabOrder, NewLabOrder, OrderStatus, Specimen, SubmittedResult, Transition,
 };
-use crate::errors::{CreateOrderError, ListError, OrderError};
+use crate::errors::{CreateOrderError, ListError, OrderError, ReconcileError};
 use crate::store::hl7::{MessageSummary, Unmatched};
 use crate::store::{LabStore, WriteError};
 use auth::{Permission, Scope};
@@ -244,6 +244,33 @@ impl<S: LabStore> LabService<S> {
             .collect();
         self.audit.record(records).await?;
         Ok(page)
+    }
+
+    /// `POST /api/v1/lab/results/unmatched/{id}/reconcile`: someone decided which order
+    /// results from the unmatched queue belong to; they join it as if they had matched.
+    pub async fn reconcile(
+        &self,
+        ctx: &Context,
+        unmatched: Uuid,
+        order: LabOrderId,
+    ) -> Result<LabOrder, ReconcileError> {
+        self.authorize(ctx, Permission::LabResultWrite).await?;
+        let now = self.now();
+        let (limits, meta, by) = (&self.limits, ctx.meta(now), ctx.principal.subject.clone());
+        let reconciled = self
+            .store
+            .reconcile(
+                &ctx.principal.tenant,
+                unmatched,
+                order,
+                &ctx.principal.subject,
+                Box::new(move |o, u| crate::hl7::results::reconcile(o, u, &by, limits, &meta, now)),
+            )
+            .await?;
+        self.audit
+            .record(vec![ctx.record(AuditAction::Update, &reconciled, now)])
+            .await?;
+        Ok(reconciled)
     }
 
     /// `GET /api/v1/lab/messages`: the HL7 messages received and what became of each

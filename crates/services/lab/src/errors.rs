@@ -3,7 +3,7 @@
 
 use crate::domain::Transition;
 use crate::store::{ReadError, WriteError};
-use kernel::operation_error;
+use kernel::{OperationError, operation_error};
 use store::DbError;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,56 @@ impl From<ReadError> for ListError {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("your roles do not allow this")]
+    Forbidden,
+    #[error("the audit trail cannot record this access; retry shortly")]
+    AuditUnavailable,
+    #[error("no such unmatched result")]
+    UnmatchedNotFound,
+    #[error("this result was reconciled already")]
+    AlreadyReconciled,
+    #[error(transparent)]
+    Order(#[from] OrderError),
+}
+
+impl OperationError for ReconcileError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Forbidden => "auth.forbidden",
+            Self::AuditUnavailable => "audit.unavailable",
+            Self::UnmatchedNotFound => "lab.unmatched_not_found",
+            Self::AlreadyReconciled => "lab.already_reconciled",
+            Self::Order(e) => e.code(),
+        }
+    }
+
+    fn kind(&self) -> kernel::ErrorKind {
+        match self {
+            Self::Forbidden => kernel::ErrorKind::Forbidden,
+            Self::AuditUnavailable => kernel::ErrorKind::Unavailable,
+            Self::UnmatchedNotFound => kernel::ErrorKind::NotFound,
+            Self::AlreadyReconciled => kernel::ErrorKind::Conflict,
+            Self::Order(e) => e.kind(),
+        }
+    }
+}
+
+impl From<crate::store::ReconcileFailure> for ReconcileError {
+    fn from(e: crate::store::ReconcileFailure) -> Self {
+        use crate::store::ReconcileFailure as F;
+        match e {
+            F::UnmatchedNotFound => Self::UnmatchedNotFound,
+            F::AlreadyReconciled => Self::AlreadyReconciled,
+            F::OrderNotFound => Self::Order(OrderError::NotFound),
+            F::Refused(t) => Self::Order(OrderError::Refused(t)),
+            F::Write(w) => Self::Order(w.into()),
+            F::Db(d) => Self::Order(OrderError::Store(d)),
+        }
+    }
+}
+
 macro_rules! refusals_from {
     ($($ty:ident),+) => {
         $(impl From<auth::Forbidden> for $ty {
@@ -114,4 +164,4 @@ macro_rules! refusals_from {
     };
 }
 
-refusals_from!(CreateOrderError, OrderError, ListError);
+refusals_from!(CreateOrderError, OrderError, ListError, ReconcileError);

@@ -266,6 +266,50 @@ async fn results_for_unknown_orders_wait_in_the_unmatched_queue(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+
+    // Someone decides the first message's results are this order's.
+    let first = queue["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["reason"] == "no order found")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = order(&app).await;
+    let url = app.url(&format!("/api/v1/lab/results/unmatched/{first}/reconcile"));
+    let (status, reconciled) = json(
+        staff(&app)
+            .post(&url)
+            .json(&json!({"orderId": other}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{reconciled}");
+    assert_eq!(reconciled["status"], "COMPLETED", "{reconciled}");
+    assert_eq!(reconciled["tests"][0]["result"]["value"], "100");
+    let (status, again) = json(
+        staff(&app)
+            .post(&url)
+            .json(&json!({"orderId": other}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, again["code"].as_str()),
+        (409, Some("lab.already_reconciled"))
+    );
+    let queue = get(&app, "/api/v1/lab/results/unmatched").await;
+    assert_eq!(
+        queue["items"].as_array().unwrap().len(),
+        1,
+        "only the mystery test waits"
+    );
 }
 
 async fn bad_messages_get_ae_or_ar_naming_the_field_and_change_nothing(app: TestApp) {

@@ -7,7 +7,7 @@
 
 mod orders;
 mod patients;
-mod results;
+pub(crate) mod results;
 
 use crate::domain::CriticalLimits;
 use crate::store::hl7::{MessageRecord, Unmatched, earlier_ack, insert_unmatched, record_message};

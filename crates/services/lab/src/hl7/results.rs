@@ -165,7 +165,7 @@ fn group_codes(group: &ReportedOrder) -> Vec<String> {
     codes
 }
 
-fn test_matches(t: &crate::domain::LabTest, code: &str) -> bool {
+pub(crate) fn test_matches(t: &crate::domain::LabTest, code: &str) -> bool {
     t.test_code == code || t.loinc_code.as_deref() == Some(code)
 }
 
@@ -197,7 +197,7 @@ fn split_by_test(
 }
 
 /// The flags of HL7 table 0078 we keep; the others (`<`, `>`, `AA`, …) mean abnormal.
-fn flag(flags: &[String]) -> Option<AbnormalFlag> {
+pub(crate) fn flag(flags: &[String]) -> Option<AbnormalFlag> {
     let f = flags.first()?;
     Some(AbnormalFlag::parse(f).unwrap_or(match f.as_str() {
         "<" | "LU" => AbnormalFlag::CriticalLow,
@@ -296,4 +296,62 @@ fn park(
         received_at: now,
         status: "OPEN".to_owned(),
     }
+}
+
+/// Puts results from the unmatched queue on `order` (someone decided they are its): each
+/// observation joins the test with its code; those reported final are verified, as they
+/// were at the laboratory. `Err` names a code the order has no test for.
+pub(crate) fn reconcile(
+    order: &mut LabOrder,
+    u: &Unmatched,
+    by: &str,
+    limits: &CriticalLimits,
+    meta: &EventMeta,
+    now: DateTime<Utc>,
+) -> Result<Vec<EventEnvelope>, Transition> {
+    let mut submitted = Vec::new();
+    let mut finals = Vec::new();
+    for o in &u.observations {
+        let Some(value) = o.value.clone() else {
+            continue;
+        };
+        let test = order
+            .tests
+            .iter()
+            .find(|t| test_matches(t, &o.code) && t.status != crate::domain::TestStatus::Cancelled)
+            .or_else(|| {
+                let code = u.service_code.as_deref()?;
+                (u.observations.len() == 1).then_some(())?;
+                order.tests.iter().find(|t| test_matches(t, code))
+            })
+            .ok_or_else(|| Transition::UnknownTest(o.code.clone()))?;
+        finals.push(matches!(o.status.as_deref(), Some("F" | "C")));
+        submitted.push(SubmittedResult {
+            test_code: test.test_code.clone(),
+            value: value.chars().take(500).collect(),
+            unit: o.unit.clone(),
+            reference_range: o.reference_range.clone(),
+            abnormal_flag: flag(&o.abnormal_flags),
+            performed_by: format!("hl7 (reconciled by {by})")
+                .chars()
+                .take(100)
+                .collect(),
+            performed_at: o.observed_at.unwrap_or(u.received_at),
+        });
+    }
+    let ids = order.record_results(submitted, limits, now)?;
+    let mut events = critical_events(meta, order, &ids, now);
+    let verified: Vec<Uuid> = ids
+        .iter()
+        .zip(finals)
+        .filter(|(_, f)| *f)
+        .map(|(id, _)| *id)
+        .collect();
+    if !verified.is_empty() {
+        let v = order.verify_only(&verified, &format!("hl7 (reconciled by {by})"), now)?;
+        if v.completed || v.corrected {
+            events.push(available_event(meta, order, now));
+        }
+    }
+    Ok(events)
 }

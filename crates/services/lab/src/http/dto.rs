@@ -85,6 +85,12 @@ pub struct ConditionIn {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReconcileIn {
+    pub order_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResultsIn {
     pub order_id: Option<String>,
     #[serde(default)]

@@ -45,6 +45,10 @@ pub fn router(service: Service) -> Router {
         )
         .route(&format!("{BASE}/results"), post(submit_results))
         .route(&format!("{BASE}/results/unmatched"), get(unmatched))
+        .route(
+            &format!("{BASE}/results/unmatched/{{id}}/reconcile"),
+            post(reconcile),
+        )
         .route(&format!("{BASE}/messages"), get(messages))
         .route(&format!("{BASE}/messages/{{id}}"), get(message))
         .route(&format!("{BASE}/results/{{id}}"), get(results))
@@ -428,6 +432,29 @@ async fn unmatched(
         .await
         .map_err(operation)?;
     Ok(axum::Json(PageBody::from_page(found, |u| UnmatchedOut::from(&u))).into_response())
+}
+
+async fn reconcile(
+    State(service): State<Service>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReconcileIn>,
+) -> Result<Response, Problem> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| Problem::not_found("lab.unmatched_not_found", "unmatched result"))?;
+    let order = text::present(body.order_id.as_deref())
+        .and_then(|v| {
+            v.trim()
+                .parse::<LabOrderId>()
+                .map_err(|_| FieldError::new("", "invalid_id", "must be a lab order id (a UUID)"))
+        })
+        .map_err(|e| Problem::validation(vec![e.within("orderId")]))?;
+    let order = service
+        .reconcile(&context(caller), id, order)
+        .await
+        .map_err(operation)?;
+    Ok(order_answer(StatusCode::OK, &order))
 }
 
 async fn messages(

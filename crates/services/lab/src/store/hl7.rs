@@ -319,3 +319,48 @@ pub async fn unmatched(
     let items: Vec<Unmatched> = rows.into_iter().map(Into::into).collect();
     Ok(Page::from_rows(items, page, |u| (u.received_at, u.id)))
 }
+
+/// An unmatched entry, still open, locked for reconciliation in `tx`.
+pub async fn open_unmatched(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: Uuid,
+) -> Result<Option<Unmatched>, DbError> {
+    let row: Option<UnmatchedRow> = on_tx!(tx, |c| {
+        sqlx::query_as(
+        "SELECT unmatched_id, message_id, position, reason, patient_identifier, placer_order, filler_order,
+            service_code, observations, received_at, status
+         FROM hl7_unmatched_results WHERE tenant_id = $1 AND unmatched_id = $2"
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_optional(c)
+    .await
+    })?;
+    Ok(row.map(Into::into))
+}
+
+/// Marks an entry reconciled with `order`, if it was still open; `false` if it was not.
+pub async fn mark_reconciled(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: Uuid,
+    order: Uuid,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let n = execute!(
+        tx,
+        sqlx::query(
+            "UPDATE hl7_unmatched_results SET status = 'RECONCILED', reconciled_order = $1, reconciled_at = $2,
+                reconciled_by = $3
+             WHERE tenant_id = $4 AND unmatched_id = $5 AND status = 'OPEN'",
+        )
+        .bind(order)
+        .bind(at)
+        .bind(by)
+        .bind(tenant.as_str())
+        .bind(id)
+    )?;
+    Ok(n == 1)
+}

@@ -79,4 +79,39 @@ pub trait LabStore: Send + Sync + 'static {
         tenant: &TenantId,
         id: uuid::Uuid,
     ) -> impl Future<Output = Result<Option<hl7::MessageSummary>, DbError>> + Send;
+    /// Applies `change` to the order and closes the unmatched entry, in one transaction.
+    fn reconcile(
+        &self,
+        tenant: &TenantId,
+        unmatched: uuid::Uuid,
+        order: LabOrderId,
+        by: &str,
+        change: Reconciliation<'_>,
+    ) -> impl Future<Output = Result<LabOrder, ReconcileFailure>> + Send;
+}
+
+/// What reconciling does to the order: the change, and the events it makes.
+pub type Reconciliation<'a> = Box<
+    dyn FnOnce(
+            &mut LabOrder,
+            &hl7::Unmatched,
+        ) -> Result<Vec<EventEnvelope>, crate::domain::Transition>
+        + Send
+        + 'a,
+>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileFailure {
+    #[error("no such unmatched result")]
+    UnmatchedNotFound,
+    #[error("already reconciled")]
+    AlreadyReconciled,
+    #[error("no such order")]
+    OrderNotFound,
+    #[error("{0}")]
+    Refused(crate::domain::Transition),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Db(#[from] DbError),
 }

@@ -143,6 +143,38 @@ impl LabStore for SqlLabStore {
     ) -> Result<Option<super::hl7::MessageSummary>, DbError> {
         super::hl7::message(&self.db, tenant, id).await
     }
+
+    async fn reconcile(
+        &self,
+        tenant: &TenantId,
+        unmatched: Uuid,
+        order: LabOrderId,
+        by: &str,
+        change: super::Reconciliation<'_>,
+    ) -> Result<LabOrder, super::ReconcileFailure> {
+        use super::ReconcileFailure as F;
+        let mut tx = self.db.begin_in(Scope::Tenant(tenant)).await?;
+        let entry = super::hl7::open_unmatched(&mut tx, tenant, unmatched)
+            .await?
+            .ok_or(F::UnmatchedNotFound)?;
+        if entry.status != "OPEN" {
+            return Err(F::AlreadyReconciled);
+        }
+        let mut o = load_order(&mut tx, tenant, order)
+            .await?
+            .ok_or(F::OrderNotFound)?;
+        let seen = o.version;
+        let events = change(&mut o, &entry).map_err(F::Refused)?;
+        update_order(&mut tx, &o, seen).await?;
+        let now = o.updated_at;
+        if !super::hl7::mark_reconciled(&mut tx, tenant, unmatched, o.id.as_uuid(), by, now).await?
+        {
+            return Err(F::AlreadyReconciled);
+        }
+        outbox::append(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(o)
+    }
 }
 
 /// Inserts a new order in `tx`; `Exists` when its id is taken (a request seen before).
