@@ -115,6 +115,10 @@ pub struct LabAdtReceivedV1 {
     pub trigger: String,
     /// MSH-3^MSH-4 of the sender.
     pub sender: String,
+    /// The id to register a new patient under, when the lab already refers to it (an
+    /// order that arrived for a patient not known yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_id: Option<PatientId>,
     pub mrn: String,
     pub family_name: String,
     pub given_name: String,

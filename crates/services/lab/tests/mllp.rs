@@ -369,14 +369,22 @@ DG1|1||R73.9^Hyperglycemia^I10\r"
         )
     };
     // The lab learns of the patient through patient.created.v1.
-    let mut ack = String::new();
-    for _ in 0..200 {
-        ack = send(&app, &orm(&format!("O-{}", uuid::Uuid::now_v7()), "NW")).await;
-        if code(&ack) == "AA" {
+    let lab = app.db("lab").await;
+    for _ in 0..300 {
+        let known: i64 = store::on_pool!(&lab, |c| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM lab_patients WHERE mrn = $1"
+        )
+        .bind(&mrn)
+        .fetch_one(c)
+        .await)
+        .unwrap();
+        if known == 1 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    lab.close().await;
+    let ack = send(&app, &orm("O-first", "NW")).await;
     assert_eq!(code(&ack), "AA", "{ack}");
     // Sent again under a new control id: recognized by its placer number.
     assert_eq!(code(&send(&app, &orm("O-again", "NW")).await), "AA");
@@ -399,15 +407,29 @@ DG1|1||R73.9^Hyperglycemia^I10\r"
         get(&app, &format!("/api/v1/lab/orders/{id}")).await["status"],
         "CANCELLED"
     );
+    // An order for a patient not known yet: placed, and the patient registered with the
+    // id the order carries.
     let unknown = orm("O-unknown", "NW")
-        .replace(&mrn, "MRN-NOBODY")
+        .replace(&mrn, "MRN-NEWCOMER")
+        .replace("Order^Hl7", "Newcomer^Nell")
         .replace("EHR-555", "EHR-556");
     let ack = send(&app, &unknown).await;
-    assert_eq!(
-        (code(&ack), err_location(&ack).as_str()),
-        ("AE", "PID-3"),
-        "{ack}"
-    );
+    assert_eq!(code(&ack), "AA", "{ack}");
+    let pending = get(&app, "/api/v1/lab/orders/pending").await;
+    let placed = pending["items"][0]["patientId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..300 {
+        let (_, found) = json(app.get("/api/v1/patients/search?mrn=MRN-NEWCOMER").await).await;
+        if let Some(p) = found["items"].as_array().unwrap().first() {
+            assert_eq!(p["id"].as_str(), Some(placed.as_str()));
+            assert_eq!(p["lastName"], "Newcomer");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the new patient was not registered");
 }
 
 async fn a_batch_is_acknowledged_message_by_message(app: TestApp) {

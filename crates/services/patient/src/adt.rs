@@ -72,7 +72,11 @@ impl<S: PatientStore> PatientService<S> {
                 key: format!("adt-{}", e.message_id),
                 request_digest: format!("{:0>64}", e.message_id.simple()),
             };
-            return match self.register(&ctx, reported.clone(), Some(&key)).await {
+            let id = e.patient_id.unwrap_or_default();
+            return match self
+                .register_as(&ctx, id, reported.clone(), Some(&key))
+                .await
+            {
                 Ok(_) => Ok(()),
                 // Registered meanwhile under this MRN: then it is an update after all.
                 Err(RegisterPatientError::DuplicateMrn) => Err(AdtError::Failed(

@@ -104,6 +104,7 @@ impl<S: PatientStore> PatientService<S> {
     pub(crate) async fn register_unaudited(
         &self,
         ctx: &Context,
+        id: PatientId,
         d: Demographics,
         key: Option<&IdempotencyKey>,
     ) -> Result<Outcome<Patient>, RegisterPatientError> {
@@ -127,7 +128,7 @@ impl<S: PatientStore> PatientService<S> {
             };
             let now = self.clock.now();
             let patient = Patient::register(
-                PatientId::new(),
+                id,
                 ctx.tenant().clone(),
                 mrn,
                 d.clone(),

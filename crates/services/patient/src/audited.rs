@@ -111,7 +111,19 @@ impl<S: PatientStore> PatientService<S> {
         d: Demographics,
         key: Option<&IdempotencyKey>,
     ) -> Result<Outcome<Patient>, RegisterPatientError> {
-        let result = self.register_unaudited(ctx, d, key).await;
+        self.register_as(ctx, PatientId::new(), d, key).await
+    }
+
+    /// Registers under an id another service already refers to (the lab, for a patient an
+    /// order arrived for before the patient did).
+    pub(crate) async fn register_as(
+        &self,
+        ctx: &Context,
+        id: PatientId,
+        d: Demographics,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Outcome<Patient>, RegisterPatientError> {
+        let result = self.register_unaudited(ctx, id, d, key).await;
         let audited = Audited {
             resource: "Patient",
             patient: None,

@@ -256,7 +256,9 @@ impl Intake {
             Inbound::Results(r) => {
                 results::apply(tx, &self.tenant, &self.limits, &meta, &sender, r, now).await
             }
-            Inbound::Orders(o) => orders::apply(tx, &self.tenant, &meta, o, now).await,
+            Inbound::Orders(o) => {
+                orders::apply(tx, &self.tenant, &meta, (message_id, &sender), o, now).await
+            }
             Inbound::Patient(p) => Ok(patients::apply(&meta, message_id, &sender, p)),
         }
     }

@@ -7,7 +7,7 @@ use super::Applied;
 use crate::app::ordered_event;
 use crate::domain::{LabOrder, NewLabOrder, Priority};
 use crate::store::hl7::{order_by_number, patient_by_mrn};
-use crate::store::{WriteError, insert_order, update_order};
+use crate::store::{WriteError, insert_order, remember_patient, update_order};
 use chrono::{DateTime, Utc};
 use events::lab::LabTestCancelledV1;
 use events::{EventEnvelope, EventMeta};
@@ -22,6 +22,7 @@ pub(super) async fn apply(
     tx: &mut Tx,
     tenant: &TenantId,
     meta: &EventMeta,
+    (message_id, sender): (uuid::Uuid, &str),
     message: OrderMessage,
     now: DateTime<Utc>,
 ) -> Result<Result<Applied, Hl7Error>, DbError> {
@@ -49,12 +50,28 @@ pub(super) async fn apply(
                 let Some(mrn) = &mrn else {
                     return Ok(Err(Hl7Error::missing("PID", 1, 3, "patient identifier")));
                 };
-                let Some(patient) = patient_by_mrn(tx, tenant, mrn).await? else {
-                    return Ok(Err(Hl7Error::new(
-                        ErrorCode::UnknownKey,
-                        "PID-3 (patient identifier) names no patient known here",
-                    )
-                    .at(Location::field("PID", 1, 3))));
+                let patient = match patient_by_mrn(tx, tenant, mrn).await? {
+                    Some(p) => p,
+                    // An order for a patient not heard of yet: the lab gives the patient
+                    // the id its order will carry, and hands the demographics to the
+                    // patient service to register under that id.
+                    None => {
+                        let id = PatientId::new();
+                        remember_patient(tx, tenant, id.as_uuid(), mrn, now).await?;
+                        let info = message.patient.as_ref();
+                        match info.map(|p| {
+                            super::patients::reported(message_id, sender, "ORM", p, Some(id))
+                        }) {
+                            Some(Ok(event)) => {
+                                let key = format!("adt:{tenant}");
+                                events.push(EventEnvelope::new(meta, key, &event));
+                            }
+                            _ => tracing::info!(
+                                "an HL7 order for a new patient without full demographics: the patient service is not told"
+                            ),
+                        }
+                        id.as_uuid()
+                    }
                 };
                 let order = match new_order(tenant, &group, patient, mrn, &placer, sequence, now) {
                     Ok(o) => o,

@@ -8,7 +8,8 @@ use super::Applied;
 use events::lab::{AdtAddress, LabAdtReceivedV1};
 use events::{EventEnvelope, EventMeta};
 use hl7v2::Hl7Error;
-use hl7v2::messages::PatientMessage;
+use hl7v2::messages::{PatientInfo, PatientMessage};
+use kernel::ids::PatientId;
 use uuid::Uuid;
 
 pub(super) fn apply(
@@ -17,7 +18,30 @@ pub(super) fn apply(
     sender: &str,
     m: PatientMessage,
 ) -> Result<Applied, Hl7Error> {
-    let p = m.patient;
+    let event = reported(
+        message_id,
+        sender,
+        &m.header.trigger_event,
+        &m.patient,
+        None,
+    )?;
+    let key = format!("adt:{}", meta.tenant);
+    Ok(Applied {
+        status: "APPLIED",
+        events: vec![EventEnvelope::new(meta, key, &event)],
+        unmatched: Vec::new(),
+    })
+}
+
+/// The demographics of a PID segment, as the patient service takes them: `Err` names what
+/// is missing (identifier, family or given name, date of birth).
+pub(super) fn reported(
+    message_id: Uuid,
+    sender: &str,
+    trigger: &str,
+    p: &PatientInfo,
+    patient_id: Option<PatientId>,
+) -> Result<LabAdtReceivedV1, Hl7Error> {
     // The medical record number: the identifier typed MR, else the first.
     let mrn = p
         .identifiers
@@ -37,7 +61,7 @@ pub(super) fn apply(
     let birth_date = p
         .birth_date
         .ok_or_else(|| Hl7Error::missing("PID", 1, 7, "date of birth"))?;
-    let address = p.address.and_then(|a| {
+    let address = p.address.clone().and_then(|a| {
         Some(AdtAddress {
             street: a.street?,
             other: a.other,
@@ -47,23 +71,18 @@ pub(super) fn apply(
             country: a.country,
         })
     });
-    let event = LabAdtReceivedV1 {
+    Ok(LabAdtReceivedV1 {
         message_id,
-        trigger: m.header.trigger_event,
+        trigger: trigger.to_owned(),
         sender: sender.to_owned(),
+        patient_id,
         mrn,
         family_name: family,
         given_name: given,
-        middle_name: p.name.middle,
+        middle_name: p.name.middle.clone(),
         birth_date,
-        sex: p.sex,
-        phone: p.phone,
+        sex: p.sex.clone(),
+        phone: p.phone.clone(),
         address,
-    };
-    let key = format!("adt:{}", meta.tenant);
-    Ok(Applied {
-        status: "APPLIED",
-        events: vec![EventEnvelope::new(meta, key, &event)],
-        unmatched: Vec::new(),
     })
 }
