@@ -58,6 +58,9 @@ pub struct ResultMessage {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportedOrder {
+    /// The patient these results are for: the PID before them (one message may report
+    /// on several patients).
+    pub patient: Option<PatientInfo>,
     pub placer_order: Option<String>,
     pub filler_order: Option<String>,
     pub service: CodedValue,
@@ -252,11 +255,16 @@ fn specimen(spm: &Segment, sequence: usize) -> Result<SpecimenInfo, Hl7Error> {
 
 fn results(header: Header, body: &Body<'_>) -> Result<ResultMessage, Hl7Error> {
     let mut patient_info = None;
+    let mut current: Option<PatientInfo> = None;
     let mut orders: Vec<ReportedOrder> = Vec::new();
     let mut pending_orc: Option<&Segment> = None;
     for &(s, n) in &body.segments {
         match s.id() {
-            "PID" if patient_info.is_none() => patient_info = Some(patient(s, n)?),
+            "PID" => {
+                let p = patient(s, n)?;
+                patient_info.get_or_insert_with(|| p.clone());
+                current = Some(p);
+            }
             "ORC" => pending_orc = Some(s),
             "OBR" => {
                 let obr = Obr(s);
@@ -265,6 +273,7 @@ fn results(header: Header, body: &Body<'_>) -> Result<ResultMessage, Hl7Error> {
                     .universal_service_id()
                     .ok_or_else(|| Hl7Error::missing("OBR", n, 4, "universal service id"))?;
                 orders.push(ReportedOrder {
+                    patient: current.clone(),
                     placer_order: obr
                         .placer_order_number()
                         .or_else(|| orc.and_then(|o| o.placer_order_number())),

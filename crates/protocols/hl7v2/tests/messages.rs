@@ -210,3 +210,24 @@ fn errors_never_quote_values() {
         .unwrap_err();
     assert!(!e.message.contains("SECRET"), "{}", e.message);
 }
+
+#[test]
+fn results_for_several_patients_in_one_message_keep_their_own_patient() {
+    let text = "MSH|^~\\&|LIS|LAB|||20240101||ORU^R01|M-2|P|2.4\r\
+PID|1||MRN-A^^^H^MR||Alpha^Ann\r\
+OBR|1|P-1||718-7^Hemoglobin^LN\r\
+OBX|1|NM|718-7^Hemoglobin^LN||13.1|g/dL\r\
+PID|2||MRN-B^^^H^MR||Bravo^Ben\r\
+OBR|1|P-2||718-7^Hemoglobin^LN\r\
+OBX|1|NM|718-7^Hemoglobin^LN||9.4|g/dL|12-16|L\r";
+    let Inbound::Results(r) = read(text).unwrap() else {
+        panic!("not results")
+    };
+    let ids: Vec<&str> = r
+        .orders
+        .iter()
+        .map(|o| o.patient.as_ref().unwrap().identifiers[0].id.as_str())
+        .collect();
+    assert_eq!(ids, ["MRN-A", "MRN-B"]);
+    assert_eq!(r.patient.unwrap().identifiers[0].id, "MRN-A");
+}

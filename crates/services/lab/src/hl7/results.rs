@@ -30,19 +30,25 @@ pub(super) async fn apply(
     message: ResultMessage,
     now: DateTime<Utc>,
 ) -> Result<Result<Applied, Hl7Error>, DbError> {
-    let mrn = message
-        .patient
-        .as_ref()
-        .and_then(|p| p.identifiers.first())
-        .map(|i| i.id.clone());
-    let patient = match &mrn {
-        Some(m) => patient_by_mrn(tx, tenant, m).await?,
-        None => None,
-    };
     let mut events = Vec::new();
     let mut parked = Vec::new();
     let (mut matched, mut unmatched) = (0usize, 0usize);
     for (position, group) in (0_i16..).zip(message.orders) {
+        // Each group's own patient: a message may report on several.
+        let mrn = group
+            .patient
+            .as_ref()
+            .and_then(|p| {
+                p.identifiers
+                    .iter()
+                    .find(|i| i.kind.as_deref() == Some("MR"))
+                    .or_else(|| p.identifiers.first())
+            })
+            .map(|i| i.id.clone());
+        let patient = match &mrn {
+            Some(m) => patient_by_mrn(tx, tenant, m).await?,
+            None => None,
+        };
         let order = find_order(tx, tenant, &group, patient).await?;
         let Some(mut order) = order else {
             unmatched += group.observations.len().max(1);
