@@ -19,6 +19,7 @@ testkit::on_both_backends!(
     orders_from_an_ehr_are_placed_once_and_can_be_cancelled,
     a_batch_is_acknowledged_message_by_message,
     adt_messages_register_and_update_patients_through_the_patient_service,
+    nothing_of_a_messages_content_reaches_the_logs,
 );
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -522,5 +523,37 @@ PV1|1|I|2000^2012^01\r"
         (code(&ack), err_location(&ack).as_str()),
         ("AE", "PID-7"),
         "{ack}"
+    );
+}
+
+async fn nothing_of_a_messages_content_reaches_the_logs(app: TestApp) {
+    let adt = "MSH|^~\\&|ADT1|H|MEDITRACK|LAB|20240101||ADT^A04|PHI-1|P|2.5.1\r\
+PID|1||MRN-PHI-42^^^H^MR||Zebulonia^Quintessa||19550707|F|||9 Quasar Lane^^Vexford^NC^27401\r";
+    assert_eq!(code(&send(&app, adt).await), "AA");
+    let oru = "MSH|^~\\&|LIS|LAB|||20240101||ORU^R01|PHI-2|P|2.5.1\r\
+PID|1||MRN-PHI-42^^^H^MR||Zebulonia^Quintessa\r\
+OBR|1|NOPE||2345-7^Glucose^LN\r\
+OBX|1|ST|2345-7^Glucose^LN||Xylophonic-finding|||A|||F\r";
+    assert_eq!(code(&send(&app, oru).await), "AA");
+    let bad = "MSH|^~\\&|LIS|LAB|||20240101||ORU^R01|PHI-3|P|2.5.1\r\
+PID|1||MRN-PHI-42^^^H^MR||Zebulonia^Quintessa||not-a-date\r\
+OBR|1|NOPE||2345-7^Glucose^LN\r";
+    assert_eq!(code(&send(&app, bad).await), "AE");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = testkit::captured_logs();
+    for secret in [
+        "Zebulonia",
+        "Quintessa",
+        "MRN-PHI-42",
+        "19550707",
+        "Quasar",
+        "Xylophonic",
+        "not-a-date",
+    ] {
+        assert!(!logs.contains(secret), "{secret} was logged");
+    }
+    assert!(
+        logs.contains("HL7 message refused"),
+        "the logs are captured"
     );
 }
