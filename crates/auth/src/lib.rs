@@ -164,3 +164,22 @@ pub fn authorize(
         _ => Err(Forbidden(permission)),
     }
 }
+
+/// `From` the two refusals every operation error shares: the caller's roles lack the
+/// permission (`Forbidden`), or the audit trail cannot record the access
+/// (`AuditUnavailable`). Each listed enum needs both variants.
+#[macro_export]
+macro_rules! refusals_from {
+    ($($ty:ident),+ $(,)?) => {
+        $(impl From<$crate::Forbidden> for $ty {
+            fn from(_: $crate::Forbidden) -> Self {
+                Self::Forbidden
+            }
+        }
+        impl From<::kernel::audit::AuditUnavailable> for $ty {
+            fn from(_: ::kernel::audit::AuditUnavailable) -> Self {
+                Self::AuditUnavailable
+            }
+        })+
+    };
+}

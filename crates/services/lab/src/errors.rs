@@ -149,19 +149,4 @@ impl From<crate::store::ReconcileFailure> for ReconcileError {
     }
 }
 
-macro_rules! refusals_from {
-    ($($ty:ident),+) => {
-        $(impl From<auth::Forbidden> for $ty {
-            fn from(_: auth::Forbidden) -> Self {
-                Self::Forbidden
-            }
-        }
-        impl From<kernel::audit::AuditUnavailable> for $ty {
-            fn from(_: kernel::audit::AuditUnavailable) -> Self {
-                Self::AuditUnavailable
-            }
-        })+
-    };
-}
-
-refusals_from!(CreateOrderError, OrderError, ListError, ReconcileError);
+auth::refusals_from!(CreateOrderError, OrderError, ListError, ReconcileError);

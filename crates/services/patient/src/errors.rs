@@ -254,23 +254,7 @@ impl From<IdempotencyError> for PatientSubresourceError {
     }
 }
 
-/// A permission the caller's roles do not grant is the same refusal for every operation.
-macro_rules! forbidden_from {
-    ($($ty:ident),+) => {
-        $(impl From<auth::Forbidden> for $ty {
-            fn from(_: auth::Forbidden) -> Self {
-                Self::Forbidden
-            }
-        }
-        impl From<kernel::audit::AuditUnavailable> for $ty {
-            fn from(_: kernel::audit::AuditUnavailable) -> Self {
-                Self::AuditUnavailable
-            }
-        })+
-    };
-}
-
-forbidden_from!(
+auth::refusals_from!(
     RegisterPatientError,
     GetPatientError,
     UpdatePatientError,
