@@ -39,6 +39,10 @@ pub struct Config {
     /// The tenant whose data HL7 messages are (MLLP carries no credentials); unset: the
     /// default tenant.
     pub hl7_tenant: Option<String>,
+    /// The largest HL7 message taken, in bytes; a larger one is answered AR.
+    pub hl7_max_message_bytes: usize,
+    /// An MLLP connection silent for this many seconds is closed.
+    pub hl7_idle_timeout_secs: u64,
     /// Where clients reach this hub: the built-in issuer's `iss` and the base of its URLs.
     /// Unset: `http://` and the listen address.
     pub public_url: Option<String>,
@@ -163,6 +167,8 @@ impl Default for Config {
             lab_critical_limits: lab::domain::CriticalLimits::default(),
             hl7_listen: Some(SocketAddr::from(([127, 0, 0, 1], 2575))),
             hl7_tenant: None,
+            hl7_max_message_bytes: 1024 * 1024,
+            hl7_idle_timeout_secs: 300,
             lis_endpoint: None,
             lis_message: hl7v2::build::OrderStyle::OrmO01,
             lis_max_attempts: 10,
@@ -212,6 +218,8 @@ struct Layer {
     lab_critical_limits: Option<String>,
     hl7_listen: Option<String>,
     hl7_tenant: Option<String>,
+    hl7_max_message_bytes: Option<usize>,
+    hl7_idle_timeout_secs: Option<u64>,
     lis_endpoint: Option<String>,
     lis_message: Option<String>,
     lis_max_attempts: Option<u32>,
@@ -237,7 +245,7 @@ struct Layer {
     db_max_connections: Option<u32>,
 }
 
-pub const ENV_KEYS: [&str; 36] = [
+pub const ENV_KEYS: [&str; 38] = [
     "listen",
     "data_dir",
     "database_url",
@@ -251,6 +259,8 @@ pub const ENV_KEYS: [&str; 36] = [
     "lab_critical_limits",
     "hl7_listen",
     "hl7_tenant",
+    "hl7_max_message_bytes",
+    "hl7_idle_timeout_secs",
     "lis_endpoint",
     "lis_message",
     "lis_max_attempts",
@@ -339,6 +349,24 @@ impl Config {
                 "lab_critical_limits" => layer.lab_critical_limits = Some(value),
                 "hl7_listen" => layer.hl7_listen = Some(value),
                 "hl7_tenant" => layer.hl7_tenant = Some(value),
+                "hl7_max_message_bytes" => {
+                    layer.hl7_max_message_bytes = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| err("must be a number of bytes".to_owned()))?,
+                    )
+                }
+                "hl7_idle_timeout_secs" => {
+                    layer.hl7_idle_timeout_secs = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| err("must be a number of seconds".to_owned()))?,
+                    )
+                }
                 "lis_endpoint" => layer.lis_endpoint = Some(value),
                 "lis_message" => layer.lis_message = Some(value),
                 "lis_max_attempts" => {
@@ -457,6 +485,12 @@ impl Config {
         }
         if let Some(v) = l.hl7_tenant {
             self.hl7_tenant = Some(v);
+        }
+        if let Some(v) = l.hl7_max_message_bytes {
+            self.hl7_max_message_bytes = v;
+        }
+        if let Some(v) = l.hl7_idle_timeout_secs {
+            self.hl7_idle_timeout_secs = v;
         }
         if let Some(v) = l.lis_endpoint {
             self.lis_endpoint = Some(v).filter(|e| !e.trim().is_empty());

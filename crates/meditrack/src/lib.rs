@@ -225,7 +225,12 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
                     config.lab_critical_limits.clone(),
                     Arc::new(SystemClock),
                 );
-                let server = lab::mllp::MllpServer::bind(addr, intake, Default::default())
+                let limits = lab::mllp::Limits {
+                    max_message: config.hl7_max_message_bytes,
+                    idle_timeout: std::time::Duration::from_secs(config.hl7_idle_timeout_secs),
+                    ..Default::default()
+                };
+                let server = lab::mllp::MllpServer::bind(addr, intake, limits)
                     .await
                     .map_err(|e| StartError::Config(format!("HL7 listener on {addr}: {e}")))?;
                 mllp = Some(server);
