@@ -5,6 +5,7 @@ pub mod config;
 pub mod fields;
 pub mod hl7_tool;
 pub mod logging;
+pub mod seed;
 pub mod trail;
 
 pub use config::{Config, Service};

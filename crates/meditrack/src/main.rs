@@ -67,6 +67,22 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Fill the hub's database with synthetic patients and medical records, for benchmarks
+    /// and demos: deterministic from --seed, in bulk batches, with a progress readout.
+    Seed {
+        /// How many patients.
+        #[arg(long)]
+        patients: u64,
+        /// Medical records per patient.
+        #[arg(long, default_value_t = 2)]
+        records_per_patient: u32,
+        /// The same seed makes the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The tenant to fill (default: MEDITRACK_DEFAULT_TENANT).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// HL7 v2 tools.
     Hl7 {
         #[command(subcommand)]
@@ -303,6 +319,35 @@ fn main() -> ExitCode {
                 } else {
                     Err("the audit trail has been tampered with".to_owned())
                 }
+            }
+            #[allow(clippy::print_stdout)]
+            Command::Seed {
+                patients,
+                records_per_patient,
+                seed,
+                tenant,
+            } => {
+                let tenant = tenant.unwrap_or_else(|| config.default_tenant.clone());
+                let options = meditrack::seed::SeedOptions {
+                    patients,
+                    records_per_patient,
+                    seed,
+                    tenant: kernel::TenantId::parse(&tenant)
+                        .map_err(|e| format!("--tenant {tenant:?}: {e}"))?,
+                };
+                let done = meditrack::seed::seed(&config, &options, |n, rate| {
+                    eprint!("\rseeded {n}/{patients} patients ({rate:.0}/s)   ");
+                })
+                .await?;
+                eprintln!();
+                println!(
+                    "{} patients and {} medical records in {:.1} s ({:.0} patients/s)",
+                    done.patients,
+                    done.records,
+                    done.seconds,
+                    done.patients as f64 / done.seconds.max(1e-9)
+                );
+                Ok(())
             }
             #[allow(clippy::print_stdout)]
             Command::Hl7 {

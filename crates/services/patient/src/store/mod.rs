@@ -1,5 +1,6 @@
 //! The patient store port, and its adapter over SQLite and PostgreSQL (`sql.rs`).
 
+mod bulk;
 mod rows;
 mod sealing;
 mod search;

@@ -67,9 +67,9 @@ pub struct SqlPatientStore {
 
 /// A patient's SSN as stored: sealed, and its blind index.
 #[derive(Debug, Default)]
-struct StoredSsn {
-    sealed: Option<String>,
-    index: Option<String>,
+pub(super) struct StoredSsn {
+    pub(super) sealed: Option<String>,
+    pub(super) index: Option<String>,
 }
 
 impl SqlPatientStore {
@@ -77,7 +77,7 @@ impl SqlPatientStore {
         Self { db, cipher }
     }
 
-    fn stored_ssn(&self, p: &Patient) -> StoredSsn {
+    pub(super) fn stored_ssn(&self, p: &Patient) -> StoredSsn {
         let Some(ssn) = &p.ssn else {
             return StoredSsn::default();
         };

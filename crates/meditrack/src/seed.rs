@@ -1,0 +1,314 @@
+//! `meditrack seed`: fills a hub with synthetic patients (demographics, an address,
+//! insurance, an SSN for half of them) and their medical records, deterministically from
+//! `--seed`, in batches of bulk INSERTs, at constant memory. For benchmarks and demos:
+//! every value is made up, and the same seed makes the same data.
+
+use crate::{Config, StartError};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use kernel::ids::{MedicalRecordId, PatientId};
+use kernel::{Sensitive, TenantId};
+use patient::domain::address::AddressInput;
+use patient::domain::insurance::InsuranceInput;
+use patient::domain::medical_record::MedicalRecord;
+use patient::domain::patient::DemographicsInput;
+use patient::domain::{Demographics, Mrn, Patient};
+use std::time::Instant;
+
+const FIRST: [&str; 40] = [
+    "Ada", "Bram", "Cora", "Dario", "Elin", "Felix", "Greta", "Hugo", "Iris", "Jonas", "Kira",
+    "Lars", "Mila", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tara", "Ugo", "Vera", "Wim",
+    "Xenia", "Yara", "Zeno", "Anouk", "Bodil", "Casimir", "Dagny", "Emil", "Frida", "Gunnar",
+    "Hedda", "Ivo", "Juno", "Kasper", "Linnea", "Magnus", "Nora",
+];
+const LAST: [&str; 60] = [
+    "Aalto",
+    "Berglund",
+    "Castell",
+    "Dalby",
+    "Ekholm",
+    "Falk",
+    "Granqvist",
+    "Holm",
+    "Isaksen",
+    "Jarvi",
+    "Kallio",
+    "Lindqvist",
+    "Moberg",
+    "Nyberg",
+    "Ostrom",
+    "Pihl",
+    "Quist",
+    "Rask",
+    "Sandell",
+    "Tornqvist",
+    "Uhlin",
+    "Vikstrom",
+    "Wallin",
+    "Ylander",
+    "Zetterlund",
+    "Ahlgren",
+    "Blomqvist",
+    "Carlsund",
+    "Dufva",
+    "Engdahl",
+    "Forsell",
+    "Gyllen",
+    "Hedlund",
+    "Idestam",
+    "Juhlin",
+    "Kvist",
+    "Lundell",
+    "Malmberg",
+    "Norell",
+    "Orrby",
+    "Palm",
+    "Ramel",
+    "Sjoholm",
+    "Thorell",
+    "Unger",
+    "Vallin",
+    "Westerberg",
+    "Aberg",
+    "Bystrom",
+    "Cederlund",
+    "Dahlgren",
+    "Ekstrand",
+    "Frisk",
+    "Grahn",
+    "Hallberg",
+    "Ivarsson",
+    "Jonsson",
+    "Kjellberg",
+    "Lagerlof",
+    "Melander",
+];
+const CITIES: [(&str, &str, &str); 6] = [
+    ("Springfield", "IL", "62701"),
+    ("Riverton", "WY", "82501"),
+    ("Fairview", "OR", "97024"),
+    ("Greenville", "SC", "29601"),
+    ("Madison", "WI", "53703"),
+    ("Salem", "MA", "01970"),
+];
+const DIAGNOSES: [&str; 6] = ["E11.65", "I10", "J06.9", "M54.5", "R51.9", "Z00.00"];
+
+/// A small, fast, deterministic generator (SplitMix64): the same seed, the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64, index: u64) -> Self {
+        Rng(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SeedOptions {
+    pub patients: u64,
+    pub records_per_patient: u32,
+    pub seed: u64,
+    pub tenant: TenantId,
+}
+
+/// Patients made per transaction.
+const BATCH: u64 = 2_000;
+
+/// Patient `i` of seed `seed`: always the same person.
+fn patient(
+    i: u64,
+    seed: u64,
+    tenant: &TenantId,
+    today: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Patient, String> {
+    let mut rng = Rng::new(seed, i);
+    let first = rng.pick(&FIRST);
+    let last = rng.pick(&LAST);
+    let dob = NaiveDate::from_ymd_opt(1930, 1, 1).unwrap_or(today)
+        + Duration::days(rng.below(33_000) as i64);
+    let dob = dob.min(today).format("%Y-%m-%d").to_string();
+    let (city, state, zip) = *rng.pick(&CITIES);
+    let street = format!("{} Synthetic Way", 1 + rng.below(9_000));
+    let phone = format!("(555) {:03}-{:04}", 200 + rng.below(700), rng.below(10_000));
+    let email = format!(
+        "{}.{}.{i}@example.org",
+        first.to_lowercase(),
+        last.to_lowercase()
+    );
+    // Unique per index: area 100-899, group 01-99, serial 0001-9999 (never 000, 666, 9xx).
+    let ssn = format!(
+        "{:03}-{:02}-{:04}",
+        100 + (i / (99 * 9_999)) % 800,
+        1 + (i / 9_999) % 99,
+        1 + i % 9_999
+    );
+    let mrn = format!("SD{:02}{:09}", seed % 100, i);
+    let policy = format!("POL-{i}");
+    let input = DemographicsInput {
+        mrn: Some(&mrn),
+        ssn: i.is_multiple_of(2).then_some(ssn.as_str()),
+        first_name: Some(first),
+        last_name: Some(last),
+        date_of_birth: Some(&dob),
+        gender: Some(*rng.pick(&["FEMALE", "MALE", "OTHER", "UNKNOWN"])),
+        phone: Some(&phone),
+        email: Some(&email),
+        addresses: vec![AddressInput {
+            address_type: Some("HOME"),
+            street_line1: Some(&street),
+            city: Some(city),
+            state: Some(state),
+            zip_code: Some(zip),
+            is_primary: Some(true),
+            ..Default::default()
+        }],
+        insurance: vec![InsuranceInput {
+            policy_number: Some(&policy),
+            payer_id: Some("PAYER-1"),
+            payer_name: Some("Synthetic Health Plan"),
+            relationship_to_insured: Some("SELF"),
+            effective_date: Some("2024-01-01"),
+            is_primary: Some(true),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let d = Demographics::parse(&input, today).map_err(|e| {
+        let fields: Vec<String> = e.into_iter().map(|f| f.field).collect();
+        format!(
+            "synthetic patient {i} is invalid ({}): a bug in the generator",
+            fields.join(", ")
+        )
+    })?;
+    let mrn = Mrn::parse(&mrn).map_err(|_| "a generated MRN is invalid".to_owned())?;
+    Ok(Patient::register(
+        PatientId::new(),
+        tenant.clone(),
+        mrn,
+        d,
+        "seed",
+        now,
+    ))
+}
+
+fn records(p: &Patient, i: u64, seed: u64, k: u32, now: DateTime<Utc>) -> Vec<MedicalRecord> {
+    let mut rng = Rng::new(seed.wrapping_add(1), i);
+    (0..k)
+        .map(|_| {
+            let at = Utc
+                .timestamp_opt(1_600_000_000 + rng.below(160_000_000) as i64, 0)
+                .single()
+                .unwrap_or(now);
+            MedicalRecord {
+                id: MedicalRecordId::new(),
+                patient_id: p.id,
+                record_type: "VISIT",
+                record_date: at.min(now),
+                provider_id: format!("NPI{:010}", rng.below(10_000_000_000)),
+                diagnosis_codes: vec![(*rng.pick(&DIAGNOSES)).to_owned()],
+                procedure_codes: vec!["99213".to_owned()],
+                notes: Some(Sensitive::new(format!(
+                    "Synthetic visit note {}",
+                    rng.next()
+                ))),
+                created_at: now,
+                created_by: "seed".to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy)]
+pub struct Seeded {
+    pub patients: u64,
+    pub records: u64,
+    pub seconds: f64,
+}
+
+/// Seeds, calling `progress(done, per_second)` after each batch.
+pub async fn seed(
+    config: &Config,
+    o: &SeedOptions,
+    mut progress: impl FnMut(u64, f64),
+) -> Result<Seeded, String> {
+    let opened = crate::open(config, &[patient::SERVICE])
+        .await
+        .map_err(|e| e.to_string())?;
+    let db = crate::database(&opened, patient::SERVICE).map_err(|e| e.to_string())?;
+    let store = crate::fields::patient_store(config, db.clone())
+        .await
+        .map_err(|e: StartError| e.to_string())?;
+    let started = Instant::now();
+    let now = Utc::now();
+    let today = now.date_naive();
+    let mut done = 0;
+    let mut records_done = 0;
+    while done < o.patients {
+        let end = (done + BATCH).min(o.patients);
+        let mut patients = Vec::with_capacity((end - done) as usize);
+        let mut recs = Vec::new();
+        for i in done..end {
+            let p = patient(i, o.seed, &o.tenant, today, now)?;
+            recs.extend(records(&p, i, o.seed, o.records_per_patient, now));
+            patients.push(p);
+        }
+        store
+            .bulk_load(&o.tenant, &patients, &recs)
+            .await
+            .map_err(|e| {
+                format!(
+                    "batch at {done}: {e} (seeding twice into one tenant? use --tenant or --seed)"
+                )
+            })?;
+        records_done += recs.len() as u64;
+        done = end;
+        progress(
+            done,
+            done as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        );
+    }
+    db.close().await;
+    Ok(Seeded {
+        patients: done,
+        records: records_done,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_makes_the_same_people_and_every_one_is_valid() {
+        let t = TenantId::parse("t").unwrap();
+        let now = Utc::now();
+        let a = patient(7, 42, &t, now.date_naive(), now).unwrap();
+        let b = patient(7, 42, &t, now.date_naive(), now).unwrap();
+        assert_eq!(
+            (a.name.clone(), a.mrn.clone(), a.ssn.clone()),
+            (b.name, b.mrn, b.ssn)
+        );
+        let c = patient(7, 43, &t, now.date_naive(), now).unwrap();
+        assert_ne!(a.mrn, c.mrn);
+        for i in 0..5_000 {
+            patient(i, 42, &t, now.date_naive(), now).unwrap();
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! `meditrack seed` on both backends: the synthetic patients are there to find through the
+//! API, with their records, sealed like any other, and the same seed makes the same people.
+
+#![allow(clippy::unwrap_used)]
+
+use testkit::{TEST_TENANT, TestApp, json};
+
+testkit::on_both_backends!(seeded_patients_are_real_patients_to_the_api);
+
+async fn seeded_patients_are_real_patients_to_the_api(app: TestApp) {
+    let options = meditrack::seed::SeedOptions {
+        patients: 2_500,
+        records_per_patient: 2,
+        seed: 7,
+        tenant: kernel::TenantId::parse(TEST_TENANT).unwrap(),
+    };
+    let mut seen = Vec::new();
+    let done = meditrack::seed::seed(app.config(), &options, |n, _| seen.push(n))
+        .await
+        .unwrap();
+    assert_eq!((done.patients, done.records), (2_500, 5_000));
+    assert_eq!(seen, [2_000, 2_500], "progress after each batch");
+
+    let (status, page) = json(app.get("/api/v1/patients/search?mrn=SD07000000004").await).await;
+    assert_eq!(status, 200, "{page}");
+    let p = &page["items"][0];
+    let id = p["id"].as_str().unwrap();
+    let (_, full) = json(app.get(&format!("/api/v1/patients/{id}")).await).await;
+    assert!(
+        full["ssn"].as_str().is_some_and(|s| s.len() == 11),
+        "even indexes have an SSN: {full}"
+    );
+    assert_eq!(full["addresses"].as_array().unwrap().len(), 1);
+    let (_, records) = json(
+        app.get(&format!("/api/v1/patients/{id}/medical-records"))
+            .await,
+    )
+    .await;
+    assert_eq!(records["items"].as_array().unwrap().len(), 2);
+    assert!(
+        records["items"][0]["notes"]
+            .as_str()
+            .unwrap()
+            .starts_with("Synthetic visit note")
+    );
+
+    // Seeding the same seed into the same tenant again is refused, not half-done.
+    let again = meditrack::seed::seed(
+        app.config(),
+        &meditrack::seed::SeedOptions {
+            patients: 10,
+            ..options
+        },
+        |_, _| {},
+    )
+    .await;
+    assert!(again.unwrap_err().contains("seeding twice"));
+}

@@ -1,0 +1,213 @@
+//! Bulk loading of synthetic data for benchmarks (`meditrack seed`): many patients with
+//! their addresses, insurance and medical records in one transaction, by multi-row
+//! INSERTs. SSNs and notes are sealed and SSNs indexed exactly as the API stores them; no
+//! events, timeline entries or audit entries are written: this is not a path for real
+//! patients.
+
+use super::WriteError;
+use super::rows::notes_context;
+use super::sql::SqlPatientStore;
+use crate::domain::Patient;
+use crate::domain::medical_record::MedicalRecord;
+use crate::domain::name::search_key;
+use kernel::TenantId;
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+use store::{DbError, Scope, Tx, on_tx};
+use uuid::Uuid;
+
+/// Rows per statement: under SQLite's 32,766 and PostgreSQL's 65,535 bind parameters.
+const ROWS: usize = 500;
+
+/// `($1, …, $cols), ($cols+1, …)` for `rows` rows.
+fn values(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl SqlPatientStore {
+    pub async fn bulk_load(
+        &self,
+        tenant: &TenantId,
+        patients: &[Patient],
+        records: &[MedicalRecord],
+    ) -> Result<(), WriteError> {
+        let mut tx = self.db().begin_in(Scope::Tenant(tenant)).await?;
+        for chunk in patients.chunks(ROWS) {
+            self.patients(&mut tx, chunk).await?;
+            addresses(&mut tx, chunk).await?;
+            insurance(&mut tx, chunk).await?;
+        }
+        for chunk in records.chunks(ROWS) {
+            self.records(&mut tx, tenant, chunk).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn patients(&self, tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
+        let sql = format!(
+            "INSERT INTO patients (patient_id, tenant_id, mrn, ssn_sealed, ssn_index, first_name, middle_name, last_name,
+                first_name_norm, last_name_norm, date_of_birth, gender, phone, email, email_norm, created_at, updated_at,
+                created_by, updated_by, version) VALUES {}",
+            values(chunk.len(), 20)
+        );
+        let sealed: Vec<_> = chunk.iter().map(|p| self.stored_ssn(p)).collect();
+        on_tx!(tx, |c| {
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+            for (p, ssn) in chunk.iter().zip(&sealed) {
+                q = q
+                    .bind(p.id.as_uuid())
+                    .bind(p.tenant.as_str())
+                    .bind(p.mrn.as_str())
+                    .bind(ssn.sealed.as_deref())
+                    .bind(ssn.index.as_deref())
+                    .bind(p.name.first())
+                    .bind(p.name.middle())
+                    .bind(p.name.last())
+                    .bind(search_key(p.name.first()))
+                    .bind(search_key(p.name.last()))
+                    .bind(p.date_of_birth.date())
+                    .bind(p.gender.map(|g| g.as_str()))
+                    .bind(p.phone.as_ref().map(|x| x.expose()))
+                    .bind(p.email.as_ref().map(|x| x.expose()))
+                    .bind(p.email.as_ref().map(|x| x.search_key()))
+                    .bind(p.created_at)
+                    .bind(p.updated_at)
+                    .bind(&p.created_by)
+                    .bind(&p.updated_by)
+                    .bind(p.version);
+            }
+            q.execute(c).await.map(|r| r.rows_affected())
+        })
+        .map_err(DbError::from)?;
+        Ok(())
+    }
+
+    async fn records(
+        &self,
+        tx: &mut Tx,
+        tenant: &TenantId,
+        chunk: &[MedicalRecord],
+    ) -> Result<(), WriteError> {
+        let sql = format!(
+            "INSERT INTO medical_records (record_id, tenant_id, patient_id, record_type, record_date, provider_id,
+                diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by) VALUES {}",
+            values(chunk.len(), 11)
+        );
+        let notes: Vec<Option<String>> = chunk
+            .iter()
+            .map(|r| {
+                r.notes.as_ref().map(|n| {
+                    self.cipher
+                        .seal(tenant.as_str(), &notes_context(r.id.as_uuid()), n.expose())
+                })
+            })
+            .collect();
+        on_tx!(tx, |c| {
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+            for (r, sealed) in chunk.iter().zip(&notes) {
+                q = q
+                    .bind(r.id.as_uuid())
+                    .bind(tenant.as_str())
+                    .bind(r.patient_id.as_uuid())
+                    .bind(r.record_type)
+                    .bind(r.record_date)
+                    .bind(&r.provider_id)
+                    .bind(Json(&r.diagnosis_codes))
+                    .bind(Json(&r.procedure_codes))
+                    .bind(sealed.as_deref())
+                    .bind(r.created_at)
+                    .bind(&r.created_by);
+            }
+            q.execute(c).await.map(|r| r.rows_affected())
+        })
+        .map_err(DbError::from)?;
+        Ok(())
+    }
+}
+
+async fn addresses(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
+    let rows: Vec<(&Patient, i16, &crate::domain::Address)> = chunk
+        .iter()
+        .flat_map(|p| (0_i16..).zip(&p.addresses).map(move |(i, a)| (p, i, a)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO patient_addresses (address_id, patient_id, position, address_type, street_line1, street_line2,
+            city, state, zip_code, country, is_primary) VALUES {}",
+        values(rows.len(), 11)
+    );
+    on_tx!(tx, |c| {
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for (p, position, a) in &rows {
+            q = q
+                .bind(Uuid::now_v7())
+                .bind(p.id.as_uuid())
+                .bind(*position)
+                .bind(a.address_type())
+                .bind(a.street_line1())
+                .bind(a.street_line2())
+                .bind(a.city())
+                .bind(a.state())
+                .bind(a.zip_code())
+                .bind(a.country())
+                .bind(a.is_primary());
+        }
+        q.execute(c).await.map(|r| r.rows_affected())
+    })
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+async fn insurance(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
+    let rows: Vec<(&Patient, i16, &crate::domain::Insurance)> = chunk
+        .iter()
+        .flat_map(|p| (0_i16..).zip(&p.insurance).map(move |(i, x)| (p, i, x)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO patient_insurance (insurance_id, patient_id, position, policy_number, payer_id, payer_name,
+            group_number, policy_holder_name, relationship_to_insured, effective_date, termination_date, is_primary)
+         VALUES {}",
+        values(rows.len(), 12)
+    );
+    on_tx!(tx, |c| {
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for (p, position, i) in &rows {
+            q = q
+                .bind(Uuid::now_v7())
+                .bind(p.id.as_uuid())
+                .bind(*position)
+                .bind(i.policy_number())
+                .bind(i.payer_id())
+                .bind(i.payer_name())
+                .bind(i.group_number())
+                .bind(i.policy_holder_name())
+                .bind(i.relationship_to_insured())
+                .bind(i.effective_date())
+                .bind(i.termination_date())
+                .bind(i.is_primary());
+        }
+        q.execute(c).await.map(|r| r.rows_affected())
+    })
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_number_every_row() {
+        assert_eq!(super::values(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+}
