@@ -1,6 +1,7 @@
 //! The composition root: wires stores, services and listeners together. No business logic.
 
 pub mod accounts;
+pub mod bench;
 pub mod config;
 pub mod fields;
 pub mod hl7_tool;
@@ -75,6 +76,47 @@ pub fn store_config(config: &Config) -> StoreConfig {
         database_url: config.database_url.clone(),
         max_connections: config.db_max_connections,
     }
+}
+
+/// A client for benchmarks that sends a token of the hub's built-in issuer (whose key is
+/// in the hub's data directory) for a clinician who also runs the lab, valid for a day.
+pub fn bench_client(config: &Config) -> Result<reqwest::Client, String> {
+    let key = accounts::signing_key(config).map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now().timestamp();
+    let token = key.sign(&auth::token::AccessClaims {
+        iss: config.public_url(),
+        sub: "bench".to_owned(),
+        aud: config.oidc_audience.clone(),
+        exp: now + 86_400,
+        iat: now,
+        nbf: now,
+        jti: uuid::Uuid::now_v7().to_string(),
+        realm_access: auth::token::RealmAccess {
+            roles: [
+                "DOCTOR",
+                "NURSE",
+                "LAB_TECHNICIAN",
+                "LAB_SUPERVISOR",
+                "HEALTHCARE_ADMIN",
+            ]
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect(),
+        },
+        tenant_id: config.default_tenant.clone(),
+        patient_id: None,
+        provider_id: None,
+        preferred_username: None,
+    });
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| e.to_string())?;
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(512)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Opens (and migrates) the database of every service: `meditrack migrate`.

@@ -83,6 +83,30 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Benchmark a hub: starts one (on SQLite, or on a fresh database of the PostgreSQL
+    /// server MEDITRACK_DATABASE_URL names), seeds it, drives each scenario at a fixed
+    /// offered rate, and writes JSON and Markdown reports (see bench/README.md).
+    Bench {
+        /// Patients seeded first.
+        #[arg(long, default_value_t = 10_000)]
+        patients: u64,
+        /// Seconds measured per scenario.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Seconds of warm-up per scenario, not measured.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// Requests per second offered in every scenario (default: each scenario's own).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Only these scenarios, comma-separated (get-patient, post-patient, search-name,
+        /// search-mrn, timeline, add-record, lab-order, lab-results, get-results, lab-pending).
+        #[arg(long, value_delimiter = ',')]
+        scenarios: Vec<String>,
+        /// Where the reports go.
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+    },
     /// HL7 v2 tools.
     Hl7 {
         #[command(subcommand)]
@@ -347,6 +371,29 @@ fn main() -> ExitCode {
                     done.seconds,
                     done.patients as f64 / done.seconds.max(1e-9)
                 );
+                Ok(())
+            }
+            #[allow(clippy::print_stdout)]
+            Command::Bench {
+                patients,
+                duration,
+                warmup,
+                rate,
+                scenarios,
+                out,
+            } => {
+                let options = meditrack::bench::BenchOptions {
+                    patients,
+                    warmup: std::time::Duration::from_secs(warmup),
+                    duration: std::time::Duration::from_secs(duration),
+                    rate,
+                    only: scenarios,
+                    out,
+                    database_url: config.database_url.clone(),
+                };
+                let (report, path) = meditrack::bench::run(&options).await?;
+                print!("{}", report.markdown());
+                eprintln!("report: {}", path.display());
                 Ok(())
             }
             #[allow(clippy::print_stdout)]

@@ -20,7 +20,7 @@ const FIRST: [&str; 40] = [
     "Xenia", "Yara", "Zeno", "Anouk", "Bodil", "Casimir", "Dagny", "Emil", "Frida", "Gunnar",
     "Hedda", "Ivo", "Juno", "Kasper", "Linnea", "Magnus", "Nora",
 ];
-const LAST: [&str; 60] = [
+pub const LAST: [&str; 60] = [
     "Aalto",
     "Berglund",
     "Castell",
@@ -128,6 +128,11 @@ pub struct SeedOptions {
 /// Patients made per transaction.
 const BATCH: u64 = 2_000;
 
+/// The MRN of patient `i` of seed `seed`.
+pub fn mrn(i: u64, seed: u64) -> String {
+    format!("SD{:02}{:09}", seed % 100, i)
+}
+
 /// Patient `i` of seed `seed`: always the same person.
 fn patient(
     i: u64,
@@ -157,7 +162,7 @@ fn patient(
         1 + (i / 9_999) % 99,
         1 + i % 9_999
     );
-    let mrn = format!("SD{:02}{:09}", seed % 100, i);
+    let mrn = mrn(i, seed);
     let policy = format!("POL-{i}");
     let input = DemographicsInput {
         mrn: Some(&mrn),

@@ -1,0 +1,58 @@
+//! The benchmark harness in miniature, so it never rots: `meditrack bench` on a tiny data
+//! set, every scenario for a second at a low rate, and a report that holds every scenario
+//! with no errors. The full run is a documented command (bench/README.md), not a test.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{BIN, temp_dir};
+use std::process::Command;
+
+#[test]
+fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
+    let dir = temp_dir("bench-smoke");
+    let out = dir.join("results");
+    let run = Command::new(BIN)
+        .args([
+            "bench",
+            "--patients",
+            "200",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--rate",
+            "10",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .env_remove("MEDITRACK_DATABASE_URL")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("| get-patient"), "{stdout}");
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 10);
+    for s in scenarios {
+        assert_eq!(s["errors"], 0, "{s}");
+        assert!(s["completed"].as_u64().unwrap() > 0, "{s}");
+        assert!(s["p95Ms"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    assert_eq!(report["seededPatients"], 200);
+    assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(report["ceiling"]["completed"].as_u64().unwrap() > 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
