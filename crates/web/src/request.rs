@@ -42,6 +42,14 @@ pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
         })
 }
 
+/// The correlation id of the events this request causes: its request id when that is one
+/// (a UUID), else a new one.
+pub fn correlation_id() -> kernel::ids::CorrelationId {
+    current_request_id()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_default()
+}
+
 /// The id of the request this task is serving, if any.
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use dto::*;
-use kernel::ids::{CorrelationId, LabOrderId, PatientId};
+use kernel::ids::{LabOrderId, PatientId};
 use kernel::lab_request::LabOrderRequest;
 use kernel::{FieldError, FieldErrors, text};
 use std::sync::Arc;
@@ -57,12 +57,9 @@ pub fn router(service: Service) -> Router {
 }
 
 fn context(Caller(principal): Caller) -> Context {
-    let correlation_id = web::request::current_request_id()
-        .and_then(|id| id.parse::<CorrelationId>().ok())
-        .unwrap_or_default();
     Context {
         principal,
-        correlation_id,
+        correlation_id: web::request::correlation_id(),
         origin: web::request::origin(),
     }
 }

@@ -237,33 +237,53 @@ pub async fn open_orders_of(
     hydrate(tx, rows).await
 }
 
+/// One page of `select` (whose `$1` is the tenant), newest first by `(time, id)`; the
+/// cursor holds the last row's `(time, id)`.
+async fn newest_first<R>(
+    db: &Db,
+    tenant: &TenantId,
+    select: &str,
+    (time, id): (&str, &str),
+    page: &PageRequest,
+) -> Result<Vec<R>, super::ReadError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    let after = page
+        .position::<(DateTime<Utc>, Uuid)>()
+        .map_err(|_| super::ReadError::BadCursor)?;
+    let order = format!("ORDER BY {time} DESC, {id} DESC LIMIT $2");
+    let sql = match after {
+        None => format!("{select} {order}"),
+        Some(_) => format!("{select} AND ({time}, {id}) < ($3, $4) {order}"),
+    };
+    let mut tx = db.read_in(Scope::Tenant(tenant)).await?;
+    let rows: Vec<R> = on_tx!(&mut tx, |c| {
+        let mut q = sqlx::query_as::<_, R>(AssertSqlSafe(sql.as_str()))
+            .bind(tenant.as_str())
+            .bind(page.fetch_limit());
+        if let Some((at, last)) = after {
+            q = q.bind(at).bind(last);
+        }
+        q.fetch_all(c).await
+    })
+    .map_err(DbError::from)?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// One page of the messages received, newest first.
 pub async fn messages(
     db: &Db,
     tenant: &TenantId,
     page: &PageRequest,
 ) -> Result<Page<MessageSummary>, super::ReadError> {
-    let after = page
-        .position::<(DateTime<Utc>, Uuid)>()
-        .map_err(|_| super::ReadError::BadCursor)?;
-    let base = format!("SELECT {SUMMARY_COLUMNS} FROM hl7_messages WHERE tenant_id = $1");
-    let order = "ORDER BY received_at DESC, message_id DESC LIMIT $2";
-    let sql = match after {
-        None => format!("{base} {order}"),
-        Some(_) => format!("{base} AND (received_at, message_id) < ($3, $4) {order}"),
-    };
-    let mut tx = db.read_in(Scope::Tenant(tenant)).await?;
-    let rows: Vec<MessageSummary> = on_tx!(&mut tx, |c| {
-        let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
-            .bind(tenant.as_str())
-            .bind(page.fetch_limit());
-        if let Some((at, id)) = after {
-            q = q.bind(at).bind(id);
-        }
-        q.fetch_all(c).await
-    })
-    .map_err(DbError::from)?;
-    tx.commit().await?;
+    let select = format!("SELECT {SUMMARY_COLUMNS} FROM hl7_messages WHERE tenant_id = $1");
+    let rows: Vec<MessageSummary> =
+        newest_first(db, tenant, &select, ("received_at", "message_id"), page).await?;
     Ok(Page::from_rows(rows, page, |m| {
         (m.received_at, m.message_id)
     }))
@@ -293,29 +313,11 @@ pub async fn unmatched(
     tenant: &TenantId,
     page: &PageRequest,
 ) -> Result<Page<Unmatched>, super::ReadError> {
-    let after = page
-        .position::<(DateTime<Utc>, Uuid)>()
-        .map_err(|_| super::ReadError::BadCursor)?;
-    let base = "SELECT unmatched_id, message_id, position, reason, patient_identifier, placer_order, filler_order,
+    let select = "SELECT unmatched_id, message_id, position, reason, patient_identifier, placer_order, filler_order,
             service_code, observations, received_at, status
          FROM hl7_unmatched_results WHERE tenant_id = $1 AND status = 'OPEN'";
-    let order = "ORDER BY received_at DESC, unmatched_id DESC LIMIT $2";
-    let sql = match after {
-        None => format!("{base} {order}"),
-        Some(_) => format!("{base} AND (received_at, unmatched_id) < ($3, $4) {order}"),
-    };
-    let mut tx = db.read_in(Scope::Tenant(tenant)).await?;
-    let rows: Vec<UnmatchedRow> = on_tx!(&mut tx, |c| {
-        let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
-            .bind(tenant.as_str())
-            .bind(page.fetch_limit());
-        if let Some((at, id)) = after {
-            q = q.bind(at).bind(id);
-        }
-        q.fetch_all(c).await
-    })
-    .map_err(DbError::from)?;
-    tx.commit().await?;
+    let rows: Vec<UnmatchedRow> =
+        newest_first(db, tenant, select, ("received_at", "unmatched_id"), page).await?;
     let items: Vec<Unmatched> = rows.into_iter().map(Into::into).collect();
     Ok(Page::from_rows(items, page, |u| (u.received_at, u.id)))
 }

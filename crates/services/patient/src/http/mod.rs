@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dto::*;
-use kernel::ids::{CorrelationId, PatientId};
+use kernel::ids::PatientId;
 use kernel::{FieldError, FieldErrors};
 use std::sync::Arc;
 use web::preconditions::etag;
@@ -44,12 +44,9 @@ pub fn router(service: Service) -> Router {
 }
 
 fn context(Caller(principal): Caller) -> Context {
-    let correlation_id = web::request::current_request_id()
-        .and_then(|id| id.parse::<CorrelationId>().ok())
-        .unwrap_or_default();
     Context {
         principal,
-        correlation_id,
+        correlation_id: web::request::correlation_id(),
         origin: web::request::origin(),
     }
 }
