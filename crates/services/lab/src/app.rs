@@ -175,16 +175,22 @@ impl<S: LabStore> LabService<S> {
 
     /// `GET /api/v1/lab/orders/{id}`.
     pub async fn order(&self, ctx: &Context, id: LabOrderId) -> Result<LabOrder, OrderError> {
-        let order = self.load(ctx, Permission::LabOrderRead, id).await?;
-        self.audit
-            .record(vec![ctx.record(AuditAction::Read, &order, self.now())])
-            .await?;
-        Ok(order)
+        self.read(ctx, Permission::LabOrderRead, id).await
     }
 
     /// `GET /api/v1/lab/results/{orderId}`: the order with its results.
     pub async fn results(&self, ctx: &Context, id: LabOrderId) -> Result<LabOrder, OrderError> {
-        let order = self.load(ctx, Permission::LabResultRead, id).await?;
+        self.read(ctx, Permission::LabResultRead, id).await
+    }
+
+    /// The order, as `permission` lets the caller read it, recorded as read.
+    async fn read(
+        &self,
+        ctx: &Context,
+        permission: Permission,
+        id: LabOrderId,
+    ) -> Result<LabOrder, OrderError> {
+        let order = self.load(ctx, permission, id).await?;
         self.audit
             .record(vec![ctx.record(AuditAction::Read, &order, self.now())])
             .await?;
