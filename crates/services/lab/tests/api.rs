@@ -389,7 +389,15 @@ async fn the_pending_list_puts_stat_first_and_leaves_out_what_is_not_work(app: T
             None => break,
         }
     }
-    assert_eq!(seen, [stat, stat2, urgent, routine]);
+    assert_eq!(seen, [stat.clone(), stat2, urgent, routine]);
+    // A list carries each test's current result, not the history of its corrections.
+    let (_, page) = get(&s.tech, app.url(&format!("{ORDERS}/pending?limit=1"))).await;
+    assert!(
+        page["items"][0]["tests"][0].get("history").is_none(),
+        "{page}"
+    );
+    let (_, one) = get(&s.tech, app.url(&format!("{ORDERS}/{stat}"))).await;
+    assert!(one["tests"][0]["history"].is_array(), "{one}");
 
     let patient = client_with(&app.token(&["PATIENT"], TEST_TENANT, Some(&uuid_of_patient())));
     let (status, _) = get(&patient, app.url(&format!("{ORDERS}/pending"))).await;

@@ -144,8 +144,9 @@ struct TestOut {
     status: &'static str,
     /// The result that stands (the newest revision), if any.
     result: Option<ResultOut>,
-    /// Earlier revisions, oldest first: what corrections replaced.
-    history: Vec<ResultOut>,
+    /// Earlier revisions, oldest first: what corrections replaced. Left out of lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<ResultOut>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -210,8 +211,20 @@ impl From<&LabTest> for TestOut {
             loinc_code: t.loinc_code.clone(),
             status: t.status.as_str(),
             result: current.map(ResultOut::from),
-            history: history.iter().map(ResultOut::from).collect(),
+            history: Some(history.iter().map(ResultOut::from).collect()),
         }
+    }
+}
+
+impl OrderOut {
+    /// An order as a list shows it: each test's current result, without the history of
+    /// corrections (a work list of 50 orders would otherwise carry every revision of each).
+    pub fn listed(o: &LabOrder) -> Self {
+        let mut out = Self::from(o);
+        for t in &mut out.tests {
+            t.history = None;
+        }
+        out
     }
 }
 

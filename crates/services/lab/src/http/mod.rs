@@ -162,7 +162,7 @@ async fn pending(
         .pending(&context(caller), &page)
         .await
         .map_err(operation)?;
-    Ok(axum::Json(PageBody::from_page(orders, |o| OrderOut::from(&o))).into_response())
+    Ok(axum::Json(PageBody::from_page(orders, |o| OrderOut::listed(&o))).into_response())
 }
 
 async fn status(
