@@ -228,37 +228,73 @@ fn record(
             .and_then(|p| p.id.clone().or_else(|| p.display_name()))
             .unwrap_or_else(|| format!("hl7:{sender}"))
     };
-    let submitted: Vec<SubmittedResult> = taken
+    let results = taken
         .iter()
-        .map(|(test_code, o)| SubmittedResult {
-            test_code: test_code.clone(),
-            value: o
-                .value
-                .clone()
-                .unwrap_or_default()
-                .chars()
-                .take(500)
-                .collect(),
-            unit: o.units.clone().map(|u| u.chars().take(50).collect()),
-            reference_range: o
-                .reference_range
-                .clone()
-                .map(|r| r.chars().take(100).collect()),
-            abnormal_flag: flag(&o.abnormal_flags),
-            performed_by: by(o).chars().take(100).collect(),
-            performed_at: o.observed_at.or(group.observed_at).unwrap_or(now),
+        .map(|(test_code, o)| {
+            let result = submitted(
+                test_code.clone(),
+                o.value.as_deref().unwrap_or_default(),
+                o.units.as_deref(),
+                o.reference_range.as_deref(),
+                &o.abnormal_flags,
+                &by(o),
+                o.observed_at.or(group.observed_at).unwrap_or(now),
+            );
+            (result, reported_final(o.status.as_deref()))
         })
         .collect();
+    apply_results(order, results, &format!("hl7:{sender}"), limits, meta, now)
+}
+
+/// Results the laboratory sent as final (`F`, or `C` for a correction) were verified there.
+fn reported_final(status: Option<&str>) -> bool {
+    matches!(status, Some("F" | "C"))
+}
+
+/// A reported value as a result to record, cut to the sizes the columns keep.
+fn submitted(
+    test_code: String,
+    value: &str,
+    unit: Option<&str>,
+    reference_range: Option<&str>,
+    flags: &[String],
+    performed_by: &str,
+    performed_at: DateTime<Utc>,
+) -> SubmittedResult {
+    let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    SubmittedResult {
+        test_code,
+        value: cut(value, 500),
+        unit: unit.map(|u| cut(u, 50)),
+        reference_range: reference_range.map(|r| cut(r, 100)),
+        abnormal_flag: flag(flags),
+        performed_by: cut(performed_by, 100),
+        performed_at,
+    }
+}
+
+/// Records `results` (each with whether the laboratory reported it final) on `order`:
+/// critical ones raise their events, final ones are verified by `verifier`, and a
+/// completion or correction announces the order's results.
+fn apply_results(
+    order: &mut LabOrder,
+    results: Vec<(SubmittedResult, bool)>,
+    verifier: &str,
+    limits: &CriticalLimits,
+    meta: &EventMeta,
+    now: DateTime<Utc>,
+) -> Result<Vec<EventEnvelope>, Transition> {
+    let (submitted, finals): (Vec<SubmittedResult>, Vec<bool>) = results.into_iter().unzip();
     let ids = order.record_results(submitted, limits, now)?;
     let mut events = critical_events(meta, order, &ids, now);
     let verified: Vec<Uuid> = ids
         .iter()
-        .zip(taken)
-        .filter(|(_, (_, o))| matches!(o.status.as_deref(), Some("F" | "C")))
+        .zip(finals)
+        .filter(|(_, f)| *f)
         .map(|(id, _)| *id)
         .collect();
     if !verified.is_empty() {
-        let v = order.verify_only(&verified, &format!("hl7:{sender}"), now)?;
+        let v = order.verify_only(&verified, verifier, now)?;
         if v.completed || v.corrected {
             events.push(available_event(meta, order, now));
         }
@@ -315,10 +351,10 @@ pub(crate) fn reconcile(
     meta: &EventMeta,
     now: DateTime<Utc>,
 ) -> Result<Vec<EventEnvelope>, Transition> {
-    let mut submitted = Vec::new();
-    let mut finals = Vec::new();
+    let reconciler = format!("hl7 (reconciled by {by})");
+    let mut results = Vec::new();
     for o in &u.observations {
-        let Some(value) = o.value.clone() else {
+        let Some(value) = o.value.as_deref() else {
             continue;
         };
         let test = order
@@ -331,33 +367,16 @@ pub(crate) fn reconcile(
                 order.tests.iter().find(|t| test_matches(t, code))
             })
             .ok_or_else(|| Transition::UnknownTest(o.code.clone()))?;
-        finals.push(matches!(o.status.as_deref(), Some("F" | "C")));
-        submitted.push(SubmittedResult {
-            test_code: test.test_code.clone(),
-            value: value.chars().take(500).collect(),
-            unit: o.unit.clone(),
-            reference_range: o.reference_range.clone(),
-            abnormal_flag: flag(&o.abnormal_flags),
-            performed_by: format!("hl7 (reconciled by {by})")
-                .chars()
-                .take(100)
-                .collect(),
-            performed_at: o.observed_at.unwrap_or(u.received_at),
-        });
+        let result = submitted(
+            test.test_code.clone(),
+            value,
+            o.unit.as_deref(),
+            o.reference_range.as_deref(),
+            &o.abnormal_flags,
+            &reconciler,
+            o.observed_at.unwrap_or(u.received_at),
+        );
+        results.push((result, reported_final(o.status.as_deref())));
     }
-    let ids = order.record_results(submitted, limits, now)?;
-    let mut events = critical_events(meta, order, &ids, now);
-    let verified: Vec<Uuid> = ids
-        .iter()
-        .zip(finals)
-        .filter(|(_, f)| *f)
-        .map(|(id, _)| *id)
-        .collect();
-    if !verified.is_empty() {
-        let v = order.verify_only(&verified, &format!("hl7 (reconciled by {by})"), now)?;
-        if v.completed || v.corrected {
-            events.push(available_event(meta, order, now));
-        }
-    }
-    Ok(events)
+    apply_results(order, results, &reconciler, limits, meta, now)
 }
