@@ -20,6 +20,6 @@ pub mod tls;
 pub use caller::{Authenticator, Caller};
 pub use idempotency::IdempotencyKey;
 pub use json::{ApiJson, Body, JsonCommand};
-pub use paging::{PageBody, page_request};
+pub use paging::{PageBody, page_request, paging_only};
 pub use problem::Problem;
 pub use query::QueryParams;

@@ -23,6 +23,11 @@ impl<T> PageBody<T> {
     }
 }
 
+/// A plain list's query: `limit` and `cursor`, and no other parameter.
+pub fn paging_only(params: QueryParams) -> Result<PageRequest, Problem> {
+    page_request(&params.only(&["limit", "cursor"])?)
+}
+
 /// `limit` and `cursor` from the query string.
 pub fn page_request(params: &QueryParams) -> Result<PageRequest, Problem> {
     PageRequest::parse(params.get("limit"), params.get("cursor")).map_err(|e| {

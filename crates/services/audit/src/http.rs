@@ -222,8 +222,7 @@ async fn access_log(
             forbidden()
         });
     }
-    let params = params.only(&["limit", "cursor"])?;
-    let page = page_request(&params)?;
+    let page = web::paging_only(params)?;
     let filter = Filter {
         patient: Some(patient),
         ..Filter::default()

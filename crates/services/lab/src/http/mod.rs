@@ -20,7 +20,7 @@ use kernel::{FieldError, FieldErrors, text};
 use std::sync::Arc;
 use uuid::Uuid;
 use web::preconditions::etag;
-use web::{ApiJson, Caller, PageBody, Problem, QueryParams, page_request};
+use web::{ApiJson, Caller, PageBody, Problem, QueryParams, paging_only};
 
 pub type Service = Arc<LabService<SqlLabStore>>;
 
@@ -157,7 +157,7 @@ async fn pending(
     caller: Caller,
     params: QueryParams,
 ) -> Result<Response, Problem> {
-    let page = page_request(&params.only(&["limit", "cursor"])?)?;
+    let page = paging_only(params)?;
     let orders = service
         .pending(&context(caller), &page)
         .await
@@ -423,7 +423,7 @@ async fn unmatched(
     caller: Caller,
     params: QueryParams,
 ) -> Result<Response, Problem> {
-    let page = page_request(&params.only(&["limit", "cursor"])?)?;
+    let page = paging_only(params)?;
     let found = service
         .unmatched(&context(caller), &page)
         .await
@@ -459,7 +459,7 @@ async fn messages(
     caller: Caller,
     params: QueryParams,
 ) -> Result<Response, Problem> {
-    let page = page_request(&params.only(&["limit", "cursor"])?)?;
+    let page = paging_only(params)?;
     let found = service
         .messages(&context(caller), &page)
         .await

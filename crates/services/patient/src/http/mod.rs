@@ -57,11 +57,6 @@ fn patient_id(raw: &str) -> Result<PatientId, Problem> {
         .map_err(|_| Problem::not_found("patient.not_found", "patient"))
 }
 
-/// `limit` and `cursor`, and nothing else, for the lists of one patient's things.
-fn paging(params: QueryParams) -> Result<kernel::paging::PageRequest, Problem> {
-    page_request(&params.only(&["limit", "cursor"])?)
-}
-
 fn if_match(headers: &HeaderMap) -> Result<Option<Option<i64>>, Problem> {
     web::preconditions::if_match(headers, "patient.version_mismatch")
 }
@@ -250,7 +245,7 @@ async fn list_records(
     params: QueryParams,
 ) -> Result<Response, Problem> {
     let id = patient_id(&id)?;
-    let page = paging(params)?;
+    let page = web::paging_only(params)?;
     let records = service
         .medical_records(&context(caller), id, &page)
         .await
@@ -287,7 +282,7 @@ async fn timeline(
     params: QueryParams,
 ) -> Result<Response, Problem> {
     let id = patient_id(&id)?;
-    let page = paging(params)?;
+    let page = web::paging_only(params)?;
     let entries = service
         .timeline(&context(caller), id, &page)
         .await
