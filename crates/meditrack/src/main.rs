@@ -99,13 +99,23 @@ enum Command {
         /// Requests per second offered in every scenario (default: each scenario's own).
         #[arg(long)]
         rate: Option<f64>,
-        /// Only these scenarios, comma-separated (get-patient, post-patient, search-name,
-        /// search-mrn, timeline, add-record, lab-order, lab-results, get-results, lab-pending).
+        /// Only these scenarios and phases, comma-separated (get-patient, post-patient,
+        /// search-name, search-mrn, timeline, add-record, lab-order, lab-results,
+        /// get-results, lab-pending; capacity, hl7, scaling).
         #[arg(long, value_delimiter = ',')]
         scenarios: Vec<String>,
         /// Where the reports go.
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
+        /// Workers of each closed-loop capacity run.
+        #[arg(long, default_value_t = 32)]
+        workers: usize,
+        /// MLLP connections of the several-connection HL7 run.
+        #[arg(long, default_value_t = 4)]
+        hl7_connections: usize,
+        /// Also seed a second hub with this many patients and compare search p95 there.
+        #[arg(long)]
+        scale_patients: Option<u64>,
     },
     /// HL7 v2 tools.
     Hl7 {
@@ -365,9 +375,10 @@ fn main() -> ExitCode {
                 .await?;
                 eprintln!();
                 println!(
-                    "{} patients and {} medical records in {:.1} s ({:.0} patients/s)",
+                    "{} patients, {} medical records and {} lab orders in {:.1} s ({:.0} patients/s)",
                     done.patients,
                     done.records,
+                    done.lab_orders,
                     done.seconds,
                     done.patients as f64 / done.seconds.max(1e-9)
                 );
@@ -381,6 +392,9 @@ fn main() -> ExitCode {
                 rate,
                 scenarios,
                 out,
+                workers,
+                hl7_connections,
+                scale_patients,
             } => {
                 let options = meditrack::bench::BenchOptions {
                     patients,
@@ -390,6 +404,10 @@ fn main() -> ExitCode {
                     only: scenarios,
                     out,
                     database_url: config.database_url.clone(),
+                    kafka_brokers: config.kafka_brokers.clone(),
+                    workers,
+                    hl7_connections,
+                    scale_patients,
                 };
                 let (report, path) = meditrack::bench::run(&options).await?;
                 print!("{}", report.markdown());

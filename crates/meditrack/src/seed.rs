@@ -1,12 +1,15 @@
 //! `meditrack seed`: fills a hub with synthetic patients (demographics, an address,
-//! insurance, an SSN for half of them) and their medical records, deterministically from
+//! insurance, an SSN for half of them), their medical records and lab orders (one for every
+//! fourth patient; half of those completed with a verified result), deterministically from
 //! `--seed`, in batches of bulk INSERTs, at constant memory. For benchmarks and demos:
 //! every value is made up, and the same seed makes the same data.
 
 use crate::{Config, StartError};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use kernel::ids::{MedicalRecordId, PatientId};
+use kernel::ids::{LabOrderId, MedicalRecordId, PatientId};
+use kernel::lab_request::{LabOrderRequest, OrderedTest};
 use kernel::{Sensitive, TenantId};
+use lab::domain::{AbnormalFlag, CriticalLimits, LabOrder, NewLabOrder, SubmittedResult};
 use patient::domain::address::AddressInput;
 use patient::domain::insurance::InsuranceInput;
 use patient::domain::medical_record::MedicalRecord;
@@ -238,11 +241,65 @@ fn records(p: &Patient, i: u64, seed: u64, k: u32, now: DateTime<Utc>) -> Vec<Me
         .collect()
 }
 
+/// Every fourth patient has a glucose order; every eighth, its result too, verified.
+fn lab_order(
+    p: &Patient,
+    i: u64,
+    seed: u64,
+    now: DateTime<Utc>,
+) -> Result<Option<LabOrder>, String> {
+    if !i.is_multiple_of(4) {
+        return Ok(None);
+    }
+    let mut rng = Rng::new(seed.wrapping_add(2), i);
+    let at = now - Duration::minutes(rng.below(60 * 24 * 30) as i64);
+    let request = LabOrderRequest {
+        tests: vec![OrderedTest {
+            test_code: "GLU".to_owned(),
+            test_name: "Glucose".to_owned(),
+            loinc_code: Some("2345-7".to_owned()),
+        }],
+        priority: "ROUTINE",
+        ordering_provider_id: format!("NPI{:010}", rng.below(10_000_000_000)),
+        ordering_provider_name: "Synthetic Provider".to_owned(),
+        diagnosis_codes: vec![(*rng.pick(&DIAGNOSES)).to_owned()],
+    };
+    let new = NewLabOrder {
+        patient_id: p.id,
+        mrn: Some(p.mrn.as_str().to_owned()),
+        request,
+        requires_preauthorization: false,
+    };
+    let mut order = LabOrder::place(LabOrderId::new(), p.tenant.clone(), new, at);
+    if i.is_multiple_of(8) {
+        let value = 60 + rng.below(80);
+        let result = SubmittedResult {
+            test_code: "GLU".to_owned(),
+            value: value.to_string(),
+            unit: Some("mg/dL".to_owned()),
+            reference_range: Some("70-99".to_owned()),
+            abnormal_flag: Some(match value {
+                0..70 => AbnormalFlag::Low,
+                70..100 => AbnormalFlag::Normal,
+                _ => AbnormalFlag::High,
+            }),
+            performed_by: "seed".to_owned(),
+            performed_at: at,
+        };
+        order
+            .record_results(vec![result], &CriticalLimits::default(), at)
+            .and_then(|_| order.verify("seed", at))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(order))
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Copy)]
 pub struct Seeded {
     pub patients: u64,
     pub records: u64,
+    pub lab_orders: u64,
     pub seconds: f64,
 }
 
@@ -252,10 +309,12 @@ pub async fn seed(
     o: &SeedOptions,
     mut progress: impl FnMut(u64, f64),
 ) -> Result<Seeded, String> {
-    let opened = crate::open(config, &[patient::SERVICE])
+    let opened = crate::open(config, &[patient::SERVICE, lab::SERVICE])
         .await
         .map_err(|e| e.to_string())?;
     let db = crate::database(&opened, patient::SERVICE).map_err(|e| e.to_string())?;
+    let lab_db = crate::database(&opened, lab::SERVICE).map_err(|e| e.to_string())?;
+    let lab_store = lab::store::SqlLabStore::new(lab_db.clone());
     let store = crate::fields::patient_store(config, db.clone())
         .await
         .map_err(|e: StartError| e.to_string())?;
@@ -264,15 +323,22 @@ pub async fn seed(
     let today = now.date_naive();
     let mut done = 0;
     let mut records_done = 0;
+    let mut orders_done = 0;
     while done < o.patients {
         let end = (done + BATCH).min(o.patients);
         let mut patients = Vec::with_capacity((end - done) as usize);
         let mut recs = Vec::new();
+        let mut orders = Vec::new();
         for i in done..end {
             let p = patient(i, o.seed, &o.tenant, today, now)?;
             recs.extend(records(&p, i, o.seed, o.records_per_patient, now));
+            orders.extend(lab_order(&p, i, o.seed, now)?);
             patients.push(p);
         }
+        let known: Vec<_> = patients
+            .iter()
+            .map(|p| (p.id, p.mrn.as_str().to_owned()))
+            .collect();
         store
             .bulk_load(&o.tenant, &patients, &recs)
             .await
@@ -281,7 +347,13 @@ pub async fn seed(
                     "batch at {done}: {e} (seeding twice into one tenant? use --tenant or --seed)"
                 )
             })?;
+        // The lab owns its tables (its own database on SQLite): its own transaction.
+        lab_store
+            .bulk_load(&o.tenant, &known, &orders, now)
+            .await
+            .map_err(|e| format!("lab batch at {done}: {e}"))?;
         records_done += recs.len() as u64;
+        orders_done += orders.len() as u64;
         done = end;
         progress(
             done,
@@ -289,9 +361,11 @@ pub async fn seed(
         );
     }
     db.close().await;
+    lab_db.close().await;
     Ok(Seeded {
         patients: done,
         records: records_done,
+        lab_orders: orders_done,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

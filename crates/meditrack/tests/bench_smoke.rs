@@ -24,6 +24,12 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
             "0",
             "--rate",
             "10",
+            "--workers",
+            "4",
+            "--hl7-connections",
+            "2",
+            "--scale-patients",
+            "300",
         ])
         .args(["--out", out.to_str().unwrap()])
         .env_remove("MEDITRACK_DATABASE_URL")
@@ -53,6 +59,34 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
     }
     assert_eq!(report["seededPatients"], 200);
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
-    assert!(report["ceiling"]["completed"].as_u64().unwrap() > 0);
+    let capacity: Vec<&str> = report["capacity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["errors"], 0, "{s}");
+            assert!(s["completed"].as_u64().unwrap() > 0, "{s}");
+            s["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        capacity,
+        ["get-patient", "post-patient", "ceiling-axum", "hl7-oru-1", "hl7-oru-n"]
+    );
+    assert!(report["ratios"][0]["value"].as_f64().unwrap() > 0.0);
+    // Every POST patient is an event some consumer handles, and the bench saw it.
+    let events = &report["events"];
+    assert!(events["handled"].as_u64().unwrap() > 0, "{events}");
+    assert!(events["p95MsAtMost"].as_f64().is_some(), "{events}");
+    let scaling = &report["searchScaling"];
+    assert_eq!(scaling["largePatients"], 300);
+    assert_eq!(scaling["pairs"].as_array().unwrap().len(), 2, "{scaling}");
+    let hub = &report["hub"];
+    assert!(hub["coldStartMs"].as_f64().unwrap() > 0.0, "{hub}");
+    assert!(hub["idleRssMb"].as_f64().unwrap() > 0.0, "{hub}");
+    assert!(
+        hub["peakRssMb"].as_f64().unwrap() >= hub["idleRssMb"].as_f64().unwrap(),
+        "{hub}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

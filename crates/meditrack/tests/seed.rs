@@ -18,7 +18,10 @@ async fn seeded_patients_are_real_patients_to_the_api(app: TestApp) {
     let done = meditrack::seed::seed(app.config(), &options, |n, _| seen.push(n))
         .await
         .unwrap();
-    assert_eq!((done.patients, done.records), (2_500, 5_000));
+    assert_eq!(
+        (done.patients, done.records, done.lab_orders),
+        (2_500, 5_000, 625)
+    );
     assert_eq!(seen, [2_000, 2_500], "progress after each batch");
 
     let (status, page) = json(app.get("/api/v1/patients/search?mrn=SD07000000004").await).await;
@@ -43,6 +46,25 @@ async fn seeded_patients_are_real_patients_to_the_api(app: TestApp) {
             .unwrap()
             .starts_with("Synthetic visit note")
     );
+
+    // Every fourth patient has a glucose order; half of those are completed, so the rest
+    // are the laboratory's pending work.
+    let mut pending = 0;
+    let mut path = "/api/v1/lab/orders/pending?limit=100".to_owned();
+    loop {
+        let (status, page) = json(app.get(&path).await).await;
+        assert_eq!(status, 200, "{page}");
+        for o in page["items"].as_array().unwrap() {
+            assert_eq!(o["status"], "PENDING", "{o}");
+            assert_eq!(o["tests"][0]["testCode"], "GLU", "{o}");
+            pending += 1;
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/api/v1/lab/orders/pending?limit=100&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(pending, 312);
 
     // Seeding the same seed into the same tenant again is refused, not half-done.
     let again = meditrack::seed::seed(

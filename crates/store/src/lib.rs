@@ -7,6 +7,7 @@
 //! `ON CONFLICT`, `RETURNING`, row values); where the dialects differ, migrations differ.
 
 pub mod app_role;
+pub mod bulk;
 pub mod db;
 pub mod error;
 pub mod inbox;

@@ -18,6 +18,17 @@ pub fn install() -> PrometheusHandle {
                     Matcher::Full(HTTP_REQUESTS.to_owned()),
                     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
                 )
+                // Event latencies (`meditrack_event_end_to_end_seconds`): 000 §9.1 holds
+                // their p95 under a second, so the buckets are fine below it.
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Prefix("meditrack_event_".to_owned()),
+                        &[
+                            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                            10.0, 30.0,
+                        ],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

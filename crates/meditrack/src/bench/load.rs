@@ -2,6 +2,10 @@
 //! answers, and each one's latency is measured from when it was *due*, not from when it
 //! was sent, so a slow answer that delays the next request is counted against the hub
 //! (no coordinated omission: the approach of wrk2). Latencies go into an HdrHistogram.
+//!
+//! For capacity, and for protocols that allow one outstanding message per connection
+//! (MLLP), [`closed`] runs a closed loop instead: a fixed number of workers each send the
+//! next request as soon as the last is answered, so throughput is what the hub sustains.
 
 use hdrhistogram::Histogram;
 use std::future::Future;
@@ -45,6 +49,81 @@ impl Measured {
     }
 }
 
+fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+fn record(histogram: &mut Histogram<u64>, latency: Duration) {
+    let micros = u64::try_from(latency.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, 60_000_000);
+    let _ = histogram.record(micros);
+}
+
+/// Runs `request(worker, n)` in `workers` closed loops for the warm-up (not measured),
+/// then for `duration`; each latency counts from the request's send.
+pub async fn closed<F, Fut>(
+    workers: usize,
+    warmup: Duration,
+    duration: Duration,
+    request: F,
+) -> Measured
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let request = Arc::new(request);
+    let start = Instant::now();
+    let (measure_from, end) = (start + warmup, start + warmup + duration);
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let (mut histogram, mut completed, mut errors) = (new_histogram(), 0u64, 0u64);
+                let mut n = w as u64;
+                loop {
+                    let sent = Instant::now();
+                    if sent >= end {
+                        break;
+                    }
+                    let outcome = request(w, n).await;
+                    n += workers as u64;
+                    if sent < measure_from {
+                        continue;
+                    }
+                    match outcome {
+                        Ok(()) => {
+                            completed += 1;
+                            record(&mut histogram, sent.elapsed());
+                        }
+                        Err(e) => {
+                            if errors == 0 {
+                                tracing::warn!(error = %e, "a benchmark request failed");
+                            }
+                            errors += 1;
+                        }
+                    }
+                }
+                (histogram, completed, errors)
+            })
+        })
+        .collect();
+    let mut total = Measured {
+        completed: 0,
+        errors: 0,
+        seconds: duration.as_secs_f64(),
+        histogram: new_histogram(),
+    };
+    for t in tasks {
+        if let Ok((h, c, e)) = t.await {
+            let _ = total.histogram.add(h);
+            total.completed += c;
+            total.errors += e;
+        }
+    }
+    total
+}
+
 /// Runs `request(n)` at `load.rate` for the warm-up (not measured), then for the duration.
 pub async fn run<F, Fut>(load: Load, request: F) -> Measured
 where
@@ -52,9 +131,7 @@ where
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
     let request = Arc::new(request);
-    let histogram = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
-    ));
+    let histogram = Arc::new(Mutex::new(new_histogram()));
     let (completed, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let slots = Arc::new(Semaphore::new(load.max_in_flight));
     let interval = Duration::from_secs_f64(1.0 / load.rate.max(0.001));
@@ -93,10 +170,7 @@ where
             match outcome {
                 Ok(()) => {
                     completed.fetch_add(1, Ordering::Relaxed);
-                    let micros = u64::try_from(latency.as_micros())
-                        .unwrap_or(u64::MAX)
-                        .max(1);
-                    let _ = histogram.lock().await.record(micros.min(60_000_000));
+                    record(&mut *histogram.lock().await, latency);
                 }
                 Err(e) => {
                     if errors.fetch_add(1, Ordering::Relaxed) == 0 {

@@ -1,20 +1,33 @@
 //! `meditrack bench`: starts a hub in a child process (on a fresh data directory, or a
-//! fresh PostgreSQL database), seeds it, and drives each scenario of the request mix at a
-//! fixed offered rate from this process, then the same GET load against a bare axum
-//! handler for the ceiling; writes the report. See `bench/README.md`.
+//! fresh PostgreSQL database), seeds it, and drives it from this process:
+//! - each scenario of the request mix at a fixed offered rate (open loop), against its
+//!   000 §9.1 SLA;
+//! - capacity (closed loops), beside the ceilings measured the same way in the same run;
+//! - events through outbox → backbone → consumers during the write load;
+//! - HL7 ORU^R01 over MLLP on one connection and on several;
+//! - search on a second hub seeded larger, for the p95 ratio;
+//!
+//! and writes the report. See `bench/README.md`.
 
+mod capacity;
+mod events;
+mod hub;
 mod load;
 mod report;
 mod scenarios;
 
 use crate::Config;
+use capacity::Window;
+use hub::{Hub, HubSettings, free_port};
 use load::{Load, Measured};
-use report::{Machine, Report, ScenarioResult};
+use report::{HubFigures, Machine, Ratio, Report, ScenarioResult, SearchScaling};
 use scenarios::{ALL, Scenario, World};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The parts of a run besides the open-loop scenarios, by the names `--scenarios` takes.
+pub const PHASES: [&str; 3] = ["capacity", "hl7", "scaling"];
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -23,31 +36,36 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Overrides every scenario's offered rate.
     pub rate: Option<f64>,
-    /// Only these scenarios (all when empty).
+    /// Only these scenarios and phases (all when empty).
     pub only: Vec<String>,
     pub out: PathBuf,
     /// A PostgreSQL server to bench on (a fresh database is made there); else SQLite.
     pub database_url: Option<String>,
+    /// Kafka brokers for the hub's backbone; else its embedded log.
+    pub kafka_brokers: Option<String>,
+    /// Workers of each closed loop.
+    pub workers: usize,
+    /// MLLP connections of the several-connection HL7 run.
+    pub hl7_connections: usize,
+    /// Patients of the second hub that search is measured on (its scaling).
+    pub scale_patients: Option<u64>,
 }
 
-/// The hub under test, killed when dropped.
-struct Hub(Child);
+impl BenchOptions {
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|n| n == name)
+    }
 
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+    fn window(&self) -> Window {
+        Window {
+            workers: self.workers,
+            warmup: self.warmup,
+            duration: self.duration,
+        }
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
-/// A fresh database on the server `url` names, for one run.
+/// A fresh database on the server `url` names, for one hub.
 async fn fresh_database(url: &str) -> Result<String, String> {
     use sqlx::Connection;
     let name = format!("meditrack_bench_{}", uuid::Uuid::now_v7().simple());
@@ -63,11 +81,17 @@ async fn fresh_database(url: &str) -> Result<String, String> {
     Ok(format!("{prefix}/{name}"))
 }
 
-pub async fn run(o: &BenchOptions) -> Result<(Report, PathBuf), String> {
-    let started_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let dir =
-        std::env::temp_dir().join(format!("meditrack-bench-{}", uuid::Uuid::now_v7().simple()));
-    let (port, hl7) = (free_port()?, free_port()?);
+/// A hub of its own: a data directory under `dir`, a fresh database when on PostgreSQL,
+/// seeded with `patients` before it starts (so seeding is measured on its own).
+struct Seeded {
+    hub: Hub,
+    config: Config,
+    seed: crate::seed::SeedOptions,
+    done: crate::seed::Seeded,
+}
+
+async fn seeded_hub(o: &BenchOptions, dir: &Path, patients: u64) -> Result<Seeded, String> {
+    let port = free_port()?;
     let database_url = match &o.database_url {
         Some(url) => Some(fresh_database(url).await?),
         None => None,
@@ -78,121 +102,270 @@ pub async fn run(o: &BenchOptions) -> Result<(Report, PathBuf), String> {
         database_url: database_url.clone(),
         ..Config::default()
     };
-
-    // Seed before the hub starts: the seeding rate is measured on its own.
-    let options = crate::seed::SeedOptions {
-        patients: o.patients,
+    let seed = crate::seed::SeedOptions {
+        patients,
         records_per_patient: 2,
         seed: 42,
         tenant: kernel::TenantId::parse(&config.default_tenant).map_err(|e| e.to_string())?,
     };
-    let seeded = crate::seed::seed(&config, &options, |_, _| {}).await?;
-
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut command = Command::new(exe);
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("MEDITRACK_DATA_DIR", dir.join("data"))
-        .env("MEDITRACK_HL7_LISTEN", format!("127.0.0.1:{hl7}"))
-        .env("MEDITRACK_RATE_LIMIT_PER_IP", "0")
-        .env("MEDITRACK_RATE_LIMIT_PER_SUBJECT", "0")
-        .env("MEDITRACK_LOG_LEVEL", "warn")
-        .env_remove("MEDITRACK_DATABASE_URL")
-        .env_remove("MEDITRACK_KAFKA_BROKERS")
-        .stdout(Stdio::null());
-    if let Some(url) = &database_url {
-        command.env("MEDITRACK_DATABASE_URL", url);
-    }
-    let _hub = Hub(command
-        .spawn()
-        .map_err(|e| format!("cannot start the hub: {e}"))?);
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("{base}/health/ready"))
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        if Instant::now() > deadline {
-            return Err("the hub did not become ready".to_owned());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    let client = crate::bench_client(&config)?;
-    let world = Arc::new(prepare(&base, client, &options).await?);
-    let mut results = Vec::new();
-    let mut get_patient = None;
-    for s in ALL
-        .iter()
-        .filter(|s| o.only.is_empty() || o.only.iter().any(|n| n == s.name))
-    {
-        let measured = drive(o, s, world.clone()).await;
-        let result = result(s, o.rate.unwrap_or(s.rate), &measured);
-        if s.name == "get-patient" {
-            get_patient = Some(result.throughput);
-        }
-        tracing::info!(
-            scenario = s.name,
-            throughput = result.throughput,
-            p95_ms = result.p95_ms,
-            "scenario done"
-        );
-        results.push(result);
-    }
-    let ceiling = match get_patient {
-        Some(_) => Some(ceiling(o, &world).await?),
-        None => None,
-    };
-    let ratio = match (get_patient, &ceiling) {
-        (Some(g), Some(c)) if c.throughput > 0.0 => Some(g / c.throughput),
-        _ => None,
-    };
-    let report = Report {
-        started_at,
-        commit: report::commit(),
-        backend: if database_url.is_some() {
-            "postgres"
-        } else {
-            "sqlite"
+    let done = crate::seed::seed(&config, &seed, |_, _| {}).await?;
+    let hub = Hub::start(
+        &config.data_dir,
+        port,
+        &HubSettings {
+            database_url,
+            kafka_brokers: o.kafka_brokers.clone(),
         },
-        machine: Machine::this(),
-        load_generator: "open loop at a fixed offered rate; latency from each request's scheduled time (no coordinated omission), HdrHistogram",
-        seeded_patients: seeded.patients,
-        seed_rate_per_second: seeded.patients as f64 / seeded.seconds.max(1e-9),
-        warmup_seconds: o.warmup.as_secs_f64(),
-        duration_seconds: o.duration.as_secs_f64(),
-        scenarios: results,
-        ceiling,
-        get_patient_vs_ceiling: ratio,
-    };
-    let path = report.write(&o.out)?;
-    drop(_hub);
+    )
+    .await?;
+    Ok(Seeded {
+        hub,
+        config,
+        seed,
+        done,
+    })
+}
+
+pub async fn run(o: &BenchOptions) -> Result<(Report, PathBuf), String> {
+    let started_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let dir =
+        std::env::temp_dir().join(format!("meditrack-bench-{}", uuid::Uuid::now_v7().simple()));
+    let outcome = run_in(o, &dir, started_at).await;
     let _ = std::fs::remove_dir_all(&dir);
+    let report = outcome?;
+    let path = report.write(&o.out)?;
     Ok((report, path))
 }
 
-async fn drive(o: &BenchOptions, s: &Scenario, world: Arc<World>) -> Measured {
-    let name = s.name;
-    load::run(
-        Load {
-            rate: o.rate.unwrap_or(s.rate),
-            warmup: o.warmup,
-            duration: o.duration,
-            max_in_flight: 512,
+async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Report, String> {
+    let main = seeded_hub(o, &dir.join("main"), o.patients).await?;
+    // Idle: ready, seeded, nothing asked of it yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = main.hub.memory();
+    let client = crate::bench_client(&main.config)?;
+    let world = Arc::new(prepare(&main.hub.base, client, &main.seed).await?);
+
+    let mut results = Vec::new();
+    for s in ALL.iter().filter(|s| o.wants(s.name)) {
+        let rate = o.rate.unwrap_or(s.rate);
+        let measured = load::run(
+            Load {
+                rate,
+                warmup: o.warmup,
+                duration: o.duration,
+                max_in_flight: 512,
+            },
+            {
+                let (world, name) = (world.clone(), s.name);
+                move |n| scenarios::request(world.clone(), name, n)
+            },
+        )
+        .await;
+        results.push(progress(result(s, Some(rate), None, &measured)));
+    }
+
+    let mut capacity = Vec::new();
+    let mut ratios = Vec::new();
+    let mut events = None;
+    if o.wants("capacity") {
+        let w = o.window();
+        let get = progress(closed(
+            "get-patient",
+            ALL[0].what,
+            w,
+            &capacity::scenario(w, world.clone(), "get-patient").await,
+        ));
+        let body = world.patient_json().await?;
+        let ceiling = progress(closed(
+            "ceiling-axum",
+            "GET of the same JSON from memory, bare axum",
+            w,
+            &capacity::axum_ceiling(w, body.clone()).await?,
+        ));
+        ratios.push(Ratio::of(
+            "GET patient / bare axum",
+            &get,
+            &ceiling,
+            Some(0.4),
+        ));
+        let before = events::read(&world.client, &world.base).await?;
+        let writing = Instant::now();
+        let post = progress(closed(
+            "post-patient",
+            ALL[1].what,
+            w,
+            &capacity::scenario(w, world.clone(), "post-patient").await,
+        ));
+        events = Some(
+            events::settle(
+                &world.client,
+                &world.base,
+                &before,
+                writing,
+                if o.kafka_brokers.is_some() {
+                    "kafka"
+                } else {
+                    "embedded log"
+                },
+                format!("post-patient, closed loop, {} workers", w.workers),
+            )
+            .await?,
+        );
+        if let Some(url) = &main.config.database_url {
+            let (insert, select) = capacity::postgres_ceiling(w, url, body).await?;
+            let insert = progress(closed(
+                "ceiling-pg-insert",
+                "raw INSERT of the same JSON row",
+                w,
+                &insert,
+            ));
+            let select = progress(closed(
+                "ceiling-pg-select",
+                "raw SELECT of that row by key",
+                w,
+                &select,
+            ));
+            ratios.push(Ratio::of(
+                "POST patient / raw PostgreSQL insert",
+                &post,
+                &insert,
+                None,
+            ));
+            ratios.push(Ratio::of(
+                "GET patient / raw PostgreSQL select",
+                &get,
+                &select,
+                None,
+            ));
+            capacity.extend([get, post, ceiling, insert, select]);
+        } else {
+            capacity.extend([get, post, ceiling]);
+        }
+    }
+    if o.wants("hl7") {
+        let orders = Arc::new(world.hl7_orders.clone());
+        for connections in [1, o.hl7_connections] {
+            let w = Window {
+                workers: connections,
+                ..o.window()
+            };
+            let m = capacity::hl7(w, connections, &main.hub.hl7, orders.clone()).await?;
+            capacity.push(progress(closed(
+                if connections == 1 {
+                    "hl7-oru-1"
+                } else {
+                    "hl7-oru-n"
+                },
+                "ORU^R01 over MLLP, ACK after commit",
+                w,
+                &m,
+            )));
+        }
+    }
+    let loaded = main.hub.memory();
+    let cold_start = main.hub.cold_start;
+    let seeded = main.done;
+    let backend = if main.config.database_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    drop(main);
+
+    let scaling = match o.scale_patients {
+        Some(m) if o.wants("scaling") => Some(scaling(o, dir, &results, m).await?),
+        _ => None,
+    };
+
+    Ok(Report {
+        started_at,
+        commit: report::commit(),
+        backend,
+        backbone: if o.kafka_brokers.is_some() {
+            "kafka"
+        } else {
+            "embedded log"
         },
-        move |n| scenarios::request(world.clone(), name, n),
-    )
-    .await
+        machine: Machine::this(),
+        load_generator: "SLA scenarios: open loop at a fixed offered rate, latency from each request's scheduled time \
+                         (no coordinated omission), HdrHistogram. Capacity and HL7: closed loops of a fixed number of \
+                         workers (connections), latency from each request's send, HdrHistogram",
+        seeded_patients: seeded.patients,
+        seeded_lab_orders: seeded.lab_orders,
+        seed_rate_per_second: seeded.patients as f64 / seeded.seconds.max(1e-9),
+        warmup_seconds: o.warmup.as_secs_f64(),
+        duration_seconds: o.duration.as_secs_f64(),
+        hub: HubFigures {
+            cold_start_ms: cold_start.as_secs_f64() * 1000.0,
+            idle_rss_mb: idle.rss_mb,
+            peak_rss_mb: loaded.peak_rss_mb,
+        },
+        scenarios: results,
+        capacity,
+        ratios,
+        events,
+        search_scaling: scaling,
+    })
 }
 
-fn result(s: &Scenario, rate: f64, m: &Measured) -> ScenarioResult {
+fn progress(r: ScenarioResult) -> ScenarioResult {
+    tracing::info!(
+        scenario = r.name,
+        throughput = r.throughput,
+        p95_ms = r.p95_ms,
+        errors = r.errors,
+        "scenario done"
+    );
+    r
+}
+
+/// Search p95 on a hub seeded with `patients`, beside the main run's.
+async fn scaling(
+    o: &BenchOptions,
+    dir: &Path,
+    small: &[ScenarioResult],
+    patients: u64,
+) -> Result<SearchScaling, String> {
+    let large = seeded_hub(o, &dir.join("scaling"), patients).await?;
+    let client = crate::bench_client(&large.config)?;
+    let world = Arc::new(prepare(&large.hub.base, client, &large.seed).await?);
+    let mut pairs = Vec::new();
+    for s in ALL.iter().filter(|s| s.name.starts_with("search-")) {
+        let rate = o.rate.unwrap_or(s.rate);
+        let measured = load::run(
+            Load {
+                rate,
+                warmup: o.warmup,
+                duration: o.duration,
+                max_in_flight: 512,
+            },
+            {
+                let (world, name) = (world.clone(), s.name);
+                move |n| scenarios::request(world.clone(), name, n)
+            },
+        )
+        .await;
+        let at_large = progress(result(s, Some(rate), None, &measured));
+        let Some(at_small) = small.iter().find(|r| r.name == s.name) else {
+            continue;
+        };
+        pairs.push(report::ScalingPair::of(at_small, &at_large));
+    }
+    Ok(SearchScaling {
+        small_patients: o.patients,
+        large_patients: large.done.patients,
+        pairs,
+    })
+}
+
+fn result(s: &Scenario, rate: Option<f64>, workers: Option<usize>, m: &Measured) -> ScenarioResult {
     let p95 = m.ms(95.0);
     let error_share = m.errors as f64 / (m.completed + m.errors).max(1) as f64;
     ScenarioResult {
         name: s.name,
         what: s.what,
         rate,
+        workers,
         completed: m.completed,
         errors: m.errors,
         throughput: m.throughput(),
@@ -205,24 +378,45 @@ fn result(s: &Scenario, rate: f64, m: &Measured) -> ScenarioResult {
     }
 }
 
-/// Ids the scenarios use: seeded patients (found by their MRNs) and lab orders.
+/// A closed-loop result: no SLA (latency under saturation is queueing by design).
+fn closed(name: &'static str, what: &'static str, w: Window, m: &Measured) -> ScenarioResult {
+    let s = Scenario {
+        name,
+        what,
+        sla_ms: None,
+        rate: 0.0,
+    };
+    result(&s, None, Some(w.workers), m)
+}
+
+/// Ids the scenarios use: seeded patients (found by their MRNs) and the seeded orders
+/// still pending (found on the work list), half for REST results and half for HL7.
 async fn prepare(
     base: &str,
     client: reqwest::Client,
     o: &crate::seed::SeedOptions,
 ) -> Result<World, String> {
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.status() != 200 {
+                return Err(format!("{path}: status {}", r.status()));
+            }
+            r.json::<serde_json::Value>()
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
     let mut patients = Vec::new();
     let mut mrns = Vec::new();
     for i in 0..o.patients.min(200) {
         let mrn = crate::seed::mrn(i, o.seed);
-        let page: serde_json::Value = client
-            .get(format!("{base}/api/v1/patients/search?mrn={mrn}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let page = get(format!("/api/v1/patients/search?mrn={mrn}")).await?;
         if let Some(id) = page["items"][0]["id"].as_str() {
             patients.push(id.to_owned());
             mrns.push(mrn);
@@ -231,11 +425,27 @@ async fn prepare(
     if patients.is_empty() {
         return Err("the seeded patients cannot be found through the API".to_owned());
     }
-    let mut orders = Vec::new();
-    for (i, p) in patients.iter().enumerate().take(100) {
+    let mut pending = Vec::new();
+    let mut path = "/api/v1/lab/orders/pending?limit=100".to_owned();
+    while pending.len() < 20_000 {
+        let page = get(path).await?;
+        for item in page["items"].as_array().into_iter().flatten() {
+            if let Some(id) = item["id"].as_str() {
+                pending.push(id.to_owned());
+            }
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/api/v1/lab/orders/pending?limit=100&cursor={c}"),
+            None => break,
+        }
+    }
+    // Too few patients for seeded orders (tiny smoke runs): place some.
+    while pending.len() < 20 {
         let order: serde_json::Value = client
             .post(format!("{base}/api/v1/lab/orders"))
-            .json(&scenarios::lab_order(p))
+            .json(&scenarios::lab_order(
+                &patients[pending.len() % patients.len()],
+            ))
             .send()
             .await
             .map_err(|e| e.to_string())?
@@ -244,79 +454,20 @@ async fn prepare(
             .map_err(|e| e.to_string())?;
         let id = order["id"]
             .as_str()
-            .ok_or_else(|| format!("lab order {i} was not created: {order}"))?;
-        orders.push(id.to_owned());
+            .ok_or_else(|| format!("a lab order was not created: {order}"))?;
+        pending.push(id.to_owned());
     }
+    let (orders, hl7_orders): (Vec<_>, Vec<_>) = pending
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
     Ok(World {
         base: base.to_owned(),
         client,
         patients,
         mrns,
-        orders,
+        orders: orders.into_iter().map(|(_, id)| id).collect(),
+        hl7_orders: hl7_orders.into_iter().map(|(_, id)| id).collect(),
         last_names: crate::seed::LAST.to_vec(),
     })
-}
-
-/// The ceiling: the first patient's JSON served from memory by a bare axum handler, under
-/// the GET scenario's load.
-async fn ceiling(o: &BenchOptions, world: &World) -> Result<ScenarioResult, String> {
-    let body = world
-        .client
-        .get(format!(
-            "{}/api/v1/patients/{}",
-            world.base, world.patients[0]
-        ))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .bytes()
-        .await
-        .map_err(|e| e.to_string())?;
-    let app = axum::Router::new().route(
-        "/patient",
-        axum::routing::get(move || {
-            let body = body.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let url = format!(
-        "http://{}/patient",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = reqwest::Client::new();
-    let s = Scenario {
-        name: "ceiling",
-        what: "GET of the same JSON from memory, bare axum",
-        sla_ms: None,
-        rate: ALL[0].rate,
-    };
-    let rate = o.rate.unwrap_or(s.rate);
-    let measured = load::run(
-        Load {
-            rate,
-            warmup: o.warmup,
-            duration: o.duration,
-            max_in_flight: 512,
-        },
-        move |_| {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let r = client.get(url).send().await.map_err(|e| e.to_string())?;
-                r.bytes().await.map_err(|e| e.to_string())?;
-                Ok(())
-            }
-        },
-    )
-    .await;
-    server.abort();
-    Ok(result(&s, rate, &measured))
 }

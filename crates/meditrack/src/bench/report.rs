@@ -1,6 +1,7 @@
 //! The report: JSON (every number, for tools) and a Markdown table (for people), written
 //! under `bench/results/` with the machine, the commit, the backend and the settings.
 
+use super::events::EventsResult;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -31,12 +32,15 @@ impl Machine {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScenarioResult {
     pub name: &'static str,
     pub what: &'static str,
-    pub rate: f64,
+    /// Offered requests per second (open loop).
+    pub rate: Option<f64>,
+    /// Workers, or connections (closed loop).
+    pub workers: Option<usize>,
     pub completed: u64,
     pub errors: u64,
     pub throughput: f64,
@@ -49,23 +53,101 @@ pub struct ScenarioResult {
     pub sla_pass: Option<bool>,
 }
 
+/// One throughput as a share of another measured the same way in the same run.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ratio {
+    pub name: &'static str,
+    pub value: f64,
+    pub target_at_least: Option<f64>,
+    pub pass: Option<bool>,
+}
+
+impl Ratio {
+    pub fn of(
+        name: &'static str,
+        ours: &ScenarioResult,
+        ceiling: &ScenarioResult,
+        target: Option<f64>,
+    ) -> Self {
+        let value = ours.throughput / ceiling.throughput.max(1e-9);
+        Ratio {
+            name,
+            value,
+            target_at_least: target,
+            pass: target.map(|t| value >= t),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingPair {
+    pub scenario: &'static str,
+    pub small_p95_ms: f64,
+    pub large_p95_ms: f64,
+    pub ratio: f64,
+    pub target_at_most: f64,
+    pub pass: bool,
+}
+
+impl ScalingPair {
+    pub fn of(small: &ScenarioResult, large: &ScenarioResult) -> Self {
+        let ratio = large.p95_ms / small.p95_ms.max(1e-9);
+        ScalingPair {
+            scenario: small.name,
+            small_p95_ms: small.p95_ms,
+            large_p95_ms: large.p95_ms,
+            ratio,
+            target_at_most: 1.5,
+            pass: ratio <= 1.5,
+        }
+    }
+}
+
+/// Search p95 on the main hub and on a second one seeded larger, same offered rate.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchScaling {
+    pub small_patients: u64,
+    pub large_patients: u64,
+    pub pairs: Vec<ScalingPair>,
+}
+
+/// The hub process itself.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HubFigures {
+    /// From `meditrack serve` starting (on the seeded data) to its first ready answer.
+    pub cold_start_ms: f64,
+    /// Resident memory once ready, before any load.
+    pub idle_rss_mb: f64,
+    /// The most resident memory over the whole run (VmHWM).
+    pub peak_rss_mb: f64,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub started_at: String,
     pub commit: String,
     pub backend: &'static str,
+    pub backbone: &'static str,
     pub machine: Machine,
     pub load_generator: &'static str,
     pub seeded_patients: u64,
+    pub seeded_lab_orders: u64,
     pub seed_rate_per_second: f64,
     pub warmup_seconds: f64,
     pub duration_seconds: f64,
+    pub hub: HubFigures,
+    /// Open loop, against the 000 §9.1 SLAs.
     pub scenarios: Vec<ScenarioResult>,
-    /// The same GET load against a bare axum handler serving the same JSON from memory.
-    pub ceiling: Option<ScenarioResult>,
-    /// GET patient throughput as a share of the ceiling's, at the same offered rate.
-    pub get_patient_vs_ceiling: Option<f64>,
+    /// Closed loop: what the hub sustains, with the ceilings and HL7.
+    pub capacity: Vec<ScenarioResult>,
+    pub ratios: Vec<Ratio>,
+    pub events: Option<EventsResult>,
+    pub search_scaling: Option<SearchScaling>,
 }
 
 pub fn commit() -> String {
@@ -78,52 +160,132 @@ pub fn commit() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+fn yes_no(pass: Option<bool>) -> &'static str {
+    match pass {
+        Some(true) => "yes",
+        Some(false) => "**no**",
+        None => "-",
+    }
+}
+
+fn table(md: &mut String, rows: &[ScenarioResult], load: &str) {
+    md.push_str(&format!(
+        "| scenario | {load} | done /s | errors | p50 ms | p95 ms | p99 ms | max ms | SLA p95 | pass |\n"
+    ));
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for s in rows {
+        md.push_str(&format!(
+            "| {} (`{}`) | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
+            s.name,
+            s.what,
+            match (s.rate, s.workers) {
+                (Some(r), _) => format!("{r:.0}"),
+                (None, Some(w)) => w.to_string(),
+                (None, None) => "-".to_owned(),
+            },
+            s.throughput,
+            s.errors,
+            s.p50_ms,
+            s.p95_ms,
+            s.p99_ms,
+            s.max_ms,
+            s.sla_p95_ms
+                .map_or("-".to_owned(), |v| format!("< {v:.0} ms")),
+            yes_no(s.sla_pass)
+        ));
+    }
+}
+
+fn at_most(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |v| format!("≤ {v} ms"))
+}
+
 impl Report {
     pub fn markdown(&self) -> String {
         let mut md = format!(
-            "# MediTrack benchmark, {}\n\nCommit `{}`, backend **{}**, {} cores, {} MB memory ({}). Load generator: {}. \
-             {} seeded patients ({:.0}/s). Each scenario: {:.0} s warm-up, {:.0} s measured.\n\n",
+            "# MediTrack benchmark, {}\n\nCommit `{}`, backend **{}**, backbone **{}**, {} cores, {} MB memory ({}). \
+             {} seeded patients and {} lab orders ({:.0} patients/s). Each run: {:.0} s warm-up, {:.0} s measured.\n\n\
+             Load generator: {}.\n\n",
             self.started_at,
             self.commit,
             self.backend,
+            self.backbone,
             self.machine.cores,
             self.machine.memory_mb,
             self.machine.os,
-            self.load_generator,
             self.seeded_patients,
+            self.seeded_lab_orders,
             self.seed_rate_per_second,
             self.warmup_seconds,
-            self.duration_seconds
+            self.duration_seconds,
+            self.load_generator,
         );
-        md.push_str("| scenario | offered /s | done /s | errors | p50 ms | p95 ms | p99 ms | max ms | SLA p95 | pass |\n");
-        md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
-        for s in self.scenarios.iter().chain(&self.ceiling) {
+        if !self.scenarios.is_empty() {
+            md.push_str("## SLA scenarios (open loop, 000 §9.1)\n\n");
+            table(&mut md, &self.scenarios, "offered /s");
+        }
+        if !self.capacity.is_empty() {
+            md.push_str("\n## Capacity (closed loop) and ceilings\n\n");
+            table(&mut md, &self.capacity, "workers");
+        }
+        if !self.ratios.is_empty() {
+            md.push_str("\n| ratio of throughputs | value | target | pass |\n|---|---|---|---|\n");
+            for r in &self.ratios {
+                md.push_str(&format!(
+                    "| {} | {:.0} % | {} | {} |\n",
+                    r.name,
+                    r.value * 100.0,
+                    r.target_at_least
+                        .map_or("-".to_owned(), |t| format!("≥ {:.0} %", t * 100.0)),
+                    yes_no(r.pass)
+                ));
+            }
+        }
+        if let Some(e) = &self.events {
             md.push_str(&format!(
-                "| {} (`{}`) | {:.0} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
-                s.name,
-                s.what,
-                s.rate,
-                s.throughput,
-                s.errors,
-                s.p50_ms,
-                s.p95_ms,
-                s.p99_ms,
-                s.max_ms,
-                s.sla_p95_ms
-                    .map_or("-".to_owned(), |v| format!("< {v:.0} ms")),
-                match s.sla_pass {
-                    Some(true) => "yes",
-                    Some(false) => "**no**",
-                    None => "-",
-                }
+                "\n## Events (outbox → {} → consumers)\n\nDuring {}: {} events handled in {:.1} s \
+                 (**{:.0}/s** until the consumers caught up); end-to-end p50 {}, p95 {} \
+                 (bucket bounds of `meditrack_event_end_to_end_seconds`); SLA p95 < {:.0} ms: {}.\n",
+                e.backbone,
+                e.load,
+                e.handled,
+                e.seconds,
+                e.per_second,
+                at_most(e.p50_ms_at_most),
+                at_most(e.p95_ms_at_most),
+                e.sla_p95_ms,
+                yes_no(Some(e.sla_pass))
             ));
         }
-        if let Some(r) = self.get_patient_vs_ceiling {
+        if let Some(s) = &self.search_scaling {
             md.push_str(&format!(
-                "\nGET patient served {:.0} % of what the bare handler served at the same offered rate.\n",
-                r * 100.0
+                "\n## Search scaling: {} vs {} patients\n\n| scenario | p95 ms at {} | p95 ms at {} | ratio | target | pass |\n|---|---|---|---|---|---|\n",
+                s.small_patients, s.large_patients, s.small_patients, s.large_patients
             ));
+            for p in &s.pairs {
+                md.push_str(&format!(
+                    "| {} | {:.2} | {:.2} | {:.2} | ≤ {} | {} |\n",
+                    p.scenario,
+                    p.small_p95_ms,
+                    p.large_p95_ms,
+                    p.ratio,
+                    p.target_at_most,
+                    yes_no(Some(p.pass))
+                ));
+            }
         }
+        md.push_str(&format!(
+            "\n## The hub process\n\n| figure | value | target | pass |\n|---|---|---|---|\n\
+             | cold start to ready | {:.0} ms | < 500 ms | {} |\n\
+             | resident memory, idle | {:.1} MB | < 50 MB | {} |\n\
+             | resident memory, peak over the run | {:.1} MB | < 200 MB | {} |\n",
+            self.hub.cold_start_ms,
+            yes_no(Some(self.hub.cold_start_ms < 500.0)),
+            self.hub.idle_rss_mb,
+            yes_no(Some(self.hub.idle_rss_mb < 50.0)),
+            self.hub.peak_rss_mb,
+            yes_no(Some(self.hub.peak_rss_mb < 200.0)),
+        ));
         md
     }
 

@@ -11,8 +11,28 @@ pub struct World {
     pub client: reqwest::Client,
     pub patients: Vec<String>,
     pub mrns: Vec<String>,
+    /// Orders that REST results go to, in turn.
     pub orders: Vec<String>,
+    /// Other orders, that HL7 results go to.
+    pub hl7_orders: Vec<String>,
     pub last_names: Vec<&'static str>,
+}
+
+impl World {
+    /// The first patient as the API serves it: the body the ceilings serve.
+    pub async fn patient_json(&self) -> Result<Value, String> {
+        self.client
+            .get(format!(
+                "{}/api/v1/patients/{}",
+                self.base, self.patients[0]
+            ))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -146,6 +146,49 @@ pub enum SendError {
     Closed,
 }
 
+/// One client connection: each [`MllpClient::exchange`] sends a message and waits for its
+/// ACK, as MLLP has it (one outstanding message per connection).
+#[derive(Debug)]
+pub struct MllpClient {
+    stream: TcpStream,
+    deframer: Deframer,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl MllpClient {
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self, SendError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| SendError::Timeout(timeout))?
+            .map_err(|e| SendError::Connect(addr.to_owned(), e))?;
+        let _ = stream.set_nodelay(true);
+        Ok(MllpClient {
+            stream,
+            deframer: Deframer::new(16 * 1024 * 1024),
+            buf: vec![0u8; 64 * 1024],
+            timeout,
+        })
+    }
+
+    /// Sends `message` and returns its ACK (unframed).
+    pub async fn exchange(&mut self, message: &[u8]) -> Result<Vec<u8>, SendError> {
+        self.stream.write_all(&frame(message)).await?;
+        loop {
+            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut self.buf))
+                .await
+                .map_err(|_| SendError::Timeout(self.timeout))??;
+            if n == 0 {
+                return Err(SendError::Closed);
+            }
+            if let Some(Frame::Message(ack)) = self.deframer.push(&self.buf[..n]).into_iter().next()
+            {
+                return Ok(ack);
+            }
+        }
+    }
+}
+
 /// Sends each message over one connection to `addr`, waiting for each one's ACK before
 /// the next; returns the ACKs (unframed).
 pub async fn send(
@@ -153,28 +196,10 @@ pub async fn send(
     messages: &[Vec<u8>],
     timeout: Duration,
 ) -> Result<Vec<Vec<u8>>, SendError> {
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| SendError::Timeout(timeout))?
-        .map_err(|e| SendError::Connect(addr.to_owned(), e))?;
-    let _ = stream.set_nodelay(true);
-    let mut deframer = Deframer::new(16 * 1024 * 1024);
+    let mut client = MllpClient::connect(addr, timeout).await?;
     let mut acks = Vec::with_capacity(messages.len());
-    let mut buf = vec![0u8; 64 * 1024];
     for m in messages {
-        stream.write_all(&frame(m)).await?;
-        let ack = loop {
-            let n = tokio::time::timeout(timeout, stream.read(&mut buf))
-                .await
-                .map_err(|_| SendError::Timeout(timeout))??;
-            if n == 0 {
-                return Err(SendError::Closed);
-            }
-            if let Some(Frame::Message(ack)) = deframer.push(&buf[..n]).into_iter().next() {
-                break ack;
-            }
-        };
-        acks.push(ack);
+        acks.push(client.exchange(m).await?);
     }
     Ok(acks)
 }

@@ -1,6 +1,7 @@
 //! The lab store port, and its adapter over SQLite and PostgreSQL (`sql.rs`). An order is
 //! saved whole, with the events its change produced, in one transaction.
 
+mod bulk;
 pub mod hl7;
 mod rows;
 mod sql;

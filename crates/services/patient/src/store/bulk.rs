@@ -13,29 +13,9 @@ use crate::domain::name::search_key;
 use kernel::TenantId;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use store::{Backend, DbError, Scope, Tx, on_tx};
+use store::bulk::{placeholders as values, rows_per_statement};
+use store::{DbError, Scope, Tx, on_tx};
 use uuid::Uuid;
-
-/// Rows per statement: under PostgreSQL's 65,535 bind parameters. SQLite takes fewer: its
-/// driver looks each parameter's name up among all of the statement's (profiled: 75 % of
-/// the time went there at 500 rows), so the cost grows with the square of the count.
-fn rows_per_statement(backend: Backend) -> usize {
-    match backend {
-        Backend::Postgres => 500,
-        Backend::Sqlite => 10,
-    }
-}
-
-/// `($1, …, $cols), ($cols+1, …)` for `rows` rows.
-fn values(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 impl SqlPatientStore {
     pub async fn bulk_load(
@@ -210,12 +190,4 @@ async fn insurance(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
     })
     .map_err(DbError::from)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn values_number_every_row() {
-        assert_eq!(super::values(2, 3), "($1, $2, $3), ($4, $5, $6)");
-    }
 }

@@ -1,0 +1,196 @@
+//! Capacity: closed loops that find what the hub sustains, beside the ceilings measured
+//! the same way in the same run (a bare axum handler serving the same JSON from memory,
+//! and, on PostgreSQL, a raw insert and select of the same row), and HL7 ORU^R01 over
+//! MLLP on one connection and on several (MLLP allows one message in flight per
+//! connection, so it is closed loop by nature).
+
+use super::load::{self, Measured};
+use super::scenarios::{self, World};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How long and how wide each capacity run is.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub workers: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+/// One of the HTTP scenarios, closed loop.
+pub async fn scenario(w: Window, world: Arc<World>, name: &'static str) -> Measured {
+    load::closed(w.workers, w.warmup, w.duration, move |_, n| {
+        scenarios::request(world.clone(), name, n)
+    })
+    .await
+}
+
+/// The bare axum handler serving `body` from memory.
+pub async fn axum_ceiling(w: Window, body: Value) -> Result<Measured, String> {
+    let body = bytes_of(&body);
+    let app = axum::Router::new().route(
+        "/patient",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = format!(
+        "http://{}/patient",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let measured = load::closed(w.workers, w.warmup, w.duration, move |_, _| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.get(url).send().await.map_err(|e| e.to_string())?;
+            r.bytes().await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    })
+    .await;
+    server.abort();
+    Ok(measured)
+}
+
+fn bytes_of(v: &Value) -> axum::body::Bytes {
+    axum::body::Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A raw insert and a raw select by key of the same JSON row, on a pool as large as the
+/// hub's default, in a table of their own: the database's own ceiling for one row.
+pub async fn postgres_ceiling(
+    w: Window,
+    url: &str,
+    body: Value,
+) -> Result<(Measured, Measured), String> {
+    use sqlx::postgres::PgPoolOptions;
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS bench_rows (id UUID PRIMARY KEY, body JSONB NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    let body = Arc::new(body);
+    let ids: Arc<Mutex<Vec<uuid::Uuid>>> = Arc::default();
+    let insert = {
+        let (pool, body, ids) = (pool.clone(), body.clone(), ids.clone());
+        load::closed(w.workers, w.warmup, w.duration, move |_, _| {
+            let (pool, body, ids) = (pool.clone(), body.clone(), ids.clone());
+            async move {
+                let id = uuid::Uuid::now_v7();
+                sqlx::query("INSERT INTO bench_rows (id, body) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(sqlx::types::Json(&*body))
+                    .execute(&pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut ids = ids.lock().await;
+                if ids.len() < 10_000 {
+                    ids.push(id);
+                }
+                Ok(())
+            }
+        })
+        .await
+    };
+    let ids = Arc::new(ids.lock().await.clone());
+    if ids.is_empty() {
+        return Err("the raw insert stored nothing".to_owned());
+    }
+    let select = {
+        let pool = pool.clone();
+        load::closed(w.workers, w.warmup, w.duration, move |_, n| {
+            let (pool, id) = (pool.clone(), ids[n as usize % ids.len()]);
+            async move {
+                let _: (sqlx::types::Json<Value>,) =
+                    sqlx::query_as("SELECT body FROM bench_rows WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                Ok(())
+            }
+        })
+        .await
+    };
+    pool.close().await;
+    Ok((insert, select))
+}
+
+/// An ORU^R01 with one final glucose result for `order` (its placer number is ours).
+pub fn oru(control: &str, order: &str, value: u64) -> Vec<u8> {
+    let flag = match value {
+        0..70 => "L",
+        70..100 => "N",
+        _ => "H",
+    };
+    format!(
+        "MSH|^~\\&|LIS|BENCHLAB|MEDITRACK|HOSP|20260101083000||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
+PID|1||BENCH-UNKNOWN^^^HOSP^MR||Synthetic^Bench||19750412|F\r\
+OBR|1|{order}-1^MEDITRACK|F-{control}^BENCHLAB|2345-7^Glucose^LN|||20260101071500\r\
+OBX|1|NM|2345-7^Glucose^LN||{value}|mg/dL|70-99|{flag}|||F|||20260101080000\r"
+    )
+    .into_bytes()
+}
+
+/// ORU^R01 messages over `connections` MLLP connections, each sending the next once the
+/// last is acknowledged (after commit). Every message has its own control id and goes
+/// to one of `orders` in turn; an ACK other than AA counts as an error.
+pub async fn hl7(
+    w: Window,
+    connections: usize,
+    addr: &str,
+    orders: Arc<Vec<String>>,
+) -> Result<Measured, String> {
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let c = lab::mllp::MllpClient::connect(addr, Duration::from_secs(30))
+            .await
+            .map_err(|e| e.to_string())?;
+        clients.push(Arc::new(Mutex::new(c)));
+    }
+    let clients = Arc::new(clients);
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    Ok(
+        load::closed(connections, w.warmup, w.duration, move |c, n| {
+            let client = clients[c].clone();
+            let order = orders[n as usize % orders.len()].clone();
+            let control = format!("B{}-{n}", &run[run.len() - 12..]);
+            async move {
+                let message = oru(&control, &order, 60 + n % 80);
+                let ack = client
+                    .lock()
+                    .await
+                    .exchange(&message)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if ack.windows(4).any(|w| w == b"|AA|") {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "not accepted: {}",
+                        String::from_utf8_lossy(&ack).replace('\r', " | ")
+                    ))
+                }
+            }
+        })
+        .await,
+    )
+}
