@@ -6,6 +6,9 @@
 //! other algorithm are refused before a key is looked at. Keys are cached: the issuer's
 //! JWKS is fetched on first use and again only for a `kid` not seen before (at most once
 //! every 10 s, so a flood of made-up `kid`s cannot flood the issuer), never per request.
+//!
+//! Verified tokens are remembered (see [`Verified`]): checking an ES256 signature was a
+//! quarter of the hub's CPU under a read load, and a client sends one token many times.
 
 use crate::keys::SigningKey;
 use jsonwebtoken::errors::ErrorKind as JwtError;
@@ -51,6 +54,7 @@ pub struct RealmAccess {
 #[derive(Debug, Deserialize)]
 struct Incoming {
     sub: String,
+    exp: i64,
     #[serde(default)]
     realm_access: RealmAccess,
     tenant_id: Option<String>,
@@ -91,6 +95,47 @@ struct Remote {
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
+/// Tokens whose signature and claims verified, by their SHA-256, with the caller they
+/// stand for and their `exp`. A hit still checks `exp`; an entry is trusted for at most
+/// [`Verified::TTL`], so a key the issuer withdraws stops being honoured within that; the
+/// table is emptied when full rather than grown.
+#[derive(Debug, Default)]
+struct Verified(std::sync::Mutex<HashMap<[u8; 32], (Principal, i64, Instant)>>);
+
+impl Verified {
+    const TTL: Duration = Duration::from_secs(60);
+    const CAPACITY: usize = 10_000;
+
+    fn digest(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<Result<Principal, TokenError>> {
+        let table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (principal, exp, at) = table.get(digest)?;
+        if at.elapsed() > Self::TTL {
+            return None;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Some(if now > exp.saturating_add(LEEWAY_SECONDS as i64) {
+            Err(TokenError::Expired)
+        } else {
+            Ok(principal.clone())
+        })
+    }
+
+    fn put(&self, digest: [u8; 32], principal: &Principal, exp: i64) {
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= Self::CAPACITY {
+            table.clear();
+        }
+        table.insert(digest, (principal.clone(), exp, Instant::now()));
+    }
+}
+
 #[derive(Debug)]
 pub struct Verifier {
     issuer: String,
@@ -98,6 +143,7 @@ pub struct Verifier {
     keys: RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
     remote: Option<Remote>,
     refresh_cooldown: Duration,
+    verified: Verified,
 }
 
 impl Verifier {
@@ -119,6 +165,7 @@ impl Verifier {
                 last_fetch: tokio::sync::Mutex::new(None),
             }),
             refresh_cooldown: REFRESH_COOLDOWN,
+            verified: Verified::default(),
         }
     }
 
@@ -140,6 +187,7 @@ impl Verifier {
             keys: RwLock::new(keys),
             remote: None,
             refresh_cooldown: REFRESH_COOLDOWN,
+            verified: Verified::default(),
         }
     }
 
@@ -149,6 +197,10 @@ impl Verifier {
 
     /// The caller a bearer token stands for.
     pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let digest = Verified::digest(token);
+        if let Some(known) = self.verified.get(&digest) {
+            return known;
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| TokenError::Invalid("it is not a signed JWT"))?;
         if !ACCEPTED.contains(&header.alg) {
@@ -190,7 +242,10 @@ impl Verifier {
                     _ => TokenError::Invalid("it cannot be decoded"),
                 }
             })?;
-        principal(data.claims)
+        let exp = data.claims.exp;
+        let principal = principal(data.claims)?;
+        self.verified.put(digest, &principal, exp);
+        Ok(principal)
     }
 
     fn key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
@@ -316,4 +371,56 @@ fn principal(claims: Incoming) -> Result<Principal, TokenError> {
         patient,
         provider: claims.provider_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn someone() -> Principal {
+        principal(Incoming {
+            sub: "u1".to_owned(),
+            exp: 0,
+            realm_access: RealmAccess {
+                roles: vec!["DOCTOR".to_owned()],
+            },
+            tenant_id: Some("clinic-a".to_owned()),
+            patient_id: None,
+            provider_id: None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let verified = Verified::default();
+        let (fresh, stale) = (Verified::digest("a"), Verified::digest("b"));
+        verified.put(fresh, &someone(), now() + 60);
+        verified.put(stale, &someone(), now() - LEEWAY_SECONDS as i64 - 1);
+        assert!(matches!(verified.get(&fresh), Some(Ok(p)) if p.subject == "u1"));
+        assert_eq!(
+            verified.get(&stale).map(|r| r.err()),
+            Some(Some(TokenError::Expired))
+        );
+        assert!(
+            verified.get(&Verified::digest("c")).is_none(),
+            "never seen: verify it"
+        );
+    }
+
+    #[test]
+    fn the_table_is_emptied_not_grown_when_full() {
+        let verified = Verified::default();
+        for i in 0..Verified::CAPACITY + 1 {
+            verified.put(Verified::digest(&i.to_string()), &someone(), now() + 60);
+        }
+        let table = verified.0.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(table.len(), 1);
+    }
 }

@@ -71,7 +71,13 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
         .collect();
     assert_eq!(
         capacity,
-        ["get-patient", "post-patient", "ceiling-axum", "hl7-oru-1", "hl7-oru-n"]
+        [
+            "get-patient",
+            "post-patient",
+            "ceiling-axum",
+            "hl7-oru-1",
+            "hl7-oru-n"
+        ]
     );
     assert!(report["ratios"][0]["value"].as_f64().unwrap() > 0.0);
     // Every POST patient is an event some consumer handles, and the bench saw it.
