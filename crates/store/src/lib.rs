@@ -15,7 +15,7 @@ pub mod migrate;
 pub mod outbox;
 
 pub use app_role::{APP_ROLE, open};
-pub use db::{Backend, Db, Scope, StoreConfig, Tx};
+pub use db::{Backend, Db, Scope, SqliteDb, SqliteTx, StoreConfig, Tx};
 pub use error::DbError;
 pub use migrate::{Migration, MigrationSet, migrate};
 
@@ -24,8 +24,8 @@ pub use migrate::{Migration, MigrationSet, migrate};
 macro_rules! on_pool {
     ($db:expr, |$c:ident| $body:expr) => {
         match $db {
-            $crate::Db::Sqlite(pool) => {
-                let $c = pool;
+            $crate::Db::Sqlite(db) => {
+                let $c = &**db;
                 $body
             }
             $crate::Db::Postgres(pool) => {
@@ -42,7 +42,7 @@ macro_rules! on_tx {
     ($tx:expr, |$c:ident| $body:expr) => {
         match $tx {
             $crate::Tx::Sqlite(tx) => {
-                let $c = &mut **tx;
+                let $c = tx.conn();
                 $body
             }
             $crate::Tx::Postgres(tx) => {

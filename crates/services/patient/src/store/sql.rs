@@ -546,7 +546,7 @@ impl SqlPatientStore {
                     sqlx::query_as(AssertSqlSafe(sql.as_str())),
                     &statement.binds
                 )
-                .fetch_all(&mut **c)
+                .fetch_all(c.conn())
                 .await?;
                 rows.into_iter().map(|r| r.3).collect()
             }
