@@ -147,21 +147,7 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
 
     let mut results = Vec::new();
     for s in ALL.iter().filter(|s| o.wants(s.name)) {
-        let rate = o.rate.unwrap_or(s.rate);
-        let measured = load::run(
-            Load {
-                rate,
-                warmup: o.warmup,
-                duration: o.duration,
-                max_in_flight: 512,
-            },
-            {
-                let (world, name) = (world.clone(), s.name);
-                move |n| scenarios::request(world.clone(), name, n)
-            },
-        )
-        .await;
-        results.push(progress(result(s, Some(rate), None, &measured)));
+        results.push(open_loop(o, s, world.clone()).await);
     }
 
     let mut capacity = Vec::new();
@@ -308,6 +294,23 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
     })
 }
 
+/// Scenario `s` at its offered rate (or `--rate`), open loop.
+async fn open_loop(o: &BenchOptions, s: &Scenario, world: Arc<World>) -> ScenarioResult {
+    let rate = o.rate.unwrap_or(s.rate);
+    let name = s.name;
+    let measured = load::run(
+        Load {
+            rate,
+            warmup: o.warmup,
+            duration: o.duration,
+            max_in_flight: 512,
+        },
+        move |n| scenarios::request(world.clone(), name, n),
+    )
+    .await;
+    progress(result(s, Some(rate), None, &measured))
+}
+
 fn progress(r: ScenarioResult) -> ScenarioResult {
     tracing::info!(
         scenario = r.name,
@@ -331,21 +334,7 @@ async fn scaling(
     let world = Arc::new(prepare(&large.hub.base, client, &large.seed).await?);
     let mut pairs = Vec::new();
     for s in ALL.iter().filter(|s| s.name.starts_with("search-")) {
-        let rate = o.rate.unwrap_or(s.rate);
-        let measured = load::run(
-            Load {
-                rate,
-                warmup: o.warmup,
-                duration: o.duration,
-                max_in_flight: 512,
-            },
-            {
-                let (world, name) = (world.clone(), s.name);
-                move |n| scenarios::request(world.clone(), name, n)
-            },
-        )
-        .await;
-        let at_large = progress(result(s, Some(rate), None, &measured));
+        let at_large = open_loop(o, s, world.clone()).await;
         let Some(at_small) = small.iter().find(|r| r.name == s.name) else {
             continue;
         };
