@@ -117,10 +117,7 @@ impl Verified {
         if at.elapsed() > Self::TTL {
             return None;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        Some(if now > exp.saturating_add(LEEWAY_SECONDS as i64) {
+        Some(if unix_now() > exp.saturating_add(LEEWAY_SECONDS as i64) {
             Err(TokenError::Expired)
         } else {
             Ok(principal.clone())
@@ -134,6 +131,12 @@ impl Verified {
         }
         table.insert(digest, (principal.clone(), exp, Instant::now()));
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[derive(Debug)]
@@ -391,18 +394,12 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn now() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
-    }
-
     #[test]
     fn a_remembered_token_still_expires() {
         let verified = Verified::default();
         let (fresh, stale) = (Verified::digest("a"), Verified::digest("b"));
-        verified.put(fresh, &someone(), now() + 60);
-        verified.put(stale, &someone(), now() - LEEWAY_SECONDS as i64 - 1);
+        verified.put(fresh, &someone(), unix_now() + 60);
+        verified.put(stale, &someone(), unix_now() - LEEWAY_SECONDS as i64 - 1);
         assert!(matches!(verified.get(&fresh), Some(Ok(p)) if p.subject == "u1"));
         assert_eq!(
             verified.get(&stale).map(|r| r.err()),
@@ -418,7 +415,11 @@ mod tests {
     fn the_table_is_emptied_not_grown_when_full() {
         let verified = Verified::default();
         for i in 0..Verified::CAPACITY + 1 {
-            verified.put(Verified::digest(&i.to_string()), &someone(), now() + 60);
+            verified.put(
+                Verified::digest(&i.to_string()),
+                &someone(),
+                unix_now() + 60,
+            );
         }
         let table = verified.0.lock().unwrap_or_else(|e| e.into_inner());
         assert_eq!(table.len(), 1);

@@ -241,6 +241,15 @@ fn records(p: &Patient, i: u64, seed: u64, k: u32, now: DateTime<Utc>) -> Vec<Me
         .collect()
 }
 
+/// The flag of a glucose value in mg/dL against the reference range 70-99.
+pub fn glucose_flag(value: u64) -> AbnormalFlag {
+    match value {
+        0..70 => AbnormalFlag::Low,
+        70..100 => AbnormalFlag::Normal,
+        _ => AbnormalFlag::High,
+    }
+}
+
 /// Every fourth patient has a glucose order; every eighth, its result too, verified.
 fn lab_order(
     p: &Patient,
@@ -278,11 +287,7 @@ fn lab_order(
             value: value.to_string(),
             unit: Some("mg/dL".to_owned()),
             reference_range: Some("70-99".to_owned()),
-            abnormal_flag: Some(match value {
-                0..70 => AbnormalFlag::Low,
-                70..100 => AbnormalFlag::Normal,
-                _ => AbnormalFlag::High,
-            }),
+            abnormal_flag: Some(glucose_flag(value)),
             performed_by: "seed".to_owned(),
             performed_at: at,
         };

@@ -136,11 +136,7 @@ pub async fn postgres_ceiling(
 
 /// An ORU^R01 with one final glucose result for `order` (its placer number is ours).
 pub fn oru(control: &str, order: &str, value: u64) -> Vec<u8> {
-    let flag = match value {
-        0..70 => "L",
-        70..100 => "N",
-        _ => "H",
-    };
+    let flag = crate::seed::glucose_flag(value).as_str();
     format!(
         "MSH|^~\\&|LIS|BENCHLAB|MEDITRACK|HOSP|20260101083000||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
 PID|1||BENCH-UNKNOWN^^^HOSP^MR||Synthetic^Bench||19750412|F\r\

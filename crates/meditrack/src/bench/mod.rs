@@ -26,9 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The parts of a run besides the open-loop scenarios, by the names `--scenarios` takes.
-pub const PHASES: [&str; 3] = ["capacity", "hl7", "scaling"];
-
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     pub patients: u64,
