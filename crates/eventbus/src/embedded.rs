@@ -91,20 +91,27 @@ impl EmbeddedLog {
                 .await?;
         }
         let now = Utc::now();
-        for r in records {
+        let backend = tx.backend();
+        // Rows are given offsets in the order of their VALUES, which is the relay's order.
+        for chunk in records.chunks(store::bulk::rows_per_statement(backend)) {
             // A relay that crashed after publishing but before marking publishes again.
-            execute!(
-                &mut tx,
-                sqlx::query(
-                    "INSERT INTO event_log (topic, event_key, event_id, payload, appended_at)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-                )
-                .bind(&r.topic)
-                .bind(&r.key)
-                .bind(r.event_id)
-                .bind(&r.payload)
-                .bind(now)
-            )?;
+            let sql = format!(
+                "INSERT INTO event_log (topic, event_key, event_id, payload, appended_at)
+                 VALUES {} ON CONFLICT (event_id) DO NOTHING",
+                store::bulk::placeholders(backend, chunk.len(), 5)
+            );
+            execute!(&mut tx, {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for r in chunk {
+                    q = q
+                        .bind(&r.topic)
+                        .bind(&r.key)
+                        .bind(r.event_id)
+                        .bind(&r.payload)
+                        .bind(now);
+                }
+                q
+            })?;
         }
         tx.commit().await?;
         self.appended.notify_waiters();

@@ -96,10 +96,11 @@ impl OutboxRelay {
         self.sink.publish(&records).await?;
         // Exactly the rows published: on PostgreSQL a lower position can commit after a
         // higher one, so a range could mark a row nobody published.
-        let placeholders: Vec<String> = (0..rows.len()).map(|i| format!("${}", i + 2)).collect();
+        let backend = tx.backend();
         let sql = format!(
-            "UPDATE outbox SET published_at = $1 WHERE position IN ({})",
-            placeholders.join(", ")
+            "UPDATE outbox SET published_at = {} WHERE position IN ({})",
+            store::bulk::params(backend, 1, 1),
+            store::bulk::params(backend, 2, rows.len())
         );
         let now = Utc::now();
         execute!(&mut tx, {

@@ -367,6 +367,12 @@ pub async fn seed(
     }
     db.close().await;
     lab_db.close().await;
+    let store_config = crate::store_config(config);
+    for service in [patient::SERVICE, lab::SERVICE] {
+        store::analyze(service, &store_config)
+            .await
+            .map_err(|e| format!("statistics of {service}: {e}"))?;
+    }
     Ok(Seeded {
         patients: done,
         records: records_done,

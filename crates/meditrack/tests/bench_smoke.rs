@@ -96,3 +96,30 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_scenario_name_that_selects_nothing_is_refused_before_anything_runs() {
+    let dir = temp_dir("bench-typo");
+    let out = dir.join("results");
+    let run = Command::new(BIN)
+        .args([
+            "bench",
+            "--patients",
+            "10",
+            "--scenarios",
+            "get-patient,serach-mrn",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .env_remove("MEDITRACK_DATABASE_URL")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("unknown scenario serach-mrn"), "{stderr}");
+    assert!(
+        stderr.contains("search-mrn"),
+        "the known names are listed: {stderr}"
+    );
+    assert!(!out.exists(), "no report for a run that did not happen");
+}

@@ -275,6 +275,13 @@ impl Db {
 }
 
 impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+
     /// Moves the transaction to the rows of `scope`, e.g. an event's tenant in a consumer's
     /// transaction, or each tenant of a batch in turn.
     pub async fn enter(&mut self, scope: Scope<'_>) -> Result<(), DbError> {

@@ -13,11 +13,13 @@ pub mod error;
 pub mod inbox;
 pub mod migrate;
 pub mod outbox;
+pub mod statistics;
 
 pub use app_role::{APP_ROLE, open};
 pub use db::{Backend, Db, Scope, SqliteDb, SqliteTx, StoreConfig, Tx};
 pub use error::DbError;
 pub use migrate::{Migration, MigrationSet, migrate};
+pub use statistics::analyze;
 
 /// Runs `$body` with `$c` bound to the pool of whichever backend `$db` is.
 #[macro_export]
@@ -59,5 +61,31 @@ macro_rules! on_tx {
 macro_rules! execute {
     ($tx:expr, $query:expr) => {
         $crate::on_tx!($tx, |c| $query.execute(c).await.map(|r| r.rows_affected()))
+    };
+}
+
+/// Runs `$body`, one read statement, with `$c` bound to where it reads the rows of `$scope`,
+/// yielding `Result<_, DbError>`. On PostgreSQL that is a read-only transaction, since
+/// row-level security takes the tenant from it. On SQLite it is the pool: one statement
+/// reads one snapshot by itself, and the `BEGIN` and `COMMIT` around it were two more trips
+/// to the connection's thread (a third of a GET's). Two statements that must agree with
+/// each other take [`Db::read_in`] instead.
+#[macro_export]
+macro_rules! on_read {
+    ($db:expr, $scope:expr, |$c:ident| $body:expr) => {
+        async {
+            match $db {
+                $crate::Db::Sqlite(db) => {
+                    let $c = &**db;
+                    $body.map_err($crate::DbError::from)
+                }
+                db @ $crate::Db::Postgres(_) => {
+                    let mut tx = db.read_in($scope).await?;
+                    let out = $crate::on_tx!(&mut tx, |$c| $body)?;
+                    tx.commit().await?;
+                    Ok::<_, $crate::DbError>(out)
+                }
+            }
+        }
     };
 }

@@ -56,22 +56,28 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
 /// Appends `events` inside `tx`. Events without a known topic are a programming error and
 /// fail the whole transaction rather than being dropped.
 pub async fn append(tx: &mut Tx, events: &[EventEnvelope]) -> Result<(), DbError> {
-    for event in events {
-        let topic = event.topic().map(|t| t.name()).unwrap_or("unrouted");
-        crate::execute!(
-            &mut *tx,
-            sqlx::query(
-                "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(event.event_id.as_uuid())
-            .bind(&event.event_type)
-            .bind(topic)
-            .bind(&event.tenant_id)
-            .bind(&event.key)
-            .bind(Json(event))
-            .bind(Utc::now())
-        )?;
+    // Several rows per statement: the audit trail appends a whole group commit's events.
+    for chunk in events.chunks(crate::bulk::rows_per_statement(tx.backend())) {
+        let sql = format!(
+            "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at) VALUES {}",
+            crate::bulk::placeholders(tx.backend(), chunk.len(), 7)
+        );
+        let now = Utc::now();
+        crate::execute!(&mut *tx, {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for event in chunk {
+                let topic = event.topic().map(|t| t.name()).unwrap_or("unrouted");
+                q = q
+                    .bind(event.event_id.as_uuid())
+                    .bind(&event.event_type)
+                    .bind(topic)
+                    .bind(&event.tenant_id)
+                    .bind(&event.key)
+                    .bind(Json(event))
+                    .bind(now);
+            }
+            q
+        })?;
     }
     Ok(())
 }

@@ -48,7 +48,30 @@ pub struct BenchOptions {
     pub scale_patients: Option<u64>,
 }
 
+/// The parts `--scenarios` may name besides the scenarios themselves.
+const PHASES: [&str; 3] = ["capacity", "hl7", "scaling"];
+
 impl BenchOptions {
+    /// Refuses names that select nothing: a typo would otherwise measure nothing and say so
+    /// only by a short report.
+    fn check(&self) -> Result<(), String> {
+        let unknown: Vec<&str> = self
+            .only
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !PHASES.contains(n) && !ALL.iter().any(|s| s.name == *n))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let known: Vec<&str> = ALL.iter().map(|s| s.name).chain(PHASES).collect();
+        Err(format!(
+            "unknown scenario {}; known: {}",
+            unknown.join(", "),
+            known.join(", ")
+        ))
+    }
+
     fn wants(&self, name: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|n| n == name)
     }
@@ -124,6 +147,7 @@ async fn seeded_hub(o: &BenchOptions, dir: &Path, patients: u64) -> Result<Seede
 }
 
 pub async fn run(o: &BenchOptions) -> Result<(Report, PathBuf), String> {
+    o.check()?;
     let started_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let dir =
         std::env::temp_dir().join(format!("meditrack-bench-{}", uuid::Uuid::now_v7().simple()));

@@ -10,7 +10,7 @@ use kernel::TenantId;
 use kernel::audit::{AuditAction, AuditRecord};
 use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
-use store::{Db, DbError, Scope, Tx, execute, on_tx, outbox};
+use store::{Db, DbError, Scope, Tx, bulk, execute, on_tx, outbox};
 use uuid::Uuid;
 
 const COLUMNS: &str = "tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash";
@@ -117,13 +117,14 @@ impl AuditStore {
             // rows to its own tenant even inside a batch of several.
             tx.enter(Scope::Tenant(tenant)).await?;
             let (mut seq, mut prev) = head_for_update(&mut tx, tenant.as_str()).await?;
+            let first = entries.len();
             for record in records.iter().filter(|r| &r.tenant == tenant) {
                 seq += 1;
                 let entry = Entry::chained(record, seq, &prev);
-                insert(&mut tx, &entry).await?;
                 prev = entry.hash.clone();
                 entries.push(entry);
             }
+            insert(&mut tx, &entries[first..]).await?;
             // In the tenant's scope too: each event is one of its tenant's rows.
             let events: Vec<EventEnvelope> = entries
                 .iter()
@@ -336,30 +337,37 @@ async fn head_for_update(tx: &mut Tx, tenant: &str) -> Result<(i64, String), DbE
     Ok((seq, hash.trim_end().to_owned()))
 }
 
-async fn insert(tx: &mut Tx, e: &Entry) -> Result<(), DbError> {
-    execute!(
-        tx,
-        sqlx::query(
+/// Several entries per statement: a group commit carries hundreds.
+async fn insert(tx: &mut Tx, entries: &[Entry]) -> Result<(), DbError> {
+    for chunk in entries.chunks(bulk::rows_per_statement(tx.backend())) {
+        let sql = format!(
             "INSERT INTO audit_log (tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type,
-                resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(&e.tenant)
-        .bind(e.seq)
-        .bind(e.entry_id)
-        .bind(e.recorded_at)
-        .bind(&e.actor)
-        .bind(&e.roles)
-        .bind(&e.action)
-        .bind(&e.resource_type)
-        .bind(&e.resource_id)
-        .bind(e.patient_id)
-        .bind(&e.outcome)
-        .bind(&e.request_id)
-        .bind(&e.source_ip)
-        .bind(&e.prev_hash)
-        .bind(&e.hash)
-    )?;
+                resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash) VALUES {}",
+            bulk::placeholders(tx.backend(), chunk.len(), 15)
+        );
+        execute!(tx, {
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+            for e in chunk {
+                q = q
+                    .bind(&e.tenant)
+                    .bind(e.seq)
+                    .bind(e.entry_id)
+                    .bind(e.recorded_at)
+                    .bind(&e.actor)
+                    .bind(&e.roles)
+                    .bind(&e.action)
+                    .bind(&e.resource_type)
+                    .bind(&e.resource_id)
+                    .bind(e.patient_id)
+                    .bind(&e.outcome)
+                    .bind(&e.request_id)
+                    .bind(&e.source_ip)
+                    .bind(&e.prev_hash)
+                    .bind(&e.hash);
+            }
+            q
+        })?;
+    }
     Ok(())
 }
 

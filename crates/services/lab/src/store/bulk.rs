@@ -25,7 +25,7 @@ impl SqlLabStore {
         for chunk in patients.chunks(rows_per_statement(self.db().backend())) {
             let sql = format!(
                 "INSERT INTO lab_patients (tenant_id, patient_id, mrn, registered_at) VALUES {}",
-                placeholders(chunk.len(), 4)
+                placeholders(tx.backend(), chunk.len(), 4)
             );
             on_tx!(&mut tx, |c| {
                 let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));

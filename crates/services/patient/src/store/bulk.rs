@@ -43,7 +43,7 @@ impl SqlPatientStore {
             "INSERT INTO patients (patient_id, tenant_id, mrn, ssn_sealed, ssn_index, first_name, middle_name, last_name,
                 first_name_norm, last_name_norm, date_of_birth, gender, phone, email, email_norm, created_at, updated_at,
                 created_by, updated_by, version) VALUES {}",
-            values(chunk.len(), 20)
+            values(tx.backend(), chunk.len(), 20)
         );
         let sealed: Vec<_> = chunk.iter().map(|p| self.stored_ssn(p)).collect();
         on_tx!(tx, |c| {
@@ -86,7 +86,7 @@ impl SqlPatientStore {
         let sql = format!(
             "INSERT INTO medical_records (record_id, tenant_id, patient_id, record_type, record_date, provider_id,
                 diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by) VALUES {}",
-            values(chunk.len(), 11)
+            values(tx.backend(), chunk.len(), 11)
         );
         let notes: Vec<Option<String>> = chunk
             .iter()
@@ -131,7 +131,7 @@ async fn addresses(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
     let sql = format!(
         "INSERT INTO patient_addresses (address_id, patient_id, position, address_type, street_line1, street_line2,
             city, state, zip_code, country, is_primary) VALUES {}",
-        values(rows.len(), 11)
+        values(tx.backend(), rows.len(), 11)
     );
     on_tx!(tx, |c| {
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
@@ -167,7 +167,7 @@ async fn insurance(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
         "INSERT INTO patient_insurance (insurance_id, patient_id, position, policy_number, payer_id, payer_name,
             group_number, policy_holder_name, relationship_to_insured, effective_date, termination_date, is_primary)
          VALUES {}",
-        values(rows.len(), 12)
+        values(tx.backend(), rows.len(), 12)
     );
     on_tx!(tx, |c| {
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));

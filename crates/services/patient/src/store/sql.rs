@@ -20,7 +20,7 @@ use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use std::sync::Arc;
-use store::{Db, DbError, Scope, Tx, execute, on_tx, outbox};
+use store::{Db, DbError, Scope, Tx, execute, on_read, on_tx, outbox};
 use uuid::Uuid;
 
 /// Binds the search parameters in order, on whichever backend's query `$query` is.
@@ -254,20 +254,19 @@ impl PatientStore for SqlPatientStore {
     }
 
     async fn patient(&self, tenant: &TenantId, id: PatientId) -> Result<Option<Patient>, DbError> {
-        let sql = format!(
-            "SELECT {PATIENT_COLUMNS} FROM patients WHERE tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL"
+        let sql = patient_with_lists(
+            self.db.backend(),
+            "tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL",
         );
-        let mut tx = self.read(tenant).await?;
-        let row: Option<PatientRow> = on_tx!(&mut tx, |c| {
+        let row: Option<PatientWithListsRow> = on_read!(&self.db, Scope::Tenant(tenant), |c| {
             sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(tenant.as_str())
                 .bind(id.as_uuid())
                 .fetch_optional(c)
                 .await
-        })?;
-        let patient = self.hydrate(&mut tx, row).await?;
-        tx.commit().await?;
-        Ok(patient)
+        })
+        .await?;
+        row.map(|r| r.into_patient(&self.cipher)).transpose()
     }
 
     async fn patient_by_ssn(
@@ -275,20 +274,20 @@ impl PatientStore for SqlPatientStore {
         tenant: &TenantId,
         ssn: &Ssn,
     ) -> Result<Option<Patient>, DbError> {
-        let sql = format!(
-            "SELECT {PATIENT_COLUMNS} FROM patients WHERE tenant_id = $1 AND ssn_index = $2 AND deleted_at IS NULL"
+        let sql = patient_with_lists(
+            self.db.backend(),
+            "tenant_id = $1 AND ssn_index = $2 AND deleted_at IS NULL",
         );
-        let mut tx = self.read(tenant).await?;
-        let row: Option<PatientRow> = on_tx!(&mut tx, |c| {
+        let index = self.ssn_index(tenant, ssn);
+        let row: Option<PatientWithListsRow> = on_read!(&self.db, Scope::Tenant(tenant), |c| {
             sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(tenant.as_str())
-                .bind(self.ssn_index(tenant, ssn))
+                .bind(index.as_str())
                 .fetch_optional(c)
                 .await
-        })?;
-        let patient = self.hydrate(&mut tx, row).await?;
-        tx.commit().await?;
-        Ok(patient)
+        })
+        .await?;
+        row.map(|r| r.into_patient(&self.cipher)).transpose()
     }
 
     async fn patient_exists(&self, tenant: &TenantId, id: PatientId) -> Result<bool, DbError> {
@@ -482,14 +481,14 @@ impl SqlPatientStore {
         select: &str,
         id: Uuid,
     ) -> Result<Option<R>, DbError> {
-        let mut tx = self.read(tenant).await?;
-        let row = on_tx!(&mut tx, |c| sqlx::query_as::<_, R>(AssertSqlSafe(select))
-            .bind(tenant.as_str())
-            .bind(id)
-            .fetch_optional(c)
-            .await)?;
-        tx.commit().await?;
-        Ok(row)
+        on_read!(&self.db, Scope::Tenant(tenant), |c| {
+            sqlx::query_as::<_, R>(AssertSqlSafe(select))
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(c)
+                .await
+        })
+        .await
     }
 
     /// One page of a patient's rows ordered by `(time, id)` descending; the cursor holds the
@@ -511,8 +510,7 @@ impl SqlPatientStore {
             Some(_) => format!("{select} AND ({time}, {id}) < ($4, $5) {order} LIMIT $3"),
         };
         let (at, last) = after.map_or((None, None), |(t, i)| (Some(t), Some(i)));
-        let mut tx = self.read(tenant).await?;
-        let rows = on_tx!(&mut tx, |c| {
+        let rows = on_read!(&self.db, Scope::Tenant(tenant), |c| {
             let mut q = sqlx::query_as::<_, R>(AssertSqlSafe(sql.as_str()))
                 .bind(tenant.as_str())
                 .bind(patient.as_uuid())
@@ -522,8 +520,7 @@ impl SqlPatientStore {
             }
             q.fetch_all(c).await
         })
-        .map_err(DbError::from)?;
-        tx.commit().await?;
+        .await?;
         Ok(rows)
     }
 }
@@ -563,40 +560,6 @@ impl SqlPatientStore {
         };
         tx.commit().await?;
         Ok(lines.join("\n"))
-    }
-
-    /// The patient of `row` with its addresses and insurance, read in the same transaction.
-    async fn hydrate(
-        &self,
-        tx: &mut Tx,
-        row: Option<PatientRow>,
-    ) -> Result<Option<Patient>, DbError> {
-        let Some(row) = row else { return Ok(None) };
-        let id = row.id();
-        let address_sql = format!(
-            "SELECT {ADDRESS_COLUMNS} FROM patient_addresses WHERE patient_id = $1 ORDER BY position"
-        );
-        let addresses: Vec<AddressRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(
-            address_sql.as_str()
-        ))
-        .bind(id)
-        .fetch_all(c)
-        .await)?;
-        let insurance_sql = format!(
-            "SELECT {INSURANCE_COLUMNS} FROM patient_insurance WHERE patient_id = $1 ORDER BY position"
-        );
-        let insurance: Vec<InsuranceRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(
-            insurance_sql.as_str()
-        ))
-        .bind(id)
-        .fetch_all(c)
-        .await)?;
-        row.into_patient(
-            &self.cipher,
-            addresses.into_iter().map(Into::into).collect(),
-            insurance.into_iter().map(Into::into).collect(),
-        )
-        .map(Some)
     }
 }
 

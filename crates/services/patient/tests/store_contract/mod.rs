@@ -6,6 +6,8 @@ use events::{EventEnvelope, EventMeta};
 use kernel::TenantId;
 use kernel::ids::{CorrelationId, PatientId};
 use kernel::paging::PageRequest;
+use patient::domain::address::AddressInput;
+use patient::domain::insurance::InsuranceInput;
 use patient::domain::patient::DemographicsInput;
 use patient::domain::timeline::{TimelineEntry, TimelineEvent};
 use patient::domain::{Demographics, Mrn, Patient};
@@ -20,6 +22,7 @@ testkit::on_both_backends!(
     stale_versions_and_missing_patients_are_told_apart,
     searches_use_indexes_not_table_scans,
     an_idempotency_key_is_recorded_with_its_change_or_not_at_all,
+    a_patient_reads_back_with_its_addresses_and_insurance_in_order,
 );
 
 fn tenant() -> TenantId {
@@ -337,4 +340,82 @@ async fn an_idempotency_key_is_recorded_with_its_change_or_not_at_all(app: TestA
             .unwrap()
             .is_none()
     );
+}
+
+/// Addresses and insurance come back with the patient (one statement on both backends,
+/// the lists built as JSON by the database): every field, the order they were given in,
+/// absent optional fields and booleans as they were.
+async fn a_patient_reads_back_with_its_addresses_and_insurance_in_order(app: TestApp) {
+    let store = store_of(&app).await;
+    let address = |kind, street, primary| AddressInput {
+        address_type: Some(kind),
+        street_line1: Some(street),
+        city: Some("Springfield"),
+        state: Some("IL"),
+        zip_code: Some("62704"),
+        is_primary: Some(primary),
+        ..Default::default()
+    };
+    let input = DemographicsInput {
+        first_name: Some("Listed"),
+        last_name: Some("Tester"),
+        date_of_birth: Some("1970-01-01"),
+        addresses: vec![
+            AddressInput {
+                street_line2: Some("Suite 4"),
+                ..address("WORK", "9 Work Way", false)
+            },
+            address("HOME", "1 Home Road", true),
+            address("BILLING", "5 Bill St", false),
+        ],
+        insurance: vec![
+            InsuranceInput {
+                policy_number: Some("POL-2"),
+                payer_id: Some("PAYER-B"),
+                payer_name: Some("Second Payer"),
+                effective_date: Some("2020-01-01"),
+                termination_date: Some("2030-12-31"),
+                is_primary: Some(false),
+                ..Default::default()
+            },
+            InsuranceInput {
+                policy_number: Some("POL-1"),
+                payer_id: Some("PAYER-A"),
+                payer_name: Some("First Payer"),
+                group_number: Some("GRP-9"),
+                policy_holder_name: Some("Listed Tester"),
+                relationship_to_insured: Some("SELF"),
+                effective_date: Some("2021-06-15"),
+                is_primary: Some(true),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let d = Demographics::parse(&input, Utc::now().date_naive()).unwrap();
+    let p = Patient::register(
+        PatientId::new(),
+        tenant(),
+        Mrn::parse("LIST-0001").unwrap(),
+        d,
+        "tester",
+        Utc::now(),
+    );
+    register(&store, &p, &[]).await.unwrap();
+    let bare = new_patient("LIST-0002");
+    register(&store, &bare, &[]).await.unwrap();
+
+    let found = store.patient(&tenant(), p.id).await.unwrap().unwrap();
+    assert!(
+        found.addresses == p.addresses,
+        "addresses as registered, in order"
+    );
+    assert!(
+        found.insurance == p.insurance,
+        "insurance as registered, in order"
+    );
+    assert_eq!(found.addresses.len(), 3);
+    assert_eq!(found.insurance.len(), 2);
+    let none = store.patient(&tenant(), bare.id).await.unwrap().unwrap();
+    assert!(none.addresses.is_empty() && none.insurance.is_empty());
 }
