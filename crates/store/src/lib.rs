@@ -10,6 +10,7 @@ pub mod app_role;
 pub mod bulk;
 pub mod db;
 pub mod error;
+pub mod group_commit;
 pub mod inbox;
 pub mod migrate;
 pub mod outbox;
