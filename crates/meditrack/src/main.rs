@@ -116,6 +116,17 @@ enum Command {
         /// Also seed a second hub with this many patients and compare search p95 there.
         #[arg(long)]
         scale_patients: Option<u64>,
+        /// Measure this running hub instead of starting one. It must hold `meditrack seed
+        /// --patients <PATIENTS> --seed <SEED>`, and the bench must run with its
+        /// configuration (its requests are signed with the hub's key).
+        #[arg(long)]
+        url: Option<String>,
+        /// With --url: the hub's MLLP listener (host:port); without it HL7 is skipped.
+        #[arg(long, requires = "url")]
+        hl7: Option<String>,
+        /// With --url: the seed the hub was seeded with.
+        #[arg(long, default_value_t = 42, requires = "url")]
+        seed: u64,
     },
     /// HL7 v2 tools.
     Hl7 {
@@ -395,6 +406,9 @@ fn main() -> ExitCode {
                 workers,
                 hl7_connections,
                 scale_patients,
+                url,
+                hl7,
+                seed,
             } => {
                 let options = meditrack::bench::BenchOptions {
                     patients,
@@ -408,6 +422,12 @@ fn main() -> ExitCode {
                     workers,
                     hl7_connections,
                     scale_patients,
+                    given: url.map(|base| meditrack::bench::GivenHub {
+                        base,
+                        hl7,
+                        seed,
+                        config: config.clone(),
+                    }),
                 };
                 let (report, path) = meditrack::bench::run(&options).await?;
                 print!("{}", report.markdown());

@@ -251,13 +251,20 @@ pub fn glucose_flag(value: u64) -> AbnormalFlag {
 }
 
 /// Every fourth patient has a glucose order; every eighth, its result too, verified.
+const ORDER_EVERY: u64 = 4;
+
+/// Lab orders a seed of `patients` makes.
+pub fn lab_orders_of(patients: u64) -> u64 {
+    patients.div_ceil(ORDER_EVERY)
+}
+
 fn lab_order(
     p: &Patient,
     i: u64,
     seed: u64,
     now: DateTime<Utc>,
 ) -> Result<Option<LabOrder>, String> {
-    if !i.is_multiple_of(4) {
+    if !i.is_multiple_of(ORDER_EVERY) {
         return Ok(None);
     }
     let mut rng = Rng::new(seed.wrapping_add(2), i);

@@ -123,3 +123,69 @@ fn a_scenario_name_that_selects_nothing_is_refused_before_anything_runs() {
     );
     assert!(!out.exists(), "no report for a run that did not happen");
 }
+
+/// `--url`: a hub someone else started and seeded is measured as it is; what only a hub
+/// of the harness's own can tell (its start, its memory, the seed rate) is reported as not
+/// measured rather than made up.
+#[tokio::test]
+async fn a_running_hub_given_by_url_is_measured_as_it_is() {
+    let dir = temp_dir("bench-url");
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let seed = Command::new(BIN)
+        .args(["seed", "--patients", "120"])
+        .env_remove("MEDITRACK_DATABASE_URL")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        seed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seed.stderr)
+    );
+    let _hub = common::serve(&dir, port, &[], &[]).await;
+    let out = dir.join("results");
+    let run = Command::new(BIN)
+        .args(["bench", "--url", &format!("http://{listen}")])
+        .args(["--patients", "120", "--duration", "1", "--warmup", "0"])
+        .args(["--rate", "10", "--workers", "2"])
+        .args(["--scenarios", "get-patient,search-mrn,capacity"])
+        .args(["--out", out.to_str().unwrap()])
+        // The hub's configuration: its address (the tokens' issuer) and data directory.
+        .env("MEDITRACK_LISTEN", &listen)
+        .env_remove("MEDITRACK_DATABASE_URL")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("Not measured: the hub was given by `--url`"),
+        "{stdout}"
+    );
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(report["givenUrl"], format!("http://{listen}"));
+    assert!(report["hub"].is_null(), "{}", report["hub"]);
+    assert!(report["seedRatePerSecond"].is_null());
+    assert_eq!(report["seededLabOrders"], 30);
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 2);
+    for s in scenarios
+        .iter()
+        .chain(report["capacity"].as_array().unwrap())
+    {
+        assert_eq!(s["errors"], 0, "{s}");
+        assert!(s["completed"].as_u64().unwrap() > 0, "{s}");
+    }
+    assert!(report["events"]["handled"].as_u64().unwrap() > 0);
+}

@@ -111,6 +111,30 @@ pub async fn read(client: &reqwest::Client, base: &str) -> Result<Reading, Strin
     Ok(Reading::parse(&text))
 }
 
+/// Sends `poke` (a write that raises an event) and waits until a consumer has handled an
+/// event, so that a measurement does not begin while consumers are still joining their
+/// groups: Kafka hands out partitions seconds after a consumer subscribes, and the events
+/// of those seconds would count as slow, or, past the settling below, not at all.
+pub async fn wait_live(
+    client: &reqwest::Client,
+    base: &str,
+    poke: impl Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    let before = read(client, base).await?;
+    poke.await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read(client, base).await?.count <= before.count {
+        if Instant::now() > deadline {
+            return Err(
+                "no event was handled within a minute of a registration: is the backbone up?"
+                    .to_owned(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// Waits until the consumers stop handling (no change for a second, at most a minute),
 /// then reports what they did since `before`, counting from `started`.
 pub async fn settle(

@@ -46,6 +46,20 @@ pub struct BenchOptions {
     pub hl7_connections: usize,
     /// Patients of the second hub that search is measured on (its scaling).
     pub scale_patients: Option<u64>,
+    /// A running hub to measure instead of one the harness starts.
+    pub given: Option<GivenHub>,
+}
+
+/// A hub already running (`--url`), seeded beforehand with `meditrack seed --patients
+/// <patients> --seed <seed>` into `config`'s default tenant. Its requests carry a token
+/// signed with `config`'s key, so the harness runs with the hub's configuration.
+#[derive(Debug, Clone)]
+pub struct GivenHub {
+    pub base: String,
+    /// Its MLLP listener; without it the HL7 runs are skipped.
+    pub hl7: Option<String>,
+    pub seed: u64,
+    pub config: Config,
 }
 
 /// The parts `--scenarios` may name besides the scenarios themselves.
@@ -61,6 +75,11 @@ impl BenchOptions {
             .map(String::as_str)
             .filter(|n| !PHASES.contains(n) && !ALL.iter().any(|s| s.name == *n))
             .collect();
+        if self.given.is_some() && self.scale_patients.is_some() {
+            return Err(
+                "--scale-patients seeds hubs of its own: it cannot be used with --url".to_owned(),
+            );
+        }
         if unknown.is_empty() {
             return Ok(());
         }
@@ -158,13 +177,50 @@ pub async fn run(o: &BenchOptions) -> Result<(Report, PathBuf), String> {
     Ok((report, path))
 }
 
+/// The hub measured: started and seeded by the harness, or given.
+struct Target {
+    base: String,
+    hl7: Option<String>,
+    config: Config,
+    seed: crate::seed::SeedOptions,
+    started: Option<Seeded>,
+}
+
+async fn target(o: &BenchOptions, dir: &Path) -> Result<Target, String> {
+    match &o.given {
+        None => {
+            let main = seeded_hub(o, &dir.join("main"), o.patients).await?;
+            Ok(Target {
+                base: main.hub.base.clone(),
+                hl7: Some(main.hub.hl7.clone()),
+                config: main.config.clone(),
+                seed: main.seed.clone(),
+                started: Some(main),
+            })
+        }
+        Some(g) => Ok(Target {
+            base: g.base.trim_end_matches('/').to_owned(),
+            hl7: g.hl7.clone(),
+            config: g.config.clone(),
+            seed: crate::seed::SeedOptions {
+                patients: o.patients,
+                records_per_patient: 2,
+                seed: g.seed,
+                tenant: kernel::TenantId::parse(&g.config.default_tenant)
+                    .map_err(|e| e.to_string())?,
+            },
+            started: None,
+        }),
+    }
+}
+
 async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Report, String> {
-    let main = seeded_hub(o, &dir.join("main"), o.patients).await?;
+    let main = target(o, dir).await?;
     // Idle: ready, seeded, nothing asked of it yet.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = main.hub.memory();
+    let idle = main.started.as_ref().map(|s| s.hub.memory());
     let client = crate::bench_client(&main.config)?;
-    let world = Arc::new(prepare(&main.hub.base, client, &main.seed).await?);
+    let world = Arc::new(prepare(&main.base, client, &main.seed).await?);
 
     let mut results = Vec::new();
     for s in ALL.iter().filter(|s| o.wants(s.name)) {
@@ -195,6 +251,12 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
             &ceiling,
             Some(0.4),
         ));
+        events::wait_live(
+            &world.client,
+            &world.base,
+            scenarios::request(world.clone(), "post-patient", u64::MAX / 2),
+        )
+        .await?;
         let before = events::read(&world.client, &world.base).await?;
         let writing = Instant::now();
         let post = progress(closed(
@@ -249,14 +311,14 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
             capacity.extend([get, post, ceiling]);
         }
     }
-    if o.wants("hl7") {
+    if let Some(hl7) = main.hl7.as_ref().filter(|_| o.wants("hl7")) {
         let orders = Arc::new(world.hl7_orders.clone());
         for connections in [1, o.hl7_connections] {
             let w = Window {
                 workers: connections,
                 ..o.window()
             };
-            let m = capacity::hl7(w, connections, &main.hub.hl7, orders.clone()).await?;
+            let m = capacity::hl7(w, connections, hl7, orders.clone()).await?;
             capacity.push(progress(closed(
                 if connections == 1 {
                     "hl7-oru-1"
@@ -269,14 +331,24 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
             )));
         }
     }
-    let loaded = main.hub.memory();
-    let cold_start = main.hub.cold_start;
-    let seeded = main.done;
+    let hub = main.started.as_ref().zip(idle).map(|(s, idle)| HubFigures {
+        cold_start_ms: s.hub.cold_start.as_secs_f64() * 1000.0,
+        idle_rss_mb: idle.rss_mb,
+        peak_rss_mb: s.hub.memory().peak_rss_mb,
+    });
+    let (seeded_lab_orders, seed_rate_per_second) = match &main.started {
+        Some(s) => (
+            s.done.lab_orders,
+            Some(s.done.patients as f64 / s.done.seconds.max(1e-9)),
+        ),
+        None => (crate::seed::lab_orders_of(main.seed.patients), None),
+    };
     let backend = if main.config.database_url.is_some() {
         "postgres"
     } else {
         "sqlite"
     };
+    let seeded_patients = main.seed.patients;
     drop(main);
 
     let scaling = match o.scale_patients {
@@ -297,16 +369,13 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
         load_generator: "SLA scenarios: open loop at a fixed offered rate, latency from each request's scheduled time \
                          (no coordinated omission), HdrHistogram. Capacity and HL7: closed loops of a fixed number of \
                          workers (connections), latency from each request's send, HdrHistogram",
-        seeded_patients: seeded.patients,
-        seeded_lab_orders: seeded.lab_orders,
-        seed_rate_per_second: seeded.patients as f64 / seeded.seconds.max(1e-9),
+        seeded_patients,
+        seeded_lab_orders,
+        seed_rate_per_second,
         warmup_seconds: o.warmup.as_secs_f64(),
         duration_seconds: o.duration.as_secs_f64(),
-        hub: HubFigures {
-            cold_start_ms: cold_start.as_secs_f64() * 1000.0,
-            idle_rss_mb: idle.rss_mb,
-            peak_rss_mb: loaded.peak_rss_mb,
-        },
+        given_url: o.given.as_ref().map(|g| g.base.clone()),
+        hub,
         scenarios: results,
         capacity,
         ratios,

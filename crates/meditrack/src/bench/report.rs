@@ -137,10 +137,14 @@ pub struct Report {
     pub load_generator: &'static str,
     pub seeded_patients: u64,
     pub seeded_lab_orders: u64,
-    pub seed_rate_per_second: f64,
+    /// `None` for a hub given by `--url`: the harness did not seed it.
+    pub seed_rate_per_second: Option<f64>,
     pub warmup_seconds: f64,
     pub duration_seconds: f64,
-    pub hub: HubFigures,
+    /// The hub measured, when given by `--url` (else the harness started it).
+    pub given_url: Option<String>,
+    /// `None` for a hub given by `--url`: its process is not the harness's to watch.
+    pub hub: Option<HubFigures>,
     /// Open loop, against the 000 §9.1 SLAs.
     pub scenarios: Vec<ScenarioResult>,
     /// Closed loop: what the hub sustains, with the ceilings and HL7.
@@ -204,7 +208,7 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut md = format!(
             "# MediTrack benchmark, {}\n\nCommit `{}`, backend **{}**, backbone **{}**, {} cores, {} MB memory ({}). \
-             {} seeded patients and {} lab orders ({:.0} patients/s). Each run: {:.0} s warm-up, {:.0} s measured.\n\n\
+             {} seeded patients and {} lab orders ({}). Each run: {:.0} s warm-up, {:.0} s measured.\n\n\
              Load generator: {}.\n\n",
             self.started_at,
             self.commit,
@@ -215,7 +219,11 @@ impl Report {
             self.machine.os,
             self.seeded_patients,
             self.seeded_lab_orders,
-            self.seed_rate_per_second,
+            match (self.seed_rate_per_second, &self.given_url) {
+                (Some(rate), _) => format!("{rate:.0} patients/s"),
+                (None, Some(url)) => format!("seeded beforehand; hub given: {url}"),
+                (None, None) => "seed rate not measured".to_owned(),
+            },
             self.warmup_seconds,
             self.duration_seconds,
             self.load_generator,
@@ -274,18 +282,24 @@ impl Report {
                 ));
             }
         }
-        md.push_str(&format!(
-            "\n## The hub process\n\n| figure | value | target | pass |\n|---|---|---|---|\n\
-             | cold start to ready | {:.0} ms | < 500 ms | {} |\n\
-             | resident memory, idle | {:.1} MB | < 50 MB | {} |\n\
-             | resident memory, peak over the run | {:.1} MB | < 200 MB | {} |\n",
-            self.hub.cold_start_ms,
-            yes_no(Some(self.hub.cold_start_ms < 500.0)),
-            self.hub.idle_rss_mb,
-            yes_no(Some(self.hub.idle_rss_mb < 50.0)),
-            self.hub.peak_rss_mb,
-            yes_no(Some(self.hub.peak_rss_mb < 200.0)),
-        ));
+        match &self.hub {
+            Some(hub) => md.push_str(&format!(
+                "\n## The hub process\n\n| figure | value | target | pass |\n|---|---|---|---|\n\
+                 | cold start to ready | {:.0} ms | < 500 ms | {} |\n\
+                 | resident memory, idle | {:.1} MB | < 50 MB | {} |\n\
+                 | resident memory, peak over the run | {:.1} MB | < 200 MB | {} |\n",
+                hub.cold_start_ms,
+                yes_no(Some(hub.cold_start_ms < 500.0)),
+                hub.idle_rss_mb,
+                yes_no(Some(hub.idle_rss_mb < 50.0)),
+                hub.peak_rss_mb,
+                yes_no(Some(hub.peak_rss_mb < 200.0)),
+            )),
+            None => md.push_str(
+                "\n## The hub process\n\nNot measured: the hub was given by `--url`, \
+                 so its start and memory are not the harness's to watch.\n",
+            ),
+        }
         md
     }
 
