@@ -315,6 +315,37 @@ pub struct Seeded {
     pub seconds: f64,
 }
 
+/// One transaction's worth of synthetic data.
+struct Batch {
+    patients: Vec<Patient>,
+    records: Vec<MedicalRecord>,
+    orders: Vec<LabOrder>,
+}
+
+impl Batch {
+    fn make(
+        o: &SeedOptions,
+        range: std::ops::Range<u64>,
+        today: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<Self, String> {
+        let mut batch = Batch {
+            patients: Vec::with_capacity((range.end - range.start) as usize),
+            records: Vec::new(),
+            orders: Vec::new(),
+        };
+        for i in range {
+            let p = patient(i, o.seed, &o.tenant, today, now)?;
+            batch
+                .records
+                .extend(records(&p, i, o.seed, o.records_per_patient, now));
+            batch.orders.extend(lab_order(&p, i, o.seed, now)?);
+            batch.patients.push(p);
+        }
+        Ok(batch)
+    }
+}
+
 /// Seeds, calling `progress(done, per_second)` after each batch.
 pub async fn seed(
     config: &Config,
@@ -333,20 +364,32 @@ pub async fn seed(
     let started = Instant::now();
     let now = Utc::now();
     let today = now.date_naive();
+    // Batches are made on a thread of their own while the previous one is written: on two
+    // cores, making and writing overlap instead of taking turns.
+    let (batches, mut made) = tokio::sync::mpsc::channel::<Result<Batch, String>>(2);
+    let maker = o.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut start = 0;
+        while start < maker.patients {
+            let end = (start + BATCH).min(maker.patients);
+            let batch = Batch::make(&maker, start..end, today, now);
+            let failed = batch.is_err();
+            if batches.blocking_send(batch).is_err() || failed {
+                return;
+            }
+            start = end;
+        }
+    });
     let mut done = 0;
     let mut records_done = 0;
     let mut orders_done = 0;
-    while done < o.patients {
-        let end = (done + BATCH).min(o.patients);
-        let mut patients = Vec::with_capacity((end - done) as usize);
-        let mut recs = Vec::new();
-        let mut orders = Vec::new();
-        for i in done..end {
-            let p = patient(i, o.seed, &o.tenant, today, now)?;
-            recs.extend(records(&p, i, o.seed, o.records_per_patient, now));
-            orders.extend(lab_order(&p, i, o.seed, now)?);
-            patients.push(p);
-        }
+    while let Some(batch) = made.recv().await {
+        let Batch {
+            patients,
+            records: recs,
+            orders,
+        } = batch?;
+        let end = done + patients.len() as u64;
         let known: Vec<_> = patients
             .iter()
             .map(|p| (p.id, p.mrn.as_str().to_owned()))
@@ -374,6 +417,11 @@ pub async fn seed(
     }
     db.close().await;
     lab_db.close().await;
+    if done < o.patients {
+        return Err(format!(
+            "seeding stopped after {done} patients: the batch maker ended early"
+        ));
+    }
     let store_config = crate::store_config(config);
     for service in [patient::SERVICE, lab::SERVICE] {
         store::analyze(service, &store_config)
