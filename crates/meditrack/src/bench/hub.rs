@@ -55,12 +55,21 @@ impl Hub {
             .env("MEDITRACK_LOG_LEVEL", "warn")
             .env_remove("MEDITRACK_DATABASE_URL")
             .env_remove("MEDITRACK_KAFKA_BROKERS")
+            .env_remove("MEDITRACK_KAFKA_PREFIX")
             .stdout(Stdio::null());
         if let Some(url) = &s.database_url {
             command.env("MEDITRACK_DATABASE_URL", url);
         }
         if let Some(brokers) = &s.kafka_brokers {
-            command.env("MEDITRACK_KAFKA_BROKERS", brokers);
+            // Topics and consumer groups of its own: a group left behind by an earlier run
+            // would resume from that run's positions (and tansu 0.6 never serves a position
+            // inside a stored batch, so such a consumer waits forever: seen here).
+            command
+                .env("MEDITRACK_KAFKA_BROKERS", brokers)
+                .env(
+                    "MEDITRACK_KAFKA_PREFIX",
+                    format!("bench{}.", uuid::Uuid::now_v7().simple()),
+                );
         }
         let started = Instant::now();
         let child = command
