@@ -64,12 +64,10 @@ impl Hub {
             // Topics and consumer groups of its own: a group left behind by an earlier run
             // would resume from that run's positions (and tansu 0.6 never serves a position
             // inside a stored batch, so such a consumer waits forever: seen here).
-            command
-                .env("MEDITRACK_KAFKA_BROKERS", brokers)
-                .env(
-                    "MEDITRACK_KAFKA_PREFIX",
-                    format!("bench{}.", uuid::Uuid::now_v7().simple()),
-                );
+            command.env("MEDITRACK_KAFKA_BROKERS", brokers).env(
+                "MEDITRACK_KAFKA_PREFIX",
+                format!("bench{}.", uuid::Uuid::now_v7().simple()),
+            );
         }
         let started = Instant::now();
         let child = command
