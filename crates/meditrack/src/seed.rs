@@ -317,6 +317,8 @@ pub struct Seeded {
 
 /// One transaction's worth of synthetic data.
 struct Batch {
+    /// The index of its first patient.
+    first: u64,
     patients: Vec<Patient>,
     records: Vec<MedicalRecord>,
     orders: Vec<LabOrder>,
@@ -330,6 +332,7 @@ impl Batch {
         now: DateTime<Utc>,
     ) -> Result<Self, String> {
         let mut batch = Batch {
+            first: range.start,
             patients: Vec::with_capacity((range.end - range.start) as usize),
             records: Vec::new(),
             orders: Vec::new(),
@@ -344,7 +347,41 @@ impl Batch {
         }
         Ok(batch)
     }
+
+    /// Writes the batch; returns how many patients, records and lab orders it held.
+    async fn write(
+        self,
+        store: &patient::store::SqlPatientStore,
+        lab_store: &lab::store::SqlLabStore,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64, u64), String> {
+        let at = self.first;
+        let known: Vec<_> = self
+            .patients
+            .iter()
+            .map(|p| (p.id, p.mrn.as_str().to_owned()))
+            .collect();
+        // The lab owns its tables (its own database on SQLite): its own transaction, on a
+        // connection of its own at the same time.
+        let (patients_loaded, lab_loaded) = tokio::join!(
+            store.bulk_load(tenant, &self.patients, &self.records),
+            lab_store.bulk_load(tenant, &known, &self.orders, now)
+        );
+        patients_loaded.map_err(|e| {
+            format!("batch at {at}: {e} (seeding twice into one tenant? use --tenant or --seed)")
+        })?;
+        lab_loaded.map_err(|e| format!("lab batch at {at}: {e}"))?;
+        Ok((
+            self.patients.len() as u64,
+            self.records.len() as u64,
+            self.orders.len() as u64,
+        ))
+    }
 }
+
+/// Batches being written at once.
+const WRITERS: usize = 2;
 
 /// Seeds, calling `progress(done, per_second)` after each batch.
 pub async fn seed(
@@ -383,37 +420,32 @@ pub async fn seed(
     let mut done = 0;
     let mut records_done = 0;
     let mut orders_done = 0;
-    while let Some(batch) = made.recv().await {
-        let Batch {
-            patients,
-            records: recs,
-            orders,
-        } = batch?;
-        let end = done + patients.len() as u64;
-        let known: Vec<_> = patients
-            .iter()
-            .map(|p| (p.id, p.mrn.as_str().to_owned()))
-            .collect();
-        store
-            .bulk_load(&o.tenant, &patients, &recs)
-            .await
-            .map_err(|e| {
-                format!(
-                    "batch at {done}: {e} (seeding twice into one tenant? use --tenant or --seed)"
-                )
-            })?;
-        // The lab owns its tables (its own database on SQLite): its own transaction.
-        lab_store
-            .bulk_load(&o.tenant, &known, &orders, now)
-            .await
-            .map_err(|e| format!("lab batch at {done}: {e}"))?;
-        records_done += recs.len() as u64;
-        orders_done += orders.len() as u64;
-        done = end;
+    // Batches written at once: on PostgreSQL each is a server process of its own, so the
+    // server's work spreads over the cores; SQLite's writers take turns anyway.
+    let mut writing = tokio::task::JoinSet::new();
+    let mut written = |r: Result<Result<(u64, u64, u64), String>, tokio::task::JoinError>| {
+        let (p, r, l) = r.map_err(|e| format!("a batch writer failed: {e}"))??;
+        done += p;
+        records_done += r;
+        orders_done += l;
         progress(
             done,
             done as f64 / started.elapsed().as_secs_f64().max(1e-9),
         );
+        Ok::<_, String>(())
+    };
+    while let Some(batch) = made.recv().await {
+        let batch = batch?;
+        if writing.len() >= WRITERS
+            && let Some(r) = writing.join_next().await
+        {
+            written(r)?;
+        }
+        let (store, lab_store, tenant) = (store.clone(), lab_store.clone(), o.tenant.clone());
+        writing.spawn(async move { batch.write(&store, &lab_store, &tenant, now).await });
+    }
+    while let Some(r) = writing.join_next().await {
+        written(r)?;
     }
     db.close().await;
     lab_db.close().await;

@@ -22,7 +22,9 @@ async fn seeded_patients_are_real_patients_to_the_api(app: TestApp) {
         (done.patients, done.records, done.lab_orders),
         (2_500, 5_000, 625)
     );
-    assert_eq!(seen, [2_000, 2_500], "progress after each batch");
+    // After each batch, as batches finish (two are written at once, the smaller may win).
+    assert_eq!(seen.len(), 2, "progress after each batch: {seen:?}");
+    assert!(seen.contains(&2_500) && seen.is_sorted(), "{seen:?}");
 
     let (status, page) = json(app.get("/api/v1/patients/search?mrn=SD07000000004").await).await;
     assert_eq!(status, 200, "{page}");
