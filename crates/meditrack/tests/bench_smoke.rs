@@ -9,6 +9,16 @@ mod common;
 use common::{BIN, temp_dir};
 use std::process::Command;
 
+/// The JSON report the run wrote into `out`.
+fn json_report(out: &std::path::Path) -> serde_json::Value {
+    let json = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
 #[test]
 fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
     let dir = temp_dir("bench-smoke");
@@ -43,13 +53,7 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(stdout.contains("| get-patient"), "{stdout}");
-    let json = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .expect("a JSON report");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let report = json_report(&out);
     let scenarios = report["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 10);
     for s in scenarios {
@@ -167,13 +171,7 @@ async fn a_running_hub_given_by_url_is_measured_as_it_is() {
         stdout.contains("Not measured: the hub was given by `--url`"),
         "{stdout}"
     );
-    let json = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .expect("a JSON report");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let report = json_report(&out);
     assert_eq!(report["givenUrl"], format!("http://{listen}"));
     assert!(report["hub"].is_null(), "{}", report["hub"]);
     assert!(report["seedRatePerSecond"].is_null());

@@ -172,32 +172,21 @@ impl WriteTx {
             Some(c) => sqlx::raw_sql(RELEASE).execute(&mut **c).await.map(|_| ()),
             None => Ok(()),
         };
-        if let Err(e) = released {
-            if let Some(c) = conn {
-                end_turn(
-                    self.writer.clone(),
-                    c,
-                    self.done.clone(),
-                    self.turn.take(),
-                    true,
-                )
-                .await;
-            }
-            self.start_commit();
-            return Err(e.into());
-        }
+        // Subscribed before the turn ends, so the group's outcome cannot be missed.
         let mut done = self.done.subscribe();
         if let Some(c) = conn {
+            let roll_back = released.is_err();
             end_turn(
                 self.writer.clone(),
                 c,
                 self.done.clone(),
                 self.turn.take(),
-                false,
+                roll_back,
             )
             .await;
         }
         self.start_commit();
+        released?;
         let outcome = done
             .wait_for(Option::is_some)
             .await
