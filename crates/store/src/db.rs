@@ -222,9 +222,10 @@ impl Db {
 
     /// Starts a write transaction outside any tenant, for tables that hold no tenant's rows
     /// (outbox, inbox, migrations, keys); on PostgreSQL, tenant tables show it nothing.
-    /// On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail with
-    /// "database is locked" when another writer got in between, busy timeout or not.
+    /// On SQLite it is a writer's turn in a group commit ([`crate::group_commit`]), whose
+    /// transaction took the write lock up front (`BEGIN IMMEDIATE`): a deferred transaction
+    /// that reads and then writes can fail with "database is locked" when another writer got
+    /// in between, busy timeout or not.
     pub async fn begin(&self) -> Result<Tx, DbError> {
         Ok(match self {
             Db::Sqlite(db) => Tx::Sqlite(SqliteTx::Write(db.writer.begin().await?)),
