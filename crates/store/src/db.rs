@@ -270,6 +270,9 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        if let Db::Sqlite(db) = self {
+            db.writer.close().await;
+        }
         crate::on_pool!(self, |c| c.close().await)
     }
 }

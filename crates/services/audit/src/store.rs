@@ -110,6 +110,8 @@ impl AuditStore {
                 tenants.push(&r.tenant);
             }
         }
+        // Heads are locked in one order, so appends from several processes cannot deadlock.
+        tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         let mut tx = self.db.begin().await?;
         let mut entries = Vec::with_capacity(records.len());
         for tenant in tenants {
