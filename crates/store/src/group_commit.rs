@@ -14,6 +14,7 @@
 //!   rolls back to it, so one writer's failure never touches the others' work.
 //! - No writer's `commit` returns before the group's `COMMIT` did: "accepted" still means
 //!   durable. If the group's commit fails, every writer of the group gets the error.
+//!   Only `commit_unawaited` returns at the end of its turn (see [`crate::Tx`]).
 //!
 //! The commit runs in its own task so that a request whose future is dropped (a client
 //! that hung up) cannot leave its group open.
@@ -194,14 +195,36 @@ impl WriteTx {
     }
 
     /// Releases the savepoint and waits until the group it joined is durable.
-    pub(crate) async fn commit(mut self) -> Result<(), DbError> {
+    pub(crate) async fn commit(self) -> Result<(), DbError> {
+        let mut done = self.end().await?;
+        let outcome = done
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| group_lost())?
+            .clone();
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(DbError::Sqlx(sqlx::Error::Protocol(format!(
+                "the group commit failed: {e}"
+            )))),
+            None => Err(group_lost()),
+        }
+    }
+
+    /// Releases the savepoint and returns without waiting for the group's commit.
+    pub(crate) async fn commit_unawaited(self) -> Result<(), DbError> {
+        self.end().await.map(|_| ())
+    }
+
+    /// Ends the turn, its work kept, and hands back the watch on its group's outcome.
+    async fn end(mut self) -> Result<watch::Receiver<Outcome>, DbError> {
         let mut conn = self.conn.take();
         let released = match &mut conn {
             Some(c) => sqlx::raw_sql(RELEASE).execute(c).await.map(|_| ()),
             None => Ok(()),
         };
         // Subscribed before the turn ends, so the group's outcome cannot be missed.
-        let mut done = self.done.subscribe();
+        let done = self.done.subscribe();
         if let Some(c) = conn {
             let roll_back = released.is_err();
             end_turn(
@@ -215,18 +238,7 @@ impl WriteTx {
         }
         self.start_commit();
         released?;
-        let outcome = done
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| group_lost())?
-            .clone();
-        match outcome {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(DbError::Sqlx(sqlx::Error::Protocol(format!(
-                "the group commit failed: {e}"
-            )))),
-            None => Err(group_lost()),
-        }
+        Ok(done)
     }
 
     fn start_commit(&mut self) {
@@ -452,6 +464,59 @@ mod tests {
             tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
         }
         assert_eq!(commits(&db), 4);
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn an_unawaited_commit_returns_before_its_group_is_durable_and_commits_with_it() {
+        let (db, dir) = table().await;
+        let mut leader = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        insert(&mut leader, "l")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (returned, mut unawaited_returned) = tokio::sync::oneshot::channel();
+        let unawaited = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut tx = db.begin().await?;
+                insert(&mut tx, "u").await?;
+                tx.commit_unawaited().await?;
+                let _ = returned.send(());
+                Ok::<_, crate::DbError>(())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Holds the turn after the unawaited writer's, so the group cannot commit yet.
+        let (hold, held) = tokio::sync::oneshot::channel::<()>();
+        let last = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut tx = db.begin().await?;
+                insert(&mut tx, "w").await?;
+                let _ = held.await;
+                tx.commit().await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let leader = tokio::spawn(leader.commit());
+
+        tokio::time::timeout(Duration::from_secs(5), &mut unawaited_returned)
+            .await
+            .unwrap_or_else(|_| panic!("the unawaited commit waited for its group"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            committed(&db).await.is_empty(),
+            "nothing is committed while the group is still open"
+        );
+        let _ = hold.send(());
+        for task in [unawaited, last, leader] {
+            task.await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(committed(&db).await, ["l", "u", "w"]);
+        assert_eq!(commits(&db), 1);
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }

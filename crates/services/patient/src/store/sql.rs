@@ -249,7 +249,11 @@ impl PatientStore for SqlPatientStore {
             .fetch_one(c)
             .await
         })?;
-        tx.commit().await?;
+        // A registration waits for its own commit, which cannot be durable before this
+        // one; and should a crash lose both, a value handed out again is refused by the
+        // unique MRN index and registration retries. Waiting here too would cost every
+        // registration without an MRN a second fsync.
+        tx.commit_unawaited().await?;
         Ok(Mrn::generated(n))
     }
 
