@@ -187,3 +187,64 @@ async fn a_running_hub_given_by_url_is_measured_as_it_is() {
     }
     assert!(report["events"]["handled"].as_u64().unwrap() > 0);
 }
+
+/// The databases whose names say a bench made them, on the server `admin` names.
+async fn bench_databases(admin: &str) -> Option<Vec<String>> {
+    use sqlx::Connection;
+    let mut conn = match sqlx::PgConnection::connect(admin).await {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("PostgreSQL is required in CI (CI=true): {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping a PostgreSQL test: {e}");
+            return None;
+        }
+    };
+    let mut names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'meditrack_bench%' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    names.sort();
+    Some(names)
+}
+
+/// On PostgreSQL the bench makes a database for each hub it starts (the measured one, and
+/// the one search scaling is compared on) and drops them when the run ends: at a million
+/// patients they are gigabytes.
+#[tokio::test]
+async fn a_run_on_postgresql_drops_the_databases_it_made() {
+    let admin = std::env::var("MEDITRACK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let Some(before) = bench_databases(&admin).await else {
+        return;
+    };
+    let dir = temp_dir("bench-pg");
+    let out = dir.join("results");
+    let run = Command::new(BIN)
+        .args(["bench", "--patients", "40", "--scale-patients", "60"])
+        .args(["--duration", "1", "--warmup", "0", "--rate", "10"])
+        .args(["--scenarios", "get-patient,scaling"])
+        .args(["--out", out.to_str().unwrap()])
+        .env("MEDITRACK_DATABASE_URL", &admin)
+        .env_remove("MEDITRACK_KAFKA_BROKERS")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report = json_report(&out);
+    assert_eq!(report["backend"], "postgres");
+    assert_eq!(
+        report["searchScaling"]["largePatients"], 60,
+        "both hubs ran"
+    );
+    assert_eq!(bench_databases(&admin).await.unwrap(), before);
+    let _ = std::fs::remove_dir_all(dir);
+}

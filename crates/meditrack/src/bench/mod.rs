@@ -104,10 +104,32 @@ impl BenchOptions {
     }
 }
 
-/// A fresh database on the server `url` names, for one hub.
-async fn fresh_database(url: &str) -> Result<String, String> {
+/// What the databases of the run in `run_dir` are named after: the directory's name. A
+/// hub's database is `<run>_<hub>` ([`database_of`]), so a run's databases can be found
+/// and dropped when it ends.
+fn run_databases(run_dir: &Path) -> String {
+    run_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("meditrack-bench")
+        .replace('-', "_")
+}
+
+/// The database of the hub whose directory is `hub_dir` (`<run dir>/<hub>`).
+fn database_of(hub_dir: &Path) -> String {
+    let hub = hub_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("hub");
+    format!(
+        "{}_{hub}",
+        run_databases(hub_dir.parent().unwrap_or(hub_dir))
+    )
+}
+
+/// A fresh database named `name` on the server `url` names, for one hub.
+async fn fresh_database(url: &str, name: &str) -> Result<String, String> {
     use sqlx::Connection;
-    let name = format!("meditrack_bench_{}", uuid::Uuid::now_v7().simple());
     let mut conn = sqlx::PgConnection::connect(url)
         .await
         .map_err(|e| format!("PostgreSQL at {url}: {e}"))?;
@@ -118,6 +140,29 @@ async fn fresh_database(url: &str) -> Result<String, String> {
     let base = url.split('?').next().unwrap_or(url);
     let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
     Ok(format!("{prefix}/{name}"))
+}
+
+/// Drops the databases of the run `run` ([`run_databases`]).
+async fn drop_databases(url: &str, run: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| format!("PostgreSQL at {url}: {e}"))?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'meditrack_bench%'")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+    for name in names.iter().filter(|n| n.starts_with(&format!("{run}_"))) {
+        // FORCE: a hub killed mid-query may leave its server processes for a moment.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// A hub of its own: a data directory under `dir`, a fresh database when on PostgreSQL,
@@ -132,7 +177,7 @@ struct Seeded {
 async fn seeded_hub(o: &BenchOptions, dir: &Path, patients: u64) -> Result<Seeded, String> {
     let port = free_port()?;
     let database_url = match &o.database_url {
-        Some(url) => Some(fresh_database(url).await?),
+        Some(url) => Some(fresh_database(url, &database_of(dir)).await?),
         None => None,
     };
     let config = Config {
@@ -172,6 +217,13 @@ pub async fn run(o: &BenchOptions) -> Result<(Report, PathBuf), String> {
         std::env::temp_dir().join(format!("meditrack-bench-{}", uuid::Uuid::now_v7().simple()));
     let outcome = run_in(o, &dir, started_at).await;
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(url) = &o.database_url {
+        // Gigabytes at a million patients; and dropping them just before the next run
+        // put their write-back into its measurement.
+        if let Err(e) = drop_databases(url, &run_databases(&dir)).await {
+            tracing::warn!(error = %e, "the run's databases could not be dropped");
+        }
+    }
     let report = outcome?;
     let path = report.write(&o.out)?;
     Ok((report, path))
