@@ -201,13 +201,12 @@ async fn bench_databases(admin: &str) -> Option<Vec<String>> {
             return None;
         }
     };
-    let mut names: Vec<String> = sqlx::query_scalar(
+    let names: Vec<String> = sqlx::query_scalar(
         "SELECT datname FROM pg_database WHERE datname LIKE 'meditrack_bench%' ORDER BY 1",
     )
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    names.sort();
     Some(names)
 }
 
