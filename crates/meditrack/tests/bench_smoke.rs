@@ -189,25 +189,15 @@ async fn a_running_hub_given_by_url_is_measured_as_it_is() {
 }
 
 /// The databases whose names say a bench made them, on the server `admin` names.
-async fn bench_databases(admin: &str) -> Option<Vec<String>> {
+async fn bench_databases(admin: &str) -> Vec<String> {
     use sqlx::Connection;
-    let mut conn = match sqlx::PgConnection::connect(admin).await {
-        Ok(c) => c,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
-            panic!("PostgreSQL is required in CI (CI=true): {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping a PostgreSQL test: {e}");
-            return None;
-        }
-    };
-    let names: Vec<String> = sqlx::query_scalar(
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    sqlx::query_scalar(
         "SELECT datname FROM pg_database WHERE datname LIKE 'meditrack_bench%' ORDER BY 1",
     )
     .fetch_all(&mut conn)
     .await
-    .unwrap();
-    Some(names)
+    .unwrap()
 }
 
 /// On PostgreSQL the bench makes a database for each hub it starts (the measured one, and
@@ -215,11 +205,10 @@ async fn bench_databases(admin: &str) -> Option<Vec<String>> {
 /// patients they are gigabytes.
 #[tokio::test]
 async fn a_run_on_postgresql_drops_the_databases_it_made() {
-    let admin = std::env::var("MEDITRACK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let Some(before) = bench_databases(&admin).await else {
+    let Some(admin) = testkit::postgres_server().await else {
         return;
     };
+    let before = bench_databases(&admin).await;
     let dir = temp_dir("bench-pg");
     let out = dir.join("results");
     let run = Command::new(BIN)
@@ -244,6 +233,6 @@ async fn a_run_on_postgresql_drops_the_databases_it_made() {
         report["searchScaling"]["largePatients"], 60,
         "both hubs ran"
     );
-    assert_eq!(bench_databases(&admin).await.unwrap(), before);
+    assert_eq!(bench_databases(&admin).await, before);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -27,6 +27,28 @@ fn in_ci() -> bool {
 
 static TEMPLATE: OnceCell<Result<String, String>> = OnceCell::const_new();
 
+/// The PostgreSQL server for tests (`MEDITRACK_TEST_DATABASE_URL`), for a test that makes
+/// databases of its own there. `None` after saying why when it does not answer, except
+/// under `CI=true`, where that fails.
+pub async fn postgres_server() -> Option<String> {
+    let admin = admin_url();
+    match PgConnection::connect(&admin).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            Some(admin)
+        }
+        Err(e) if in_ci() => {
+            panic!("PostgreSQL is required in CI (CI=true) but is not usable: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "skipping a PostgreSQL test: {e} (set MEDITRACK_TEST_DATABASE_URL, or start PostgreSQL)"
+            );
+            None
+        }
+    }
+}
+
 impl TestDatabase {
     pub fn sqlite() -> Self {
         let dir =

@@ -9,7 +9,7 @@
 mod database;
 mod logs;
 
-pub use database::TestDatabase;
+pub use database::{TestDatabase, postgres_server};
 pub use logs::captured_logs;
 
 use meditrack::Config;

@@ -153,7 +153,8 @@ async fn drop_databases(url: &str, run: &str) -> Result<(), String> {
             .fetch_all(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-    for name in names.iter().filter(|n| n.starts_with(&format!("{run}_"))) {
+    let prefix = format!("{run}_");
+    for name in names.iter().filter(|n| n.starts_with(&prefix)) {
         // FORCE: a hub killed mid-query may leave its server processes for a moment.
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
