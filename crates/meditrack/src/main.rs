@@ -113,6 +113,10 @@ enum Command {
         /// MLLP connections of the several-connection HL7 run.
         #[arg(long, default_value_t = 4)]
         hl7_connections: usize,
+        /// Rounds of GET patient and its ceilings, measured alternately; each ratio is the
+        /// median of the rounds'.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+        rounds: u16,
         /// Also seed a second hub with this many patients and compare search p95 there.
         #[arg(long)]
         scale_patients: Option<u64>,
@@ -405,6 +409,7 @@ fn main() -> ExitCode {
                 out,
                 workers,
                 hl7_connections,
+                rounds,
                 scale_patients,
                 url,
                 hl7,
@@ -421,6 +426,7 @@ fn main() -> ExitCode {
                     kafka_brokers: config.kafka_brokers.clone(),
                     workers,
                     hl7_connections,
+                    rounds: usize::from(rounds),
                     scale_patients,
                     given: url.map(|base| meditrack::bench::GivenHub {
                         base,

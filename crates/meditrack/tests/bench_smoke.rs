@@ -38,6 +38,8 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
             "4",
             "--hl7-connections",
             "2",
+            "--rounds",
+            "2",
             "--scale-patients",
             "300",
         ])
@@ -83,7 +85,13 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
             "hl7-oru-n"
         ]
     );
-    assert!(report["ratios"][0]["value"].as_f64().unwrap() > 0.0);
+    let get_ratio = &report["ratios"][0];
+    assert!(get_ratio["value"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        get_ratio["rounds"].as_array().unwrap().len(),
+        2,
+        "{get_ratio}"
+    );
     // Every POST patient is an event some consumer handles, and the bench saw it.
     let events = &report["events"];
     assert!(events["handled"].as_u64().unwrap() > 0, "{events}");
@@ -214,7 +222,8 @@ async fn a_run_on_postgresql_drops_the_databases_it_made() {
     let run = Command::new(BIN)
         .args(["bench", "--patients", "40", "--scale-patients", "60"])
         .args(["--duration", "1", "--warmup", "0", "--rate", "10"])
-        .args(["--scenarios", "get-patient,scaling"])
+        .args(["--workers", "2", "--rounds", "2"])
+        .args(["--scenarios", "get-patient,capacity,scaling"])
         .args(["--out", out.to_str().unwrap()])
         .env("MEDITRACK_DATABASE_URL", &admin)
         .env_remove("MEDITRACK_KAFKA_BROKERS")
@@ -229,6 +238,27 @@ async fn a_run_on_postgresql_drops_the_databases_it_made() {
     );
     let report = json_report(&out);
     assert_eq!(report["backend"], "postgres");
+    // The raw PostgreSQL ceilings ran beside the hub, the select in the GET rounds.
+    let ratios: Vec<(&str, usize)> = report["ratios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert!(r["value"].as_f64().unwrap() > 0.0, "{r}");
+            (
+                r["name"].as_str().unwrap(),
+                r["rounds"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ratios,
+        [
+            ("GET patient / bare axum", 2),
+            ("POST patient / raw PostgreSQL insert", 1),
+            ("GET patient / raw PostgreSQL select", 2)
+        ]
+    );
     assert_eq!(
         report["searchScaling"]["largePatients"], 60,
         "both hubs ran"

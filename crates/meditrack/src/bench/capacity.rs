@@ -70,52 +70,65 @@ fn bytes_of(v: &Value) -> axum::body::Bytes {
 
 /// A raw insert and a raw select by key of the same JSON row, on a pool as large as the
 /// hub's default, in a table of their own: the database's own ceiling for one row.
-pub async fn postgres_ceiling(
-    w: Window,
-    url: &str,
-    body: Value,
-) -> Result<(Measured, Measured), String> {
-    use sqlx::postgres::PgPoolOptions;
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect(url)
+pub struct PgCeiling {
+    pool: sqlx::PgPool,
+    body: Arc<Value>,
+    /// Rows the select reads, stored before any run so that it can be measured first.
+    ids: Arc<Vec<uuid::Uuid>>,
+}
+
+/// Rows stored for the select to read.
+const SELECTED_ROWS: i64 = 10_000;
+
+impl PgCeiling {
+    pub async fn open(url: &str, body: Value) -> Result<Self, String> {
+        use sqlx::postgres::PgPoolOptions;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS bench_rows (id UUID PRIMARY KEY, body JSONB NOT NULL)",
+        )
+        .execute(&pool)
         .await
         .map_err(|e| e.to_string())?;
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS bench_rows (id UUID PRIMARY KEY, body JSONB NOT NULL)",
-    )
-    .execute(&pool)
-    .await
-    .map_err(|e| e.to_string())?;
-    let body = Arc::new(body);
-    let ids: Arc<Mutex<Vec<uuid::Uuid>>> = Arc::default();
-    let insert = {
-        let (pool, body, ids) = (pool.clone(), body.clone(), ids.clone());
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "INSERT INTO bench_rows (id, body)
+             SELECT gen_random_uuid(), $1 FROM generate_series(1, $2) RETURNING id",
+        )
+        .bind(sqlx::types::Json(&body))
+        .bind(SELECTED_ROWS)
+        .fetch_all(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(Self {
+            pool,
+            body: Arc::new(body),
+            ids: Arc::new(ids),
+        })
+    }
+
+    pub async fn insert(&self, w: Window) -> Measured {
+        let (pool, body) = (self.pool.clone(), self.body.clone());
         load::closed(w.workers, w.warmup, w.duration, move |_, _| {
-            let (pool, body, ids) = (pool.clone(), body.clone(), ids.clone());
+            let (pool, body) = (pool.clone(), body.clone());
             async move {
-                let id = uuid::Uuid::now_v7();
                 sqlx::query("INSERT INTO bench_rows (id, body) VALUES ($1, $2)")
-                    .bind(id)
+                    .bind(uuid::Uuid::now_v7())
                     .bind(sqlx::types::Json(&*body))
                     .execute(&pool)
                     .await
                     .map_err(|e| e.to_string())?;
-                let mut ids = ids.lock().await;
-                if ids.len() < 10_000 {
-                    ids.push(id);
-                }
                 Ok(())
             }
         })
         .await
-    };
-    let ids = Arc::new(ids.lock().await.clone());
-    if ids.is_empty() {
-        return Err("the raw insert stored nothing".to_owned());
     }
-    let select = {
-        let pool = pool.clone();
+
+    pub async fn select(&self, w: Window) -> Measured {
+        let (pool, ids) = (self.pool.clone(), self.ids.clone());
         load::closed(w.workers, w.warmup, w.duration, move |_, n| {
             let (pool, id) = (pool.clone(), ids[n as usize % ids.len()]);
             async move {
@@ -129,9 +142,11 @@ pub async fn postgres_ceiling(
             }
         })
         .await
-    };
-    pool.close().await;
-    Ok((insert, select))
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
 }
 
 /// An ORU^R01 with one final glucose result for `order` (its placer number is ours).

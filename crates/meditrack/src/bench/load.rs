@@ -47,6 +47,24 @@ impl Measured {
     pub fn max_ms(&self) -> f64 {
         self.histogram.max() as f64 / 1000.0
     }
+
+    /// Several runs as one: their requests, errors, seconds and latencies together, so the
+    /// throughput is their mean.
+    pub fn merged(runs: &[Measured]) -> Measured {
+        let mut all = Measured {
+            completed: 0,
+            errors: 0,
+            seconds: 0.0,
+            histogram: new_histogram(),
+        };
+        for run in runs {
+            all.completed += run.completed;
+            all.errors += run.errors;
+            all.seconds += run.seconds;
+            let _ = all.histogram.add(&run.histogram);
+        }
+        all
+    }
 }
 
 fn new_histogram() -> Histogram<u64> {

@@ -44,6 +44,8 @@ pub struct BenchOptions {
     pub workers: usize,
     /// MLLP connections of the several-connection HL7 run.
     pub hl7_connections: usize,
+    /// Rounds of GET patient and its ceilings, alternating.
+    pub rounds: usize,
     /// Patients of the second hub that search is measured on (its scaling).
     pub scale_patients: Option<u64>,
     /// A running hub to measure instead of one the harness starts.
@@ -285,23 +287,37 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
     let mut events = None;
     if o.wants("capacity") {
         let w = o.window();
+        let body = world.patient_json().await?;
+        let pg = match &main.config.database_url {
+            Some(url) => Some(capacity::PgCeiling::open(url, body.clone()).await?),
+            None => None,
+        };
+        // GET and its ceilings in alternating rounds: this machine's speed drifts from
+        // minute to minute, and a ratio of two runs minutes apart measured the drift too.
+        let (mut gets, mut axums, mut selects) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..o.rounds.max(1) {
+            gets.push(capacity::scenario(w, world.clone(), "get-patient").await);
+            axums.push(capacity::axum_ceiling(w, body.clone()).await?);
+            if let Some(pg) = &pg {
+                selects.push(pg.select(w).await);
+            }
+        }
         let get = progress(closed(
             "get-patient",
             ALL[0].what,
             w,
-            &capacity::scenario(w, world.clone(), "get-patient").await,
+            &Measured::merged(&gets),
         ));
-        let body = world.patient_json().await?;
         let ceiling = progress(closed(
             "ceiling-axum",
             "GET of the same JSON from memory, bare axum",
             w,
-            &capacity::axum_ceiling(w, body.clone()).await?,
+            &Measured::merged(&axums),
         ));
         ratios.push(Ratio::of(
             "GET patient / bare axum",
-            &get,
-            &ceiling,
+            &throughputs(&gets),
+            &throughputs(&axums),
             Some(0.4),
         ));
         events::wait_live(
@@ -333,30 +349,30 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
             )
             .await?,
         );
-        if let Some(url) = &main.config.database_url {
-            let (insert, select) = capacity::postgres_ceiling(w, url, body).await?;
+        if let Some(pg) = pg {
             let insert = progress(closed(
                 "ceiling-pg-insert",
                 "raw INSERT of the same JSON row",
                 w,
-                &insert,
+                &pg.insert(w).await,
             ));
+            pg.close().await;
             let select = progress(closed(
                 "ceiling-pg-select",
                 "raw SELECT of that row by key",
                 w,
-                &select,
+                &Measured::merged(&selects),
             ));
             ratios.push(Ratio::of(
                 "POST patient / raw PostgreSQL insert",
-                &post,
-                &insert,
+                &[post.throughput],
+                &[insert.throughput],
                 None,
             ));
             ratios.push(Ratio::of(
                 "GET patient / raw PostgreSQL select",
-                &get,
-                &select,
+                &throughputs(&gets),
+                &throughputs(&selects),
                 None,
             ));
             capacity.extend([get, post, ceiling, insert, select]);
@@ -511,6 +527,10 @@ fn result(s: &Scenario, rate: Option<f64>, workers: Option<usize>, m: &Measured)
 }
 
 /// A closed-loop result: no SLA (latency under saturation is queueing by design).
+fn throughputs(runs: &[Measured]) -> Vec<f64> {
+    runs.iter().map(Measured::throughput).collect()
+}
+
 fn closed(name: &'static str, what: &'static str, w: Window, m: &Measured) -> ScenarioResult {
     let s = Scenario {
         name,

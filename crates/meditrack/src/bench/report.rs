@@ -53,30 +53,63 @@ pub struct ScenarioResult {
     pub sla_pass: Option<bool>,
 }
 
-/// One throughput as a share of another measured the same way in the same run.
+/// One throughput as a share of another measured the same way in the same run. When the
+/// two were measured in alternating rounds, the value is the median of the rounds' ratios
+/// and `rounds` holds each, so a slow minute of the machine shows as spread rather than
+/// moving the value.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ratio {
     pub name: &'static str,
     pub value: f64,
+    /// Each round's ratio, in the order measured.
+    pub rounds: Vec<f64>,
     pub target_at_least: Option<f64>,
     pub pass: Option<bool>,
 }
 
 impl Ratio {
-    pub fn of(
-        name: &'static str,
-        ours: &ScenarioResult,
-        ceiling: &ScenarioResult,
-        target: Option<f64>,
-    ) -> Self {
-        let value = ours.throughput / ceiling.throughput.max(1e-9);
+    /// `ours[i] / ceiling[i]` for each round `i`.
+    pub fn of(name: &'static str, ours: &[f64], ceiling: &[f64], target: Option<f64>) -> Self {
+        let rounds: Vec<f64> = ours
+            .iter()
+            .zip(ceiling)
+            .map(|(o, c)| o / c.max(1e-9))
+            .collect();
+        let value = median(&rounds);
         Ratio {
             name,
             value,
+            rounds,
             target_at_least: target,
             pass: target.map(|t| value >= t),
         }
+    }
+
+    fn spread(&self) -> String {
+        if self.rounds.len() < 2 {
+            return String::new();
+        }
+        let (lo, hi) = self
+            .rounds
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        format!(
+            " (median of {} rounds, {:.0}–{:.0} %)",
+            self.rounds.len(),
+            lo * 100.0,
+            hi * 100.0
+        )
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 
@@ -240,9 +273,10 @@ impl Report {
             md.push_str("\n| ratio of throughputs | value | target | pass |\n|---|---|---|---|\n");
             for r in &self.ratios {
                 md.push_str(&format!(
-                    "| {} | {:.0} % | {} | {} |\n",
+                    "| {} | {:.0} %{} | {} | {} |\n",
                     r.name,
                     r.value * 100.0,
+                    r.spread(),
                     r.target_at_least
                         .map_or("-".to_owned(), |t| format!("≥ {:.0} %", t * 100.0)),
                     yes_no(r.pass)
@@ -317,5 +351,34 @@ impl Report {
         std::fs::write(dir.join(format!("{stem}.md")), self.markdown())
             .map_err(|e| e.to_string())?;
         Ok(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ratio_of_rounds_is_their_median_and_shows_their_spread() {
+        // The second round's ceiling ran in a slow minute: the median ignores it.
+        let r = Ratio::of(
+            "GET",
+            &[100.0, 90.0, 110.0],
+            &[1000.0, 300.0, 1000.0],
+            Some(0.2),
+        );
+        assert_eq!(r.rounds.len(), 3);
+        assert!((r.value - 0.11).abs() < 1e-9, "{}", r.value);
+        assert_eq!(r.pass, Some(false));
+        assert_eq!(r.spread(), " (median of 3 rounds, 10–30 %)");
+    }
+
+    #[test]
+    fn an_even_number_of_rounds_takes_the_middle_two_and_one_round_shows_no_spread() {
+        let r = Ratio::of("GET", &[1.0, 2.0, 3.0, 4.0], &[10.0; 4], None);
+        assert!((r.value - 0.25).abs() < 1e-9, "{}", r.value);
+        let one = Ratio::of("POST", &[5.0], &[10.0], None);
+        assert_eq!(one.value, 0.5);
+        assert_eq!(one.spread(), "");
     }
 }
