@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a service keeps its data.
 #[derive(Debug, Clone)]
@@ -41,7 +41,8 @@ pub enum Db {
 #[derive(Debug, Clone)]
 pub struct SqliteDb {
     pool: SqlitePool,
-    writer: Arc<Writer>,
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) direct: crate::direct::DirectConn,
 }
 
 impl std::ops::Deref for SqliteDb {
@@ -149,7 +150,7 @@ impl Db {
 
     pub async fn connect_sqlite(path: PathBuf, max_connections: u32) -> Result<Self, DbError> {
         let options = SqliteConnectOptions::new()
-            .filename(path)
+            .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before we answer "accepted", even across power loss.
@@ -158,10 +159,15 @@ impl Db {
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
+            // The pool would ping each connection it hands out, a round trip to the
+            // connection's thread per transaction, to find a peer that hung up: a file
+            // opened in this process has none.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(Db::Sqlite(SqliteDb {
             writer: Writer::new(pool.clone(), BUSY_TIMEOUT),
+            direct: crate::direct::DirectConn::new(path),
             pool,
         }))
     }

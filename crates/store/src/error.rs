@@ -8,6 +8,9 @@ use std::fmt;
 pub enum DbError {
     #[error("database error: {}", summary(.0))]
     Sqlx(#[from] sqlx::Error),
+    /// A direct SQLite write ([`crate::direct`]) failed.
+    #[error("database error: {}", direct_summary(.0))]
+    Direct(#[from] rusqlite::Error),
     #[error("cannot create the data directory: {0}")]
     DataDir(std::io::Error),
     #[error(
@@ -37,6 +40,21 @@ fn summary(e: &sqlx::Error) -> String {
         sqlx::Error::Io(io) => format!("I/O: {io}"),
         sqlx::Error::RowNotFound => "row not found".to_owned(),
         other => other_kind(other).to_owned(),
+    }
+}
+
+/// As [`summary`]: SQLite's message (which names constraints and columns, never values)
+/// and its code; of anything else, only the kind.
+fn direct_summary(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => format!(
+            "{} ({:?})",
+            message.as_deref().unwrap_or("no message"),
+            code.code
+        ),
+        rusqlite::Error::QueryReturnedNoRows => "row not found".to_owned(),
+        rusqlite::Error::ToSqlConversionFailure(_) => "encoding a value".to_owned(),
+        _ => "other".to_owned(),
     }
 }
 

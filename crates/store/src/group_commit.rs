@@ -154,6 +154,15 @@ impl Writer {
         })
     }
 
+    /// Waits for a turn, commits the open group if there is one, and holds the turn: for a
+    /// writer with a connection of its own ([`crate::direct`]), which would otherwise wait
+    /// in SQLite's busy handler for the group's lock.
+    pub(crate) async fn solo(&self) -> Result<OwnedSemaphorePermit, DbError> {
+        let turn = self.turn().await?;
+        self.commit_open().await;
+        Ok(turn)
+    }
+
     /// Commits the open group, if any: run by the group's leader once everyone who queued
     /// before it has had their turn.
     async fn commit_group(self: Arc<Self>) {
@@ -161,6 +170,11 @@ impl Writer {
         let Ok(_turn) = self.turns.clone().acquire_owned().await else {
             return;
         };
+        self.commit_open().await;
+    }
+
+    /// Commits the open group, if any. The caller holds a turn.
+    async fn commit_open(&self) {
         let Some(mut open) = self.take_open() else {
             return;
         };

@@ -9,6 +9,7 @@
 pub mod app_role;
 pub mod bulk;
 pub mod db;
+pub mod direct;
 pub mod error;
 pub mod group_commit;
 pub mod inbox;

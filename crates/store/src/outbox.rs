@@ -82,6 +82,34 @@ pub async fn append(tx: &mut Tx, events: &[EventEnvelope]) -> Result<(), DbError
     Ok(())
 }
 
+/// [`append`] in a direct SQLite write ([`crate::direct`]), the rows stored as `append`
+/// stores them.
+pub fn append_direct(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[EventEnvelope],
+) -> rusqlite::Result<()> {
+    let now = crate::direct::time(Utc::now());
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for event in events {
+        let topic = event.topic().map(|t| t.name()).unwrap_or("unrouted");
+        let envelope = serde_json::to_string(event)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        insert.execute(rusqlite::params![
+            event.event_id.as_uuid().as_bytes().as_slice(),
+            event.event_type,
+            topic,
+            event.tenant_id,
+            event.key,
+            envelope,
+            now,
+        ])?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
     pub position: i64,

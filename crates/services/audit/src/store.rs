@@ -102,38 +102,25 @@ impl AuditStore {
 
     /// Chains and stores `records` in one transaction, with one `audit.entry.recorded.v1`
     /// each in the outbox. Appends from several processes to one tenant take turns on the
-    /// tenant's head row.
+    /// tenant's head row. On SQLite the transaction is one direct write
+    /// ([`store::direct`]): every audited request waits for it.
     pub async fn append(&self, records: &[AuditRecord]) -> Result<Vec<Entry>, DbError> {
-        let mut tenants: Vec<&TenantId> = Vec::new();
-        for r in records {
-            if !tenants.contains(&&r.tenant) {
-                tenants.push(&r.tenant);
-            }
+        if let Db::Sqlite(db) = &self.db {
+            let records = records.to_vec();
+            return db.write_direct(move |tx| append_direct(tx, &records)).await;
         }
-        // Heads are locked in one order, so appends from several processes cannot deadlock.
-        tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         let mut tx = self.db.begin().await?;
         let mut entries = Vec::with_capacity(records.len());
-        for tenant in tenants {
+        for tenant in tenants_of(records) {
             // One tenant at a time: on PostgreSQL, row-level security holds each chain's
             // rows to its own tenant even inside a batch of several.
             tx.enter(Scope::Tenant(tenant)).await?;
-            let (mut seq, mut prev) = head_for_update(&mut tx, tenant.as_str()).await?;
+            let (seq, prev) = head_for_update(&mut tx, tenant.as_str()).await?;
             let first = entries.len();
-            for record in records.iter().filter(|r| &r.tenant == tenant) {
-                seq += 1;
-                let entry = Entry::chained(record, seq, &prev);
-                prev = entry.hash.clone();
-                entries.push(entry);
-            }
+            let (seq, prev) = chain(records, tenant, seq, prev, &mut entries);
             insert(&mut tx, &entries[first..]).await?;
             // In the tenant's scope too: each event is one of its tenant's rows.
-            let events: Vec<EventEnvelope> = entries
-                .iter()
-                .filter(|e| e.tenant == tenant.as_str())
-                .filter_map(event)
-                .collect();
-            outbox::append(&mut tx, &events).await?;
+            outbox::append(&mut tx, &events_of(&entries[first..])).await?;
             execute!(
                 &mut tx,
                 sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3")
@@ -319,8 +306,96 @@ impl AuditStore {
     }
 }
 
-/// The tenant's head, created at the chain's start if missing, locked on PostgreSQL until
-/// the transaction ends (SQLite's `BEGIN IMMEDIATE` already serializes writers).
+/// The tenants of `records`, in one order, so that appends from several processes lock
+/// their heads in that order and cannot deadlock.
+fn tenants_of(records: &[AuditRecord]) -> Vec<&TenantId> {
+    let mut tenants: Vec<&TenantId> = Vec::new();
+    for r in records {
+        if !tenants.contains(&&r.tenant) {
+            tenants.push(&r.tenant);
+        }
+    }
+    tenants.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    tenants
+}
+
+/// Chains `tenant`'s records after its head (`seq`, `prev`) onto `entries`; returns the
+/// new head.
+fn chain(
+    records: &[AuditRecord],
+    tenant: &TenantId,
+    mut seq: i64,
+    mut prev: String,
+    entries: &mut Vec<Entry>,
+) -> (i64, String) {
+    for record in records.iter().filter(|r| &r.tenant == tenant) {
+        seq += 1;
+        let entry = Entry::chained(record, seq, &prev);
+        prev = entry.hash.clone();
+        entries.push(entry);
+    }
+    (seq, prev)
+}
+
+fn events_of(entries: &[Entry]) -> Vec<EventEnvelope> {
+    entries.iter().filter_map(event).collect()
+}
+
+/// [`AuditStore::append`] on SQLite, in one direct write.
+fn append_direct(
+    tx: &rusqlite::Transaction<'_>,
+    records: &[AuditRecord],
+) -> rusqlite::Result<Vec<Entry>> {
+    let mut entries = Vec::with_capacity(records.len());
+    for tenant in tenants_of(records) {
+        tx.prepare_cached(
+            "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (?1, 0, ?2) ON CONFLICT (tenant_id) DO NOTHING",
+        )?
+        .execute(rusqlite::params![tenant.as_str(), GENESIS])?;
+        let (seq, prev): (i64, String) = tx
+            .prepare_cached("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?1")?
+            .query_row([tenant.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let first = entries.len();
+        let (seq, prev) = chain(
+            records,
+            tenant,
+            seq,
+            prev.trim_end().to_owned(),
+            &mut entries,
+        );
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO audit_log (tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type,
+                resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?;
+        for e in &entries[first..] {
+            insert.execute(rusqlite::params![
+                e.tenant,
+                e.seq,
+                e.entry_id.as_bytes().as_slice(),
+                store::direct::time(e.recorded_at),
+                e.actor,
+                e.roles,
+                e.action,
+                e.resource_type,
+                e.resource_id,
+                e.patient_id.as_ref().map(|p| p.as_bytes().as_slice()),
+                e.outcome,
+                e.request_id,
+                e.source_ip,
+                e.prev_hash,
+                e.hash,
+            ])?;
+        }
+        outbox::append_direct(tx, &events_of(&entries[first..]))?;
+        tx.prepare_cached("UPDATE audit_heads SET seq = ?1, hash = ?2 WHERE tenant_id = ?3")?
+            .execute(rusqlite::params![seq, prev, tenant.as_str()])?;
+    }
+    Ok(entries)
+}
+
+/// The tenant's head, created at the chain's start if missing, locked until the
+/// transaction ends (PostgreSQL; SQLite appends directly).
 async fn head_for_update(tx: &mut Tx, tenant: &str) -> Result<(i64, String), DbError> {
     execute!(
         &mut *tx,
