@@ -8,6 +8,8 @@
 //!
 //! Run on the embedded default (SQLite + embedded log) and, with `--features kafka`, on the
 //! split patient service over PostgreSQL + the Kafka-protocol test broker.
+//!
+//! Also here: a PostgreSQL connection the server dropped is not handed to a request.
 
 #![allow(clippy::unwrap_used)]
 
@@ -287,4 +289,35 @@ async fn on_postgres_and_kafka_no_event_is_lost_or_applied_twice_across_sigkills
     };
     no_event_is_lost_or_applied_twice_across(deployment, 3).await;
     drop(database);
+}
+
+/// A PostgreSQL connection the server dropped while it sat idle in the pool (a restart, a
+/// failover, an idle timeout) is checked and replaced before a request gets it, although
+/// connections in steady use are not pinged before each transaction.
+#[tokio::test]
+async fn a_postgresql_connection_dropped_while_idle_is_replaced_before_use() {
+    let Some(admin) = testkit::postgres_server().await else {
+        return;
+    };
+    let db = Db::connect_postgres("public", &admin, 1).await.unwrap();
+    let backend = || async {
+        on_pool!(&db, |c| sqlx::query_scalar::<_, i32>(
+            "SELECT pg_backend_pid()"
+        )
+        .fetch_one(c)
+        .await)
+        .unwrap()
+    };
+    let first = backend().await;
+    let mut admin_conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(first)
+        .execute(&mut admin_conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_ne!(backend().await, first, "a new connection answered");
+    db.close().await;
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A PostgreSQL connection idle this long is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Where a service keeps its data.
 #[derive(Debug, Clone)]
@@ -210,7 +212,18 @@ impl Db {
         let options = options.options([("search_path", schema)]);
         let mut pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            // sqlx would ping every connection it hands out: a round trip to the server
+            // for every transaction of every request. Only a connection idle for a while is
+            // checked (as HikariCP does), since that is the one a restart, a failover or an
+            // idle timeout can have cut; one cut while in steady use fails its statement,
+            // whose transaction is refused whole.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(
+                    async move { Ok(meta.idle_for < PING_AFTER_IDLE || conn.ping().await.is_ok()) },
+                )
+            });
         if let Some(role) = role {
             // Every connection, before its first use: nothing runs as the owner.
             pool = pool.after_connect(move |conn, _| {
