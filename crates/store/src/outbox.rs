@@ -66,7 +66,7 @@ pub async fn append(tx: &mut Tx, events: &[EventEnvelope]) -> Result<(), DbError
         crate::execute!(&mut *tx, {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
             for event in chunk {
-                let topic = event.topic().map(|t| t.name()).unwrap_or("unrouted");
+                let topic = topic_of(event);
                 q = q
                     .bind(event.event_id.as_uuid())
                     .bind(&event.event_type)
@@ -94,7 +94,7 @@ pub fn append_direct(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for event in events {
-        let topic = event.topic().map(|t| t.name()).unwrap_or("unrouted");
+        let topic = topic_of(event);
         let envelope = serde_json::to_string(event)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         insert.execute(rusqlite::params![
@@ -108,6 +108,10 @@ pub fn append_direct(
         ])?;
     }
     Ok(())
+}
+
+fn topic_of(event: &EventEnvelope) -> &str {
+    event.topic().map(|t| t.name()).unwrap_or("unrouted")
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

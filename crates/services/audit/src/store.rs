@@ -405,10 +405,7 @@ async fn head_for_update(tx: &mut Tx, tenant: &str) -> Result<(i64, String), DbE
         .bind(tenant)
         .bind(GENESIS)
     )?;
-    let sql = match tx {
-        Tx::Postgres(_) => "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE",
-        Tx::Sqlite(_) => "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1",
-    };
+    let sql = "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE";
     let (seq, hash): (i64, String) =
         on_tx!(tx, |c| sqlx::query_as(sql).bind(tenant).fetch_one(c).await)?;
     Ok((seq, hash.trim_end().to_owned()))
