@@ -311,13 +311,13 @@ impl<S: LabStore> LabService<S> {
     ) -> Result<LabOrder, OrderError> {
         for _ in 0..ATTEMPTS {
             let mut order = self.load(ctx, permission, id).await?;
-            let seen = order.version;
-            if expected.is_some_and(|v| v != seen) {
+            if expected.is_some_and(|v| v != order.version) {
                 return Err(OrderError::VersionMismatch);
             }
+            let before = order.clone();
             let now = self.now();
             let events = change(&mut order, now)?;
-            match self.store.update(&order, seen, &events).await {
+            match self.store.update(&before, &order, &events).await {
                 Ok(()) => {
                     self.audit
                         .record(vec![ctx.record(AuditAction::Update, &order, now)])

@@ -162,13 +162,15 @@ fn preauth_approved<'a>(
         let Some(mut order) = load_order(tx, &tenant, LabOrderId::from_uuid(subject)).await? else {
             return Ok(());
         };
-        let seen = order.version;
+        let before = order.clone();
         order.authorize(p.approval_number, chrono::Utc::now());
-        if order.version != seen {
-            update_order(tx, &order, seen).await.map_err(|e| match e {
-                WriteError::Db(e) => HandlerError::from(e),
-                other => HandlerError::Transient(other.to_string()),
-            })?;
+        if order.version != before.version {
+            update_order(tx, &before, &order)
+                .await
+                .map_err(|e| match e {
+                    WriteError::Db(e) => HandlerError::from(e),
+                    other => HandlerError::Transient(other.to_string()),
+                })?;
         }
         Ok(())
     })

@@ -14,6 +14,7 @@ testkit::on_both_backends!(
     critical_results_raise_one_event_each,
     bad_input_names_the_field_and_stores_nothing,
     each_role_reaches_only_what_it_may,
+    a_change_to_an_order_writes_only_the_results_it_changed,
 );
 
 const ORDERS: &str = "/api/v1/lab/orders";
@@ -569,4 +570,68 @@ async fn each_role_reaches_only_what_it_may(app: TestApp) {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// Stored results refuse to be rewritten (an update of one fails the statement).
+async fn freeze_results(app: &TestApp, frozen: bool) {
+    let db = app.db("lab").await;
+    let sql = match (app.backend, frozen) {
+        (testkit::Backend::Sqlite, true) => {
+            "CREATE TRIGGER frozen BEFORE UPDATE ON lab_results BEGIN SELECT RAISE(ABORT, 'frozen'); END"
+        }
+        (testkit::Backend::Sqlite, false) => "DROP TRIGGER frozen",
+        (testkit::Backend::Postgres, true) => {
+            "CREATE FUNCTION frozen() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'frozen'; END $$;
+             CREATE TRIGGER frozen BEFORE UPDATE ON lab_results FOR EACH ROW EXECUTE FUNCTION frozen()"
+        }
+        (testkit::Backend::Postgres, false) => {
+            "DROP TRIGGER frozen ON lab_results; DROP FUNCTION frozen()"
+        }
+    };
+    store::on_pool!(&db, |c| sqlx::raw_sql(sql).execute(c).await.map(|_| ())).unwrap();
+    db.close().await;
+}
+
+/// An order collects results (revisions, corrections); a change writes what it changed,
+/// not every result again, so its cost does not grow with the order's history.
+async fn a_change_to_an_order_writes_only_the_results_it_changed(app: TestApp) {
+    let s = staff(&app);
+    let id = place(&app, &s, "ROUTINE").await;
+    let results = app.url(RESULTS);
+    let (status, body) = post(
+        &s.tech,
+        results.clone(),
+        json!({"orderId": id, "results": [result("GLU", "182", "H")]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    freeze_results(&app, true).await;
+    // Verifying rewrites the stored result: the freeze holds.
+    let verify = app.url(&format!("{RESULTS}/{id}/verify"));
+    let (status, _) = post(&s.supervisor, verify.clone(), json!({})).await;
+    assert_eq!(status, 500, "a frozen result was written");
+    // A result for the other test leaves the glucose result as it is.
+    let (status, body) = post(
+        &s.tech,
+        results,
+        json!({"orderId": id, "results": [result("K", "4.1", "N")]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["tests"][0]["result"]["value"].as_str(),
+            body["tests"][1]["result"]["value"].as_str()
+        ),
+        (Some("182"), Some("4.1"))
+    );
+
+    freeze_results(&app, false).await;
+    let (status, verified) = post(&s.supervisor, verify, json!({})).await;
+    assert_eq!(
+        (status, verified["tests"][0]["result"]["final"].as_bool()),
+        (200, Some(true)),
+        "{verified}"
+    );
 }

@@ -85,9 +85,9 @@ pub(super) async fn apply(
                 events.push(EventEnvelope::new(meta, order.id, &ordered_event(&order)));
             }
             ("CA" | "OC", Some(mut order)) => {
-                let seen = order.version;
+                let before = order.clone();
                 if order.cancel(group.notes.first().cloned(), now).is_ok() {
-                    match update_order(tx, &order, seen).await {
+                    match update_order(tx, &before, &order).await {
                         Ok(()) => {}
                         Err(WriteError::Db(e)) => return Err(e),
                         Err(_) => {

@@ -77,13 +77,13 @@ pub(super) async fn apply(
         if taken.is_empty() {
             continue;
         }
-        let seen = order.version;
+        let before = order.clone();
         match record(&mut order, &group, &taken, limits, sender, meta, now) {
             Ok(mut new_events) => {
                 if order.filler_order.is_none() {
                     order.filler_order = group.filler_order.clone();
                 }
-                match update_order(tx, &order, seen).await {
+                match update_order(tx, &before, &order).await {
                     Ok(()) => {}
                     Err(WriteError::Db(e)) => return Err(e),
                     // Changed since it was read, in this transaction: cannot happen on

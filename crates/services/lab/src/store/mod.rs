@@ -44,11 +44,12 @@ pub trait LabStore: Send + Sync + 'static {
         order: &LabOrder,
         events: &[EventEnvelope],
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
-    /// The order as changed from `expected_version`, with its events.
+    /// The order as changed from `before` (as it was read: its version is the one
+    /// expected), with its events.
     fn update(
         &self,
-        order: &LabOrder,
-        expected_version: i64,
+        before: &LabOrder,
+        after: &LabOrder,
         events: &[EventEnvelope],
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
     fn order(
