@@ -12,6 +12,7 @@ use testkit::{TestApp, client_with, json};
 testkit::on_both_backends!(
     access_logins_and_refusals_are_recorded_and_readable_by_admins_and_the_patient,
     verify_finds_edited_removed_and_reordered_entries_and_survives_retention,
+    appends_from_two_processes_at_once_keep_one_whole_chain,
 );
 
 const PATIENTS: &str = "/api/v1/patients";
@@ -310,4 +311,60 @@ async fn verify_finds_edited_removed_and_reordered_entries_and_survives_retentio
         .unwrap();
     assert_eq!(verdict.broken, None, "{verdict:?}");
     assert_eq!(verdict.checked, 1);
+}
+
+/// Two processes appending to one tenant's chain at once take turns on its head: every
+/// entry is chained once, in one unbroken chain.
+async fn appends_from_two_processes_at_once_keep_one_whole_chain(app: TestApp) {
+    let tenant = kernel::TenantId::parse(testkit::TEST_TENANT).unwrap();
+    let record = |n: usize| kernel::audit::AuditRecord {
+        tenant: tenant.clone(),
+        actor: format!("writer-{}", n % 2),
+        roles: vec!["DOCTOR".to_owned()],
+        action: kernel::audit::AuditAction::Read,
+        resource_type: "Patient".to_owned(),
+        resource_id: Some(n.to_string()),
+        patient_id: None,
+        outcome: kernel::audit::AuditOutcome::Success,
+        at: chrono::Utc::now(),
+        origin: kernel::audit::Origin::default(),
+    };
+    let (one, two) = (app.app_db("audit").await, app.app_db("audit").await);
+    let mut appends = Vec::new();
+    for (w, db) in [one.clone(), two.clone()].into_iter().enumerate() {
+        let batches: Vec<Vec<_>> = (0..20)
+            .map(|b| (0..5).map(|i| record(w * 1000 + b * 5 + i)).collect())
+            .collect();
+        appends.push(tokio::spawn(async move {
+            let store = audit::store::AuditStore::new(db);
+            for batch in batches {
+                store.append(&batch).await.unwrap();
+            }
+        }));
+    }
+    for a in appends {
+        a.await.unwrap();
+    }
+    let verdict = audit::store::AuditStore::new(one.clone())
+        .verify(&tenant)
+        .await
+        .unwrap();
+    assert_eq!(verdict.broken, None);
+    assert!(
+        verdict.checked >= 200,
+        "{} entries chained",
+        verdict.checked
+    );
+    // As the owner: the application role sees no tenant's rows outside a transaction.
+    let owner = app.db("audit").await;
+    let seqs: Vec<i64> = on_pool!(&owner, |c| sqlx::query_scalar(
+        "SELECT seq FROM audit_log WHERE resource_id IS NOT NULL AND actor LIKE 'writer-%' ORDER BY seq"
+    )
+    .fetch_all(c)
+    .await)
+    .unwrap();
+    assert_eq!(seqs.len(), 200);
+    owner.close().await;
+    one.close().await;
+    two.close().await;
 }

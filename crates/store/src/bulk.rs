@@ -27,8 +27,13 @@ pub fn params(backend: Backend, first: usize, count: usize) -> String {
 
 /// `($1, …, $cols), ($cols+1, …)` for `rows` rows (on SQLite `(?, …), …`).
 pub fn placeholders(backend: Backend, rows: usize, cols: usize) -> String {
+    placeholders_from(backend, 1, rows, cols)
+}
+
+/// [`placeholders`] numbered from `$first`: for a statement with more than one list.
+pub fn placeholders_from(backend: Backend, first: usize, rows: usize, cols: usize) -> String {
     (0..rows)
-        .map(|r| format!("({})", params(backend, r * cols + 1, cols)))
+        .map(|r| format!("({})", params(backend, first + r * cols, cols)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -45,5 +50,9 @@ mod tests {
         );
         assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
         assert_eq!(params(Backend::Postgres, 2, 3), "$2, $3, $4");
+        assert_eq!(
+            placeholders_from(Backend::Postgres, 7, 2, 2),
+            "($7, $8), ($9, $10)"
+        );
     }
 }

@@ -110,6 +110,35 @@ pub fn append_direct(
     Ok(())
 }
 
+/// The INSERT of [`append`] for `count` events on PostgreSQL, its parameters numbered
+/// from `$first` ([`bind_postgres`] binds them): for a writer that stores its own rows
+/// and their events in one statement (a data-modifying `WITH`), one round trip.
+pub fn insert_postgres(first: usize, count: usize) -> String {
+    format!(
+        "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at) VALUES {}",
+        crate::bulk::placeholders_from(crate::Backend::Postgres, first, count, 7)
+    )
+}
+
+/// Binds `events` to the parameters of [`insert_postgres`].
+pub fn bind_postgres<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    events: &'q [EventEnvelope],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let now = Utc::now();
+    for event in events {
+        q = q
+            .bind(event.event_id.as_uuid())
+            .bind(&event.event_type)
+            .bind(topic_of(event))
+            .bind(&event.tenant_id)
+            .bind(&event.key)
+            .bind(Json(event))
+            .bind(now);
+    }
+    q
+}
+
 fn topic_of(event: &EventEnvelope) -> &str {
     event.topic().map(|t| t.name()).unwrap_or("unrouted")
 }

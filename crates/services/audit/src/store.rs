@@ -109,28 +109,7 @@ impl AuditStore {
             let records = records.to_vec();
             return db.write_direct(move |tx| append_direct(tx, &records)).await;
         }
-        let mut tx = self.db.begin().await?;
-        let mut entries = Vec::with_capacity(records.len());
-        for tenant in tenants_of(records) {
-            // One tenant at a time: on PostgreSQL, row-level security holds each chain's
-            // rows to its own tenant even inside a batch of several.
-            tx.enter(Scope::Tenant(tenant)).await?;
-            let (seq, prev) = head_for_update(&mut tx, tenant.as_str()).await?;
-            let first = entries.len();
-            let (seq, prev) = chain(records, tenant, seq, prev, &mut entries);
-            insert(&mut tx, &entries[first..]).await?;
-            // In the tenant's scope too: each event is one of its tenant's rows.
-            outbox::append(&mut tx, &events_of(&entries[first..])).await?;
-            execute!(
-                &mut tx,
-                sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3")
-                    .bind(seq)
-                    .bind(&prev)
-                    .bind(tenant.as_str())
-            )?;
-        }
-        tx.commit().await?;
-        Ok(entries)
+        append_postgres(&self.db, records).await
     }
 
     /// One page of a tenant's entries, newest first.
@@ -394,54 +373,107 @@ fn append_direct(
     Ok(entries)
 }
 
-/// The tenant's head, created at the chain's start if missing, locked until the
-/// transaction ends (PostgreSQL; SQLite appends directly).
-async fn head_for_update(tx: &mut Tx, tenant: &str) -> Result<(i64, String), DbError> {
-    execute!(
-        &mut *tx,
-        sqlx::query(
-            "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING"
-        )
-        .bind(tenant)
-        .bind(GENESIS)
-    )?;
-    let sql = "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE";
-    let (seq, hash): (i64, String) =
-        on_tx!(tx, |c| sqlx::query_as(sql).bind(tenant).fetch_one(c).await)?;
+/// [`AuditStore::append`] on PostgreSQL, in few round trips, since every audited request
+/// waits for it: a batch of one tenant begins in its scope; each tenant's head is created,
+/// locked and read in one statement; its entries, their events and its new head are
+/// stored in one statement per chunk.
+async fn append_postgres(db: &Db, records: &[AuditRecord]) -> Result<Vec<Entry>, DbError> {
+    let tenants = tenants_of(records);
+    let mut tx = match tenants.as_slice() {
+        [one] => db.begin_in(Scope::Tenant(one)).await?,
+        _ => db.begin().await?,
+    };
+    let mut entries = Vec::with_capacity(records.len());
+    for tenant in &tenants {
+        if tenants.len() > 1 {
+            // One tenant at a time: row-level security holds each chain's rows to its
+            // own tenant even inside a batch of several.
+            tx.enter(Scope::Tenant(tenant)).await?;
+        }
+        let Tx::Postgres(t) = &mut tx else {
+            return Err(DbError::Invariant("a PostgreSQL append on another backend"));
+        };
+        let (seq, prev) = lock_head(t, tenant.as_str()).await?;
+        let first = entries.len();
+        chain(records, tenant, seq, prev, &mut entries);
+        for chunk in entries[first..].chunks(bulk::rows_per_statement(store::Backend::Postgres)) {
+            store_chunk(t, tenant.as_str(), chunk).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(entries)
+}
+
+/// The tenant's head, created at the chain's start if missing, and locked until the
+/// transaction ends (the no-op update of an upsert takes the row's lock), so appends from
+/// several processes to one tenant take turns.
+async fn lock_head(t: &mut sqlx::PgConnection, tenant: &str) -> Result<(i64, String), DbError> {
+    let (seq, hash): (i64, String) = sqlx::query_as(
+        "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)
+         ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq
+         RETURNING seq, hash",
+    )
+    .bind(tenant)
+    .bind(GENESIS)
+    .fetch_one(t)
+    .await?;
     Ok((seq, hash.trim_end().to_owned()))
 }
 
-/// Several entries per statement: a group commit carries hundreds.
-async fn insert(tx: &mut Tx, entries: &[Entry]) -> Result<(), DbError> {
-    for chunk in entries.chunks(bulk::rows_per_statement(tx.backend())) {
-        let sql = format!(
-            "INSERT INTO audit_log (tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type,
-                resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash) VALUES {}",
-            bulk::placeholders(tx.backend(), chunk.len(), 15)
-        );
-        execute!(tx, {
-            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-            for e in chunk {
-                q = q
-                    .bind(&e.tenant)
-                    .bind(e.seq)
-                    .bind(e.entry_id)
-                    .bind(e.recorded_at)
-                    .bind(&e.actor)
-                    .bind(&e.roles)
-                    .bind(&e.action)
-                    .bind(&e.resource_type)
-                    .bind(&e.resource_id)
-                    .bind(e.patient_id)
-                    .bind(&e.outcome)
-                    .bind(&e.request_id)
-                    .bind(&e.source_ip)
-                    .bind(&e.prev_hash)
-                    .bind(&e.hash);
-            }
-            q
-        })?;
+/// `chunk`'s entries, their events, and the head moved to its last entry, in one statement.
+async fn store_chunk(
+    t: &mut sqlx::PgConnection,
+    tenant: &str,
+    chunk: &[Entry],
+) -> Result<(), DbError> {
+    let Some(last) = chunk.last() else {
+        return Ok(());
+    };
+    let events = events_of(chunk);
+    let entry_params = chunk.len() * 15;
+    let mut sql = format!(
+        "WITH entries AS (INSERT INTO audit_log (tenant_id, seq, entry_id, recorded_at, actor, roles, action,
+            resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash) VALUES {})",
+        bulk::placeholders(store::Backend::Postgres, chunk.len(), 15)
+    );
+    if !events.is_empty() {
+        sql.push_str(&format!(
+            ", events AS ({})",
+            outbox::insert_postgres(entry_params + 1, events.len())
+        ));
     }
+    let head = entry_params + events.len() * 7;
+    sql.push_str(&format!(
+        " UPDATE audit_heads SET seq = ${}, hash = ${} WHERE tenant_id = ${}",
+        head + 1,
+        head + 2,
+        head + 3
+    ));
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for e in chunk {
+        q = q
+            .bind(&e.tenant)
+            .bind(e.seq)
+            .bind(e.entry_id)
+            .bind(e.recorded_at)
+            .bind(&e.actor)
+            .bind(&e.roles)
+            .bind(&e.action)
+            .bind(&e.resource_type)
+            .bind(&e.resource_id)
+            .bind(e.patient_id)
+            .bind(&e.outcome)
+            .bind(&e.request_id)
+            .bind(&e.source_ip)
+            .bind(&e.prev_hash)
+            .bind(&e.hash);
+    }
+    q = outbox::bind_postgres(q, &events);
+    q.bind(last.seq)
+        .bind(&last.hash)
+        .bind(tenant)
+        .execute(t)
+        .await?;
     Ok(())
 }
 
