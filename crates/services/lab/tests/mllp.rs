@@ -20,6 +20,8 @@ testkit::on_both_backends!(
     a_batch_is_acknowledged_message_by_message,
     adt_messages_register_and_update_patients_through_the_patient_service,
     nothing_of_a_messages_content_reaches_the_logs,
+    results_for_one_order_sent_at_once_on_many_connections_all_land_once,
+    two_result_groups_for_one_order_in_one_message_both_land,
 );
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -555,5 +557,60 @@ OBR|1|NOPE||2345-7^Glucose^LN\r";
     assert!(
         logs.contains("HL7 message refused"),
         "the logs are captured"
+    );
+}
+
+/// Messages are matched to their orders before their writer's turn; one that finds its
+/// order changed by another meanwhile starts over, so none is lost or applied twice.
+async fn results_for_one_order_sent_at_once_on_many_connections_all_land_once(app: TestApp) {
+    let id = order(&app).await;
+    let sends: Vec<_> = (0..8)
+        .map(|n| {
+            let (address, message) = (addr(&app), oru(&format!("RACE-{n}"), &id, "101", "H"));
+            tokio::spawn(async move {
+                let acks = lab::mllp::send(&address, &[message.into_bytes()], TIMEOUT)
+                    .await
+                    .unwrap();
+                String::from_utf8(acks[0].clone()).unwrap()
+            })
+        })
+        .collect();
+    for s in sends {
+        let ack = s.await.unwrap();
+        assert_eq!(code(&ack), "AA", "{ack}");
+    }
+    let o = get(&app, &format!("/api/v1/lab/orders/{id}")).await;
+    for test in 0..2 {
+        assert_eq!(
+            o["tests"][test]["history"].as_array().map(Vec::len),
+            Some(7),
+            "eight results, the newest standing: {o}"
+        );
+    }
+}
+
+/// The second group continues from the first's change to the order, not from the order
+/// as stored.
+async fn two_result_groups_for_one_order_in_one_message_both_land(app: TestApp) {
+    let id = order(&app).await;
+    let message = format!(
+        "MSH|^~\\&|LIS|CITYLAB|MEDITRACK|HOSP|20240315083000||ORU^R01^ORU_R01|TWO-1|P|2.5.1\r\
+PID|1||MRN-UNKNOWN^^^HOSP^MR||Synthetic^Dana||19750412|F\r\
+OBR|1|{id}^MEDITRACK|F-TWO^CITYLAB|2345-7^Glucose^LN|||20240315071500\r\
+OBX|1|NM|2345-7^Glucose^LN||95|mg/dL|70-99|N|||F\r\
+OBR|2|{id}^MEDITRACK|F-TWO^CITYLAB|2823-3^Potassium^LN|||20240315071500\r\
+OBX|1|NM|2823-3^Potassium^LN||4.4|mmol/L|3.5-5.1|N|||F\r"
+    );
+    let ack = send(&app, &message).await;
+    assert_eq!(code(&ack), "AA", "{ack}");
+    let o = get(&app, &format!("/api/v1/lab/orders/{id}")).await;
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["tests"][0]["result"]["value"].as_str(),
+            o["tests"][1]["result"]["value"].as_str()
+        ),
+        (Some("COMPLETED"), Some("95"), Some("4.4")),
+        "{o}"
     );
 }

@@ -9,8 +9,9 @@ mod orders;
 mod patients;
 pub(crate) mod results;
 
-use crate::domain::CriticalLimits;
+use crate::domain::{CriticalLimits, LabOrder};
 use crate::store::hl7::{MessageRecord, Unmatched, earlier_ack, insert_unmatched, record_message};
+use crate::store::{WriteError, update_order};
 use chrono::{DateTime, Utc};
 use events::lab::LabCriticalResultV1;
 use events::{EventEnvelope, EventMeta, EventPayload};
@@ -24,6 +25,10 @@ use store::{Db, DbError, Scope, Tx};
 use uuid::Uuid;
 
 pub const MESSAGES: &str = "meditrack_hl7_messages_total";
+
+/// How often a message starts over because an order changed under it, before it is left
+/// unacknowledged.
+const MAX_CONFLICTS: u32 = 50;
 
 /// Takes in the HL7 messages of one tenant (MLLP carries no credentials: a listener serves
 /// the tenant it is configured for).
@@ -41,6 +46,8 @@ struct Applied {
     events: Vec<EventEnvelope>,
     /// Results no order could take, recorded with the message.
     unmatched: Vec<Unmatched>,
+    /// Orders as they were read and as the message changed them, to write.
+    changed: Vec<(LabOrder, LabOrder)>,
 }
 
 impl Intake {
@@ -102,8 +109,22 @@ impl Intake {
             Err(e) => return self.reject(None, &text, &e, now).await,
         };
         let header = Header::of(&message);
+        let scope = Scope::Tenant(&self.tenant);
+        let mut conflicts = 0;
         loop {
-            let mut tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
+            let inbound = interpret(&message);
+            // Results are matched to their orders on a read transaction and their changes
+            // written from the versions read; an order changed meanwhile (another message
+            // for it on another connection, a result over REST) starts the message over.
+            // In one write transaction, the second of two concurrent messages for one order
+            // failed its version check on PostgreSQL and went unacknowledged, and on SQLite
+            // the lookups held the writers' turn.
+            let read_first = matches!(inbound, Ok(Inbound::Results(_)));
+            let mut tx = if read_first {
+                self.db.read_in(scope).await?
+            } else {
+                self.db.begin_in(scope).await?
+            };
             if let (Some(sender), Some(control)) = (&header.sender, &header.control_id)
                 && let Some(ack) = earlier_ack(&mut tx, &self.tenant, sender, control).await?
             {
@@ -111,7 +132,7 @@ impl Intake {
                 return Ok(ack.into_bytes());
             }
             let id = Uuid::now_v7();
-            let applied = match interpret(&message) {
+            let applied = match inbound {
                 Err(e) => Err(e),
                 Ok(inbound) => self.apply(&mut tx, id, &message, inbound, now).await?,
             };
@@ -145,11 +166,29 @@ impl Intake {
                 raw: text.clone(),
                 ack: ack.clone(),
             };
+            if read_first {
+                tx.commit().await?;
+                tx = self.db.begin_in(scope).await?;
+            }
             match self
-                .finish(tx, &record, &applied.unmatched, &applied.events)
+                .finish(
+                    tx,
+                    &record,
+                    &applied.unmatched,
+                    &applied.events,
+                    &applied.changed,
+                )
                 .await
             {
-                Ok(()) => {
+                // An order changed since it was read (a result submitted meanwhile).
+                Ok(false) if conflicts < MAX_CONFLICTS => conflicts += 1,
+                // No ACK: the sender sends it again later.
+                Ok(false) => {
+                    return Err(DbError::Invariant(
+                        "an order kept changing while a message was applied",
+                    ));
+                }
+                Ok(true) => {
                     metrics::counter!(MESSAGES, "outcome" => applied.status).increment(1);
                     let critical = applied
                         .events
@@ -168,13 +207,28 @@ impl Intake {
         }
     }
 
+    /// Writes what a message did, and the message: `false` (nothing written) when an
+    /// order in `changed` is no longer at the version it was read at.
     async fn finish(
         &self,
         mut tx: Tx,
         record: &MessageRecord,
         unmatched: &[Unmatched],
         events: &[EventEnvelope],
-    ) -> Result<(), DbError> {
+        changed: &[(LabOrder, LabOrder)],
+    ) -> Result<bool, DbError> {
+        for (before, after) in changed {
+            match update_order(&mut tx, before, after).await {
+                Ok(()) => {}
+                Err(WriteError::Db(e)) => return Err(e),
+                Err(WriteError::VersionConflict) => return Ok(false),
+                Err(_) => {
+                    return Err(DbError::Invariant(
+                        "an order vanished while a message was applied",
+                    ));
+                }
+            }
+        }
         record_message(&mut tx, record).await?;
         for u in unmatched {
             let u = Unmatched {
@@ -184,7 +238,8 @@ impl Intake {
             insert_unmatched(&mut tx, &self.tenant, &u).await?;
         }
         store::outbox::append(&mut tx, events).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Stores a message that cannot be taken, with nothing else, and answers AE or AR.
@@ -218,8 +273,8 @@ impl Intake {
             ack: ack.clone(),
         };
         let tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
-        match self.finish(tx, &record, &[], &[]).await {
-            Ok(()) => {}
+        match self.finish(tx, &record, &[], &[], &[]).await {
+            Ok(_) => {}
             // Rejected before under the same control id: the same answer stands.
             Err(e) if e.unique_violation().is_some() => {
                 let mut tx = self.db.read_in(Scope::Tenant(&self.tenant)).await?;

@@ -124,6 +124,7 @@ pub(super) async fn apply(
         status: "APPLIED",
         events,
         unmatched: Vec::new(),
+        changed: Vec::new(),
     }))
 }
 

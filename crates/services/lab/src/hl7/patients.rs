@@ -30,6 +30,7 @@ pub(super) fn apply(
         status: "APPLIED",
         events: vec![EventEnvelope::new(meta, key, &event)],
         unmatched: Vec::new(),
+        changed: Vec::new(),
     })
 }
 

@@ -11,7 +11,7 @@ use crate::domain::{AbnormalFlag, CriticalLimits, LabOrder, SubmittedResult, Tra
 use crate::store::hl7::{
     Unmatched, UnmatchedObservation, open_orders_of, order_by_number, patient_by_mrn,
 };
-use crate::store::{WriteError, load_order, update_order};
+use crate::store::load_order;
 use chrono::{DateTime, Utc};
 use events::{EventEnvelope, EventMeta};
 use hl7v2::Hl7Error;
@@ -21,6 +21,9 @@ use kernel::ids::LabOrderId;
 use store::{DbError, Tx};
 use uuid::Uuid;
 
+/// Matches the message's results to orders and applies them to the orders in memory:
+/// reads only (in `tx`, a read transaction). What changed is in [`Applied::changed`],
+/// written afterwards in the writers' turn from the versions read here.
 pub(super) async fn apply(
     tx: &mut Tx,
     tenant: &TenantId,
@@ -32,6 +35,9 @@ pub(super) async fn apply(
 ) -> Result<Result<Applied, Hl7Error>, DbError> {
     let mut events = Vec::new();
     let mut parked = Vec::new();
+    // Orders as read and as changed; a later group for the same order continues from
+    // its change, not from the stored version.
+    let mut changed: Vec<(LabOrder, LabOrder)> = Vec::new();
     let (mut matched, mut unmatched) = (0usize, 0usize);
     for (position, group) in (0_i16..).zip(message.orders) {
         // Each group's own patient: a message may report on several.
@@ -50,7 +56,7 @@ pub(super) async fn apply(
             None => None,
         };
         let order = find_order(tx, tenant, &group, patient).await?;
-        let Some(mut order) = order else {
+        let Some(order) = order else {
             unmatched += group.observations.len().max(1);
             parked.push(park(
                 position,
@@ -77,23 +83,24 @@ pub(super) async fn apply(
         if taken.is_empty() {
             continue;
         }
-        let before = order.clone();
+        let (before, mut order) = match changed.iter().position(|(_, o)| o.id == order.id) {
+            Some(i) => changed.remove(i),
+            None => (order.clone(), order),
+        };
+        let unchanged = order.clone();
         match record(&mut order, &group, &taken, limits, sender, meta, now) {
             Ok(mut new_events) => {
                 if order.filler_order.is_none() {
                     order.filler_order = group.filler_order.clone();
                 }
-                match update_order(tx, &before, &order).await {
-                    Ok(()) => {}
-                    Err(WriteError::Db(e)) => return Err(e),
-                    // Changed since it was read, in this transaction: cannot happen on
-                    // SQLite (one writer) and is retried by the sender on PostgreSQL.
-                    Err(other) => return Err(DbError::Invariant(leak(other))),
-                }
+                changed.push((before, order));
                 matched += taken.len();
                 events.append(&mut new_events);
             }
             Err(t) => {
+                if before != unchanged {
+                    changed.push((before, unchanged));
+                }
                 unmatched += taken.len();
                 let reason = format!("the order cannot take results: {t}");
                 let taken: Vec<ObservationResult> = taken.into_iter().map(|(_, o)| o).collect();
@@ -110,14 +117,8 @@ pub(super) async fn apply(
         status,
         events,
         unmatched: parked,
+        changed,
     }))
-}
-
-fn leak(e: WriteError) -> &'static str {
-    match e {
-        WriteError::VersionConflict => "an order changed while a message was applied",
-        _ => "an order vanished while a message was applied",
-    }
 }
 
 /// The order a result group answers, if one can be told for sure.
