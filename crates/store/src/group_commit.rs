@@ -544,25 +544,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_writers_connection_keeps_a_larger_page_cache_than_the_readers() {
-        let (db, dir) = table().await;
-        let mut tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
-        let writer: i64 = crate::on_tx!(&mut tx, |c| sqlx::query_scalar("PRAGMA cache_size")
-            .fetch_one(c)
-            .await)
-        .unwrap_or_else(|e| panic!("{e}"));
-        tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
-        let reader: i64 = crate::on_pool!(&db, |c| sqlx::query_scalar("PRAGMA cache_size")
-            .fetch_one(c)
-            .await)
-        .unwrap_or_else(|e| panic!("{e}"));
-        // Negative: KiB.
-        assert_eq!((writer, reader), (-65536, -2000));
-        db.close().await;
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[tokio::test]
     async fn the_kept_connection_leaves_a_pool_of_one_to_its_readers() {
         let (db, dir) = table_on(1).await;
         let mut tx = db.begin().await.unwrap_or_else(|e| panic!("{e}"));
