@@ -79,10 +79,6 @@ impl std::fmt::Debug for WriteTx {
     }
 }
 
-/// The writers' page cache (KiB): every insert walks one B-tree per index, and with
-/// SQLite's default of 2 MB a growing database's index pages were read from the file
-/// again and again. Pages are taken as they are needed, so an idle hub uses none.
-const WRITER_CACHE: &str = "PRAGMA cache_size = -65536";
 const SAVEPOINT: &str = "SAVEPOINT turn";
 const RELEASE: &str = "RELEASE turn";
 const ROLLBACK: &str = "ROLLBACK TO turn; RELEASE turn";
@@ -136,11 +132,7 @@ impl Writer {
                 let mut conn = match self.take_spare() {
                     Some(conn) => conn,
                     // Out of the pool's count: readers keep all of theirs, even a pool of one.
-                    None => {
-                        let mut conn = self.pool.acquire().await?.detach();
-                        sqlx::raw_sql(WRITER_CACHE).execute(&mut conn).await?;
-                        conn
-                    }
+                    None => self.pool.acquire().await?.detach(),
                 };
                 sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await?;
                 (conn, Arc::new(watch::channel(None).0), true)
