@@ -112,19 +112,11 @@ impl Intake {
         let scope = Scope::Tenant(&self.tenant);
         let mut conflicts = 0;
         loop {
-            let inbound = interpret(&message);
-            // Results are matched to their orders on a read transaction and their changes
-            // written from the versions read; an order changed meanwhile (another message
-            // for it on another connection, a result over REST) starts the message over.
-            // In one write transaction, the second of two concurrent messages for one order
-            // failed its version check on PostgreSQL and went unacknowledged, and on SQLite
-            // the lookups held the writers' turn.
-            let read_first = matches!(inbound, Ok(Inbound::Results(_)));
-            let mut tx = if read_first {
-                self.db.read_in(scope).await?
-            } else {
-                self.db.begin_in(scope).await?
-            };
+            // Results are applied to their orders in memory and written from the versions
+            // read; an order changed meanwhile by another transaction (another message for
+            // it on another connection, on PostgreSQL) starts the message over, where it
+            // used to fail the message and leave it unacknowledged.
+            let mut tx = self.db.begin_in(scope).await?;
             if let (Some(sender), Some(control)) = (&header.sender, &header.control_id)
                 && let Some(ack) = earlier_ack(&mut tx, &self.tenant, sender, control).await?
             {
@@ -132,7 +124,7 @@ impl Intake {
                 return Ok(ack.into_bytes());
             }
             let id = Uuid::now_v7();
-            let applied = match inbound {
+            let applied = match interpret(&message) {
                 Err(e) => Err(e),
                 Ok(inbound) => self.apply(&mut tx, id, &message, inbound, now).await?,
             };
@@ -166,10 +158,6 @@ impl Intake {
                 raw: text.clone(),
                 ack: ack.clone(),
             };
-            if read_first {
-                tx.commit().await?;
-                tx = self.db.begin_in(scope).await?;
-            }
             match self
                 .finish(
                     tx,

@@ -22,8 +22,8 @@ use store::{DbError, Tx};
 use uuid::Uuid;
 
 /// Matches the message's results to orders and applies them to the orders in memory:
-/// reads only (in `tx`, a read transaction). What changed is in [`Applied::changed`],
-/// written afterwards in the writers' turn from the versions read here.
+/// reads only. What changed is in [`Applied::changed`], written afterwards from the
+/// versions read here.
 pub(super) async fn apply(
     tx: &mut Tx,
     tenant: &TenantId,
