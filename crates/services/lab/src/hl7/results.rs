@@ -35,8 +35,7 @@ pub(super) async fn apply(
 ) -> Result<Result<Applied, Hl7Error>, DbError> {
     let mut events = Vec::new();
     let mut parked = Vec::new();
-    // Orders as read and as changed; a later group for the same order continues from
-    // its change, not from the stored version.
+    // Orders as read and as changed.
     let mut changed: Vec<(LabOrder, LabOrder)> = Vec::new();
     let (mut matched, mut unmatched) = (0usize, 0usize);
     for (position, group) in (0_i16..).zip(message.orders) {
@@ -68,7 +67,10 @@ pub(super) async fn apply(
             ));
             continue;
         };
-        let (taken, left) = split_by_test(&order, &group);
+        // A later group for an order an earlier one changed continues from that change.
+        let earlier = changed.iter().position(|(_, o)| o.id == order.id);
+        let current = earlier.map_or(&order, |i| &changed[i].1);
+        let (taken, left) = split_by_test(current, &group);
         if !left.is_empty() {
             unmatched += left.len();
             parked.push(park(
@@ -83,24 +85,21 @@ pub(super) async fn apply(
         if taken.is_empty() {
             continue;
         }
-        let (before, mut order) = match changed.iter().position(|(_, o)| o.id == order.id) {
-            Some(i) => changed.remove(i),
-            None => (order.clone(), order),
-        };
-        let unchanged = order.clone();
-        match record(&mut order, &group, &taken, limits, sender, meta, now) {
+        // A failed `record` may have changed part of its copy: that copy is dropped.
+        let mut after = current.clone();
+        match record(&mut after, &group, &taken, limits, sender, meta, now) {
             Ok(mut new_events) => {
-                if order.filler_order.is_none() {
-                    order.filler_order = group.filler_order.clone();
+                if after.filler_order.is_none() {
+                    after.filler_order = group.filler_order.clone();
                 }
-                changed.push((before, order));
+                match earlier {
+                    Some(i) => changed[i].1 = after,
+                    None => changed.push((order, after)),
+                }
                 matched += taken.len();
                 events.append(&mut new_events);
             }
             Err(t) => {
-                if before != unchanged {
-                    changed.push((before, unchanged));
-                }
                 unmatched += taken.len();
                 let reason = format!("the order cannot take results: {t}");
                 let taken: Vec<ObservationResult> = taken.into_iter().map(|(_, o)| o).collect();
