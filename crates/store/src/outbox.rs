@@ -58,28 +58,48 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
 pub async fn append(tx: &mut Tx, events: &[EventEnvelope]) -> Result<(), DbError> {
     // Several rows per statement: the audit trail appends a whole group commit's events.
     for chunk in events.chunks(crate::bulk::rows_per_statement(tx.backend())) {
-        let sql = format!(
-            "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at) VALUES {}",
-            crate::bulk::placeholders(tx.backend(), chunk.len(), 7)
-        );
-        let now = Utc::now();
-        crate::execute!(&mut *tx, {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-            for event in chunk {
-                let topic = topic_of(event);
-                q = q
-                    .bind(event.event_id.as_uuid())
-                    .bind(&event.event_type)
-                    .bind(topic)
-                    .bind(&event.tenant_id)
-                    .bind(&event.key)
-                    .bind(Json(event))
-                    .bind(now);
-            }
-            q
-        })?;
+        let sql = insert_sql(tx.backend(), 1, chunk.len());
+        crate::execute!(
+            &mut *tx,
+            bind(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), chunk)
+        )?;
     }
     Ok(())
+}
+
+/// The INSERT of `count` events, its parameters numbered from the `first`th; [`bind`]
+/// binds them.
+fn insert_sql(backend: crate::Backend, first: usize, count: usize) -> String {
+    format!(
+        "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at) VALUES {}",
+        crate::bulk::placeholders_from(backend, first, count, 7)
+    )
+}
+
+/// Binds `events` to the parameters of [`insert_sql`] (or [`insert_postgres`]).
+pub fn bind<'q, DB>(
+    mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    events: &'q [EventEnvelope],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    uuid::Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Json<&'q EventEnvelope>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    chrono::DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let now = Utc::now();
+    for event in events {
+        q = q
+            .bind(event.event_id.as_uuid())
+            .bind(event.event_type.as_str())
+            .bind(topic_of(event))
+            .bind(event.tenant_id.as_str())
+            .bind(event.key.as_str())
+            .bind(Json(event))
+            .bind(now);
+    }
+    q
 }
 
 /// [`append`] in a direct SQLite write ([`crate::direct`]), the rows stored as `append`
@@ -111,32 +131,10 @@ pub fn append_direct(
 }
 
 /// The INSERT of [`append`] for `count` events on PostgreSQL, its parameters numbered
-/// from `$first` ([`bind_postgres`] binds them): for a writer that stores its own rows
-/// and their events in one statement (a data-modifying `WITH`), one round trip.
+/// from `$first` ([`bind`] binds them): for a writer that stores its own rows and their
+/// events in one statement (a data-modifying `WITH`), one round trip.
 pub fn insert_postgres(first: usize, count: usize) -> String {
-    format!(
-        "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at) VALUES {}",
-        crate::bulk::placeholders_from(crate::Backend::Postgres, first, count, 7)
-    )
-}
-
-/// Binds `events` to the parameters of [`insert_postgres`].
-pub fn bind_postgres<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    events: &'q [EventEnvelope],
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let now = Utc::now();
-    for event in events {
-        q = q
-            .bind(event.event_id.as_uuid())
-            .bind(&event.event_type)
-            .bind(topic_of(event))
-            .bind(&event.tenant_id)
-            .bind(&event.key)
-            .bind(Json(event))
-            .bind(now);
-    }
-    q
+    insert_sql(crate::Backend::Postgres, first, count)
 }
 
 fn topic_of(event: &EventEnvelope) -> &str {

@@ -468,7 +468,7 @@ async fn store_chunk(
             .bind(&e.prev_hash)
             .bind(&e.hash);
     }
-    q = outbox::bind_postgres(q, &events);
+    q = outbox::bind(q, &events);
     q.bind(last.seq)
         .bind(&last.hash)
         .bind(tenant)
