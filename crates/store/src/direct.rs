@@ -9,23 +9,52 @@
 //! write is one trip: the whole transaction runs on a blocking thread, with rusqlite over
 //! the same SQLite library as sqlx.
 //!
-//! Direct writes take a turn from the database's writers ([`crate::group_commit`]) and
-//! commit the open group first, so in this process they never meet the group's lock;
-//! another process's writers they meet in SQLite's busy handler, as every writer does.
+//! Direct writes are group-committed, as the sqlx writers are ([`crate::group_commit`]):
+//! they queue, and one blocking thread at a time takes a turn from the database's writers
+//! (committing the open sqlx group first, so in this process direct writes never meet its
+//! lock), then runs every queued write, each in a savepoint of one transaction, and
+//! commits once. One fsync makes the whole group durable, and a write
+//! that fails rolls back to its savepoint without touching the others. Another process's
+//! writers they meet in SQLite's busy handler, as every writer does.
 //! Values are stored as sqlx stores them ([`time`], UUIDs as 16-byte blobs, JSON as text),
 //! so rows written either way read back either way.
 
 use crate::DbError;
+use crate::group_commit::Writer;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::oneshot;
 
-/// The connection of a database's direct writes, opened at the first.
+/// The most writes one group commits: a bound on how long the writers of other kinds (and
+/// readers of a checkpoint) wait behind one.
+const MAX_GROUP: usize = 256;
+
+/// The connection of a database's direct writes, opened at the first, and their queue.
 #[derive(Debug, Clone)]
 pub(crate) struct DirectConn {
     path: PathBuf,
     conn: Arc<Mutex<Option<Connection>>>,
+    queue: Arc<Mutex<Queue>>,
+    commits: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Box<dyn Job>>,
+    /// Whether a task is draining the queue; it stops when it finds the queue empty.
+    draining: bool,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("jobs", &self.jobs.len())
+            .finish()
+    }
 }
 
 impl DirectConn {
@@ -33,51 +62,216 @@ impl DirectConn {
         Self {
             path,
             conn: Arc::default(),
+            queue: Arc::default(),
+            commits: Arc::default(),
         }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `job`; `true` when no task is draining the queue and the caller must start one.
+    fn push(&self, job: Box<dyn Job>) -> bool {
+        let mut queue = self.queue();
+        queue.jobs.push(job);
+        !std::mem::replace(&mut queue.draining, true)
+    }
+
+    /// `true` when the queue is empty, and then the draining task stops.
+    fn idle(&self) -> bool {
+        let mut queue = self.queue();
+        if queue.jobs.is_empty() {
+            queue.draining = false;
+        }
+        !queue.draining
+    }
+
+    fn take(&self) -> Vec<Box<dyn Job>> {
+        let mut queue = self.queue();
+        let n = queue.jobs.len().min(MAX_GROUP);
+        queue.jobs.drain(..n).collect()
     }
 }
 
 impl crate::SqliteDb {
-    /// Runs `write` in one transaction (`BEGIN IMMEDIATE`) on the direct connection, on a
-    /// blocking thread, and commits it; when this returns `Ok`, the write is durable
-    /// (`synchronous = FULL`, as for every connection). An error rolls it all back.
+    /// Groups of direct writes committed so far.
+    pub fn direct_commits(&self) -> u64 {
+        self.direct.commits.load(Ordering::Relaxed)
+    }
+
+    /// Runs `write` in a savepoint of a group's transaction (`BEGIN IMMEDIATE`) on the
+    /// direct connection, on a blocking thread; when this returns `Ok`, the group has
+    /// committed and the write is durable (`synchronous = FULL`, as for every connection).
+    /// An error rolls back this write only. If the caller stops waiting, the write still
+    /// runs.
     pub async fn write_direct<T, F>(&self, write: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
-        let turn = self.writer.solo().await?;
-        let direct = self.direct.clone();
-        tokio::task::spawn_blocking(move || {
-            // Held until the transaction has ended, even if the caller stopped waiting.
-            let _turn = turn;
-            let mut slot = direct.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let result = run(&mut slot, &direct.path, write);
-            if result.is_err() {
-                // Its state after a failure is unknown to us: the next write opens another.
-                *slot = None;
-            }
-            result
-        })
-        .await
-        .map_err(|_| DbError::Invariant("a direct write's thread panicked"))?
-        .map_err(DbError::from)
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Queued {
+            write: Some(write),
+            result: None,
+            reply,
+        });
+        if self.direct.push(job) {
+            let (writer, direct) = (self.writer.clone(), self.direct.clone());
+            let runtime = tokio::runtime::Handle::current();
+            // Not a task: under load each wake-up of a task waits behind the requests in the
+            // runtime's queues, and a group's cycle with two more of them made GET patient
+            // (whose audit entries are direct writes) a third slower.
+            tokio::task::spawn_blocking(move || drain(&runtime, &writer, &direct));
+        }
+        answer
+            .await
+            .map_err(|_| DbError::Invariant("a direct write's thread panicked"))?
     }
 }
 
-fn run<T>(
+/// Commits the queued writes group by group until the queue is empty, on a blocking thread.
+fn drain(runtime: &tokio::runtime::Handle, writer: &Writer, direct: &DirectConn) {
+    let _draining = Draining(direct);
+    while !direct.idle() {
+        let turn = runtime.block_on(writer.solo());
+        let mut jobs = direct.take();
+        let turn = match turn {
+            Ok(turn) => turn,
+            Err(e) => {
+                let failure = Failure::Turn(matches!(e, DbError::Sqlx(sqlx::Error::PoolClosed)));
+                for job in jobs {
+                    job.reply(Err(&failure));
+                }
+                continue;
+            }
+        };
+        let committed = {
+            let mut slot = direct.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let committed = run(&mut slot, &direct.path, &mut jobs);
+            if committed.is_ok() {
+                direct.commits.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // Its state after a failure is unknown to us: the next group opens another.
+                *slot = None;
+            }
+            committed
+        };
+        drop(turn);
+        for job in jobs {
+            job.reply(committed.as_ref().map(|_| ()));
+        }
+    }
+}
+
+/// Should the draining thread panic (the writes' own panics are caught), the next write
+/// starts another instead of queueing for good; the writes it held see an error.
+struct Draining<'a>(&'a DirectConn);
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.queue().draining = false;
+        }
+    }
+}
+
+/// A queued write, its result's type hidden.
+trait Job: Send {
+    /// Runs the write; `false` when it failed, and its savepoint must be rolled back.
+    fn run(&mut self, tx: &Transaction<'_>) -> bool;
+    /// Answers the writer once the group's commit came to `committed`.
+    fn reply(self: Box<Self>, committed: Result<(), &Failure>);
+}
+
+struct Queued<T, F> {
+    write: Option<F>,
+    result: Option<Result<T, DbError>>,
+    reply: oneshot::Sender<Result<T, DbError>>,
+}
+
+impl<T, F> Job for Queued<T, F>
+where
+    T: Send,
+    F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send,
+{
+    fn run(&mut self, tx: &Transaction<'_>) -> bool {
+        let Some(write) = self.write.take() else {
+            return false;
+        };
+        let result = match catch_unwind(AssertUnwindSafe(|| write(tx))) {
+            Ok(result) => result.map_err(DbError::from),
+            Err(_) => Err(DbError::Invariant("a direct write panicked")),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn reply(self: Box<Self>, committed: Result<(), &Failure>) {
+        let answer = match (self.result, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Err(failure)) => Err(failure.error()),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (None, Ok(())) => Err(DbError::Invariant("a direct write did not run")),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Why a whole group failed, for each of its writers.
+#[derive(Debug)]
+enum Failure {
+    Sqlite(rusqlite::ffi::Error, Option<String>),
+    Other,
+    /// No turn came in time, or (`true`) the database was closed.
+    Turn(bool),
+}
+
+impl Failure {
+    fn error(&self) -> DbError {
+        match self {
+            Failure::Sqlite(code, message) => {
+                DbError::Direct(rusqlite::Error::SqliteFailure(*code, message.clone()))
+            }
+            Failure::Other => DbError::Invariant("a direct write's group failed"),
+            Failure::Turn(true) => DbError::Sqlx(sqlx::Error::PoolClosed),
+            Failure::Turn(false) => DbError::Sqlx(sqlx::Error::PoolTimedOut),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(code, message) => Failure::Sqlite(code, message),
+            _ => Failure::Other,
+        }
+    }
+}
+
+const SAVEPOINT: &str = "SAVEPOINT direct";
+const RELEASE: &str = "RELEASE direct";
+const ROLLBACK: &str = "ROLLBACK TO direct; RELEASE direct";
+
+/// Runs `jobs` in one transaction, each in a savepoint, and commits.
+fn run(
     slot: &mut Option<Connection>,
     path: &Path,
-    write: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
+    jobs: &mut [Box<dyn Job>],
+) -> Result<(), Failure> {
     let conn = match slot {
         Some(conn) => conn,
         None => slot.insert(open(path)?),
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let out = write(&tx)?;
+    for job in jobs {
+        tx.execute_batch(SAVEPOINT)?;
+        let ok = job.run(&tx);
+        tx.execute_batch(if ok { RELEASE } else { ROLLBACK })?;
+    }
     tx.commit()?;
-    Ok(out)
+    Ok(())
 }
 
 /// The file exists (migrations made it, in WAL mode, which the file keeps); the settings
@@ -164,6 +358,53 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ats, ["c"]);
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn direct_writes_queued_meanwhile_commit_together_and_a_failed_one_alone_is_undone() {
+        let (db, dir) = db("direct-grouped").await;
+        // A sqlx writer holds the turn while the direct writes queue behind it.
+        let held = db.begin().await.unwrap();
+        let writes: Vec<_> = (0..10u8)
+            .map(|i| {
+                let s = sqlite(&db).clone();
+                tokio::spawn(async move {
+                    s.write_direct(move |tx| {
+                        tx.execute("INSERT INTO t (id, at) VALUES (?1, 'x')", [vec![i]])?;
+                        if i == 3 {
+                            // A failure after a write of its own: that write is undone too.
+                            tx.execute("INSERT INTO t (id, at) VALUES (x'00', NULL)", [])?;
+                        }
+                        Ok(i)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let before = sqlite(&db).direct_commits();
+        held.commit().await.unwrap();
+        let mut failed = Vec::new();
+        for (i, w) in (0u8..).zip(writes) {
+            match w.await.unwrap() {
+                Ok(n) => assert_eq!(n, i),
+                Err(_) => failed.push(i),
+            }
+        }
+        assert_eq!(failed, [3]);
+        assert_eq!(
+            sqlite(&db).direct_commits() - before,
+            1,
+            "one group, one commit"
+        );
+        let ids: Vec<Vec<u8>> = sqlx::query_scalar("SELECT id FROM t ORDER BY id")
+            .fetch_all(&**sqlite(&db))
+            .await
+            .unwrap();
+        let expected: Vec<Vec<u8>> = (0..10u8).filter(|i| *i != 3).map(|i| vec![i]).collect();
+        assert_eq!(ids, expected);
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -108,10 +108,31 @@ fn unique_violation(e: &sqlx::Error) -> Option<UniqueViolation<'_>> {
     }
 }
 
+/// As sqlx tells a SQLite unique violation: by the extended result code, which a primary
+/// key has its own of.
+pub fn direct_unique_violation(e: &rusqlite::Error) -> Option<UniqueViolation<'_>> {
+    match e {
+        rusqlite::Error::SqliteFailure(code, Some(message))
+            if matches!(
+                code.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ) =>
+        {
+            Some(UniqueViolation {
+                constraint: None,
+                message,
+            })
+        }
+        _ => None,
+    }
+}
+
 impl DbError {
     pub fn unique_violation(&self) -> Option<UniqueViolation<'_>> {
         match self {
             DbError::Sqlx(e) => unique_violation(e),
+            DbError::Direct(e) => direct_unique_violation(e),
             _ => None,
         }
     }

@@ -5,10 +5,11 @@ use crate::domain::lab_order::{LabOrder, LabOrderRequest};
 use crate::domain::medical_record::{MedicalRecord, NewMedicalRecord};
 use crate::domain::patient::ReviseError;
 use crate::domain::timeline::{TimelineEntry, TimelineEvent};
-use crate::domain::{Demographics, Patient, Ssn};
+use crate::domain::{Demographics, Mrn, Patient, Ssn};
 use crate::errors::*;
 use crate::store::{
-    IdempotencyRecord, PatientStore, PatientSummary, SearchCriteria, Write, WriteError,
+    IdempotencyRecord, OwnedIdempotencyRecord, PatientStore, PatientSummary, Registration,
+    SearchCriteria, Write, WriteError,
 };
 use auth::{Permission, Scope};
 use chrono::{DateTime, Utc};
@@ -77,9 +78,6 @@ pub struct PatientService<S> {
     pub(crate) audit: Arc<dyn AuditTrail>,
 }
 
-/// Generated MRNs can collide with MRNs clients chose themselves; a few tries get past them.
-const MRN_ATTEMPTS: usize = 5;
-
 impl<S: PatientStore> PatientService<S> {
     pub fn new(store: S, clock: Arc<dyn Clock>, audit: Arc<dyn AuditTrail>) -> Self {
         Self {
@@ -118,25 +116,17 @@ impl<S: PatientStore> PatientService<S> {
                 .map(Outcome::replayed)
                 .ok_or(RegisterPatientError::ReplayGone);
         }
-        let generate = d.mrn.is_none();
-        let attempts = if generate { MRN_ATTEMPTS } else { 1 };
-        let mut last = RegisterPatientError::DuplicateMrn;
-        for _ in 0..attempts {
-            let mrn = match &d.mrn {
-                Some(m) => m.clone(),
-                None => self.store.next_mrn(ctx.tenant()).await?,
-            };
-            let now = self.clock.now();
-            let patient = Patient::register(
-                id,
-                ctx.tenant().clone(),
-                mrn,
-                d.clone(),
-                &ctx.principal.subject,
-                now,
-            );
-            let events = [EventEnvelope::new(
-                &ctx.meta(now),
+        let now = self.clock.now();
+        let (meta, actor, tenant) = (
+            ctx.meta(now),
+            ctx.principal.subject.clone(),
+            ctx.tenant().clone(),
+        );
+        let mrn = d.mrn.clone();
+        let build = move |mrn: Mrn| {
+            let patient = Patient::register(id, tenant.clone(), mrn, d.clone(), &actor, now);
+            let events = vec![EventEnvelope::new(
+                &meta,
                 patient.id,
                 &PatientCreatedV1 {
                     patient_id: patient.id,
@@ -151,28 +141,25 @@ impl<S: PatientStore> PatientService<S> {
                     mrn: patient.mrn.to_string(),
                 },
             );
-            match self
-                .write(
-                    ctx,
-                    crate::store::Change::Register(&patient),
-                    &timeline,
-                    &events,
-                    idempotency_record(key, operation::REGISTER, patient.id.as_uuid()),
-                )
-                .await
-            {
-                Ok(()) => {
-                    metrics::counter!(REGISTRATIONS).increment(1);
-                    tracing::info!(patient_id = %patient.id, "patient registered");
-                    return Ok(Outcome::new(patient));
-                }
-                Err(WriteError::DuplicateMrn) if generate => {
-                    last = RegisterPatientError::DuplicateMrn
-                }
-                Err(e) => return Err(e.into()),
+            Registration {
+                patient,
+                timeline,
+                events,
             }
-        }
-        Err(last)
+        };
+        let idempotency = key.map(|k| OwnedIdempotencyRecord {
+            key: k.key.clone(),
+            operation: operation::REGISTER,
+            request_digest: k.request_digest.clone(),
+            resource_id: id.as_uuid(),
+        });
+        let patient = self
+            .store
+            .register(ctx.tenant(), mrn, build, idempotency)
+            .await?;
+        metrics::counter!(REGISTRATIONS).increment(1);
+        tracing::info!(patient_id = %patient.id, "patient registered");
+        Ok(Outcome::new(patient))
     }
 
     pub(crate) async fn get_unaudited(

@@ -1,6 +1,7 @@
 //! The patient store port, and its adapter over SQLite and PostgreSQL (`sql.rs`).
 
 mod bulk;
+mod registration;
 mod rows;
 mod sealing;
 mod search;
@@ -51,6 +52,38 @@ pub struct Write<'a> {
     pub events: &'a [EventEnvelope],
     /// Recorded with the change, so a retry finds the change or nothing at all.
     pub idempotency: Option<IdempotencyRecord<'a>>,
+}
+
+/// A registration once its MRN is known: the patient, its timeline entry and its events.
+#[derive(Debug)]
+pub struct Registration {
+    pub patient: Patient,
+    pub timeline: TimelineEntry,
+    pub events: Vec<EventEnvelope>,
+}
+
+/// Generated MRNs can collide with MRNs clients chose themselves; a few tries get past them.
+pub const MRN_ATTEMPTS: usize = 5;
+
+/// An [`IdempotencyRecord`] that owns its strings, for a write that runs after its request
+/// let go of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedIdempotencyRecord {
+    pub key: String,
+    pub operation: &'static str,
+    pub request_digest: String,
+    pub resource_id: Uuid,
+}
+
+impl OwnedIdempotencyRecord {
+    pub fn borrowed(&self) -> IdempotencyRecord<'_> {
+        IdempotencyRecord {
+            key: &self.key,
+            operation: self.operation,
+            request_digest: &self.request_digest,
+            resource_id: self.resource_id,
+        }
+    }
 }
 
 /// What an `Idempotency-Key` produced: which operation, for which request, creating what.
@@ -127,6 +160,18 @@ pub struct PatientSummary {
 /// The patient store port. Every method is scoped to one tenant; nothing crosses tenants.
 pub trait PatientStore: Send + Sync + 'static {
     fn write(&self, write: Write<'_>) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// Registers the patient `build` makes for `mrn`, or for the tenant's next generated MRN
+    /// when `mrn` is `None`; a generated MRN a client already took is passed over for the
+    /// next, up to [`MRN_ATTEMPTS`] times, then it is `DuplicateMrn`.
+    fn register<B>(
+        &self,
+        tenant: &TenantId,
+        mrn: Option<Mrn>,
+        build: B,
+        idempotency: Option<OwnedIdempotencyRecord>,
+    ) -> impl Future<Output = Result<Patient, WriteError>> + Send
+    where
+        B: Fn(Mrn) -> Registration + Send + Sync + 'static;
     fn next_mrn(&self, tenant: &TenantId) -> impl Future<Output = Result<Mrn, DbError>> + Send;
     /// A live (not deleted) patient.
     fn patient(

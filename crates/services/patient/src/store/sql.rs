@@ -4,8 +4,8 @@
 use super::rows::*;
 use super::search::{After, Bind, SearchStatement};
 use super::{
-    Change, PatientStore, PatientSummary, ReadError, SearchCriteria, UsedIdempotencyKey, Write,
-    WriteError,
+    Change, MRN_ATTEMPTS, OwnedIdempotencyRecord, PatientStore, PatientSummary, ReadError,
+    Registration, SearchCriteria, UsedIdempotencyKey, Write, WriteError, registration,
 };
 use crate::domain::lab_order::LabOrder;
 use crate::domain::medical_record::MedicalRecord;
@@ -78,27 +78,35 @@ impl SqlPatientStore {
     }
 
     pub(super) fn stored_ssn(&self, p: &Patient) -> StoredSsn {
-        let Some(ssn) = &p.ssn else {
-            return StoredSsn::default();
-        };
-        let tenant = p.tenant.as_str();
-        StoredSsn {
-            sealed: Some(
-                self.cipher
-                    .seal(tenant, &ssn_context(p.id.as_uuid()), ssn.expose()),
-            ),
-            index: Some(self.ssn_index(&p.tenant, ssn)),
-        }
+        seal_ssn(&self.cipher, p)
     }
 
     fn ssn_index(&self, tenant: &TenantId, ssn: &Ssn) -> String {
-        self.cipher
-            .blind_index(tenant.as_str(), "ssn", ssn.expose())
+        ssn_index(&self.cipher, tenant, ssn)
     }
 
     pub fn db(&self) -> &Db {
         &self.db
     }
+}
+
+/// A patient's SSN as stored: sealed to its row, and its blind index.
+pub(super) fn seal_ssn(cipher: &FieldCipher, p: &Patient) -> StoredSsn {
+    let Some(ssn) = &p.ssn else {
+        return StoredSsn::default();
+    };
+    StoredSsn {
+        sealed: Some(cipher.seal(
+            p.tenant.as_str(),
+            &ssn_context(p.id.as_uuid()),
+            ssn.expose(),
+        )),
+        index: Some(ssn_index(cipher, &p.tenant, ssn)),
+    }
+}
+
+fn ssn_index(cipher: &FieldCipher, tenant: &TenantId, ssn: &Ssn) -> String {
+    cipher.blind_index(tenant.as_str(), "ssn", ssn.expose())
 }
 
 /// Unique indexes, by PostgreSQL name and by the columns SQLite reports.
@@ -235,6 +243,58 @@ impl PatientStore for SqlPatientStore {
             .map_err(db)?;
         }
         tx.commit().await.map_err(translate)
+    }
+
+    async fn register<B>(
+        &self,
+        tenant: &TenantId,
+        mrn: Option<Mrn>,
+        build: B,
+        idempotency: Option<OwnedIdempotencyRecord>,
+    ) -> Result<Patient, WriteError>
+    where
+        B: Fn(Mrn) -> Registration + Send + Sync + 'static,
+    {
+        if let Db::Sqlite(db) = &self.db {
+            let (cipher, tenant) = (self.cipher.clone(), tenant.clone());
+            return db
+                .write_direct(move |tx| {
+                    registration::register(
+                        tx,
+                        &cipher,
+                        &tenant,
+                        mrn.as_ref(),
+                        &build,
+                        idempotency.as_ref(),
+                    )
+                })
+                .await
+                .map_err(translate)?
+                .ok_or(WriteError::DuplicateMrn);
+        }
+        let attempts = if mrn.is_some() { 1 } else { MRN_ATTEMPTS };
+        for _ in 0..attempts {
+            let r = build(match &mrn {
+                Some(m) => m.clone(),
+                None => self.next_mrn(tenant).await?,
+            });
+            let written = self
+                .write(Write {
+                    tenant,
+                    actor: &r.patient.created_by,
+                    change: Change::Register(&r.patient),
+                    timeline: &r.timeline,
+                    events: &r.events,
+                    idempotency: idempotency.as_ref().map(OwnedIdempotencyRecord::borrowed),
+                })
+                .await;
+            match written {
+                Ok(()) => return Ok(r.patient),
+                Err(WriteError::DuplicateMrn) if mrn.is_none() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(WriteError::DuplicateMrn)
     }
 
     async fn next_mrn(&self, tenant: &TenantId) -> Result<Mrn, DbError> {

@@ -12,13 +12,15 @@ use patient::domain::patient::DemographicsInput;
 use patient::domain::timeline::{TimelineEntry, TimelineEvent};
 use patient::domain::{Demographics, Mrn, Patient};
 use patient::store::{
-    Change, IdempotencyRecord, PatientStore, SearchCriteria, SqlPatientStore, Write, WriteError,
+    Change, MRN_ATTEMPTS, OwnedIdempotencyRecord, PatientStore, Registration, SearchCriteria,
+    SqlPatientStore, Write, WriteError,
 };
 use testkit::{Backend, TestApp};
 
 testkit::on_both_backends!(
     state_and_events_commit_or_roll_back_together,
     generated_mrns_never_repeat_within_a_tenant,
+    a_generated_mrn_a_client_took_is_passed_over_and_never_handed_out_again,
     stale_versions_and_missing_patients_are_told_apart,
     searches_use_indexes_not_table_scans,
     an_idempotency_key_is_recorded_with_its_change_or_not_at_all,
@@ -66,29 +68,64 @@ fn created_event(p: &Patient) -> EventEnvelope {
     )
 }
 
+/// Registers `p` as the service does (on SQLite, one direct write).
 async fn register(
     store: &SqlPatientStore,
     p: &Patient,
     events: &[EventEnvelope],
 ) -> Result<(), WriteError> {
-    let timeline = TimelineEntry::new(
-        p.id,
-        Utc::now(),
-        TimelineEvent::Registered {
-            mrn: p.mrn.to_string(),
-        },
-    );
-    let t = tenant();
+    register_with(store, p, events, None).await
+}
+
+async fn register_with(
+    store: &SqlPatientStore,
+    p: &Patient,
+    events: &[EventEnvelope],
+    idempotency: Option<OwnedIdempotencyRecord>,
+) -> Result<(), WriteError> {
+    let (mrn, p, events) = (p.mrn.clone(), p.clone(), events.to_vec());
+    let build = move |_| Registration {
+        timeline: TimelineEntry::new(
+            p.id,
+            Utc::now(),
+            TimelineEvent::Registered {
+                mrn: p.mrn.to_string(),
+            },
+        ),
+        patient: p.clone(),
+        events: events.clone(),
+    };
     store
-        .write(Write {
-            tenant: &t,
-            actor: "tester",
-            change: Change::Register(p),
-            timeline: &timeline,
-            events,
-            idempotency: None,
-        })
+        .register(&tenant(), Some(mrn), build, idempotency)
         .await
+        .map(|_| ())
+}
+
+/// Registers a patient under the tenant's next generated MRN, and returns that MRN.
+async fn register_generated(store: &SqlPatientStore) -> Result<String, WriteError> {
+    let template = new_patient("TEMPLATE");
+    let build = move |mrn: Mrn| {
+        let patient = Patient {
+            id: PatientId::new(),
+            mrn,
+            ..template.clone()
+        };
+        Registration {
+            timeline: TimelineEntry::new(
+                patient.id,
+                Utc::now(),
+                TimelineEvent::Registered {
+                    mrn: patient.mrn.to_string(),
+                },
+            ),
+            events: vec![created_event(&patient)],
+            patient,
+        }
+    };
+    let p = store.register(&tenant(), None, build, None).await?;
+    let stored = store.patient(&tenant(), p.id).await.unwrap().unwrap();
+    assert_eq!(stored.mrn, p.mrn);
+    Ok(p.mrn.to_string())
 }
 
 async fn store_of(app: &TestApp) -> SqlPatientStore {
@@ -145,6 +182,41 @@ async fn generated_mrns_never_repeat_within_a_tenant(app: TestApp) {
         register(&store, &twin, &[]).await,
         Err(WriteError::DuplicateMrn)
     ));
+}
+
+async fn a_generated_mrn_a_client_took_is_passed_over_and_never_handed_out_again(app: TestApp) {
+    let store = store_of(&app).await;
+    register(&store, &new_patient("MRN000000001"), &[])
+        .await
+        .unwrap();
+    assert_eq!(register_generated(&store).await.unwrap(), "MRN000000002");
+
+    // Clients took every MRN the next registration would try: it fails, registering
+    // nothing, and the one after it starts past them.
+    let first_taken = 3;
+    for n in first_taken..first_taken + MRN_ATTEMPTS as i64 {
+        register(&store, &new_patient(Mrn::generated(n).as_str()), &[])
+            .await
+            .unwrap();
+    }
+    let before = store::outbox::read(store.db(), 0, 1000)
+        .await
+        .unwrap()
+        .len();
+    assert!(matches!(
+        register_generated(&store).await,
+        Err(WriteError::DuplicateMrn)
+    ));
+    assert_eq!(
+        store::outbox::read(store.db(), 0, 1000)
+            .await
+            .unwrap()
+            .len(),
+        before,
+        "no event for a registration that did not happen"
+    );
+    let next = Mrn::generated(first_taken + MRN_ATTEMPTS as i64);
+    assert_eq!(register_generated(&store).await.unwrap(), next.as_str());
 }
 
 async fn stale_versions_and_missing_patients_are_told_apart(app: TestApp) {
@@ -274,31 +346,15 @@ async fn an_idempotency_key_is_recorded_with_its_change_or_not_at_all(app: TestA
     let store = store_of(&app).await;
     let t = tenant();
     let register_with_key = |p: &Patient| {
-        let (store, t, p) = (store.clone(), t.clone(), p.clone());
+        let (store, p) = (store.clone(), p.clone());
         async move {
-            let timeline = TimelineEntry::new(
-                p.id,
-                Utc::now(),
-                TimelineEvent::Registered {
-                    mrn: p.mrn.to_string(),
-                },
-            );
-            let idempotency = IdempotencyRecord {
-                key: "retry-1",
+            let idempotency = OwnedIdempotencyRecord {
+                key: "retry-1".into(),
                 operation: "patient.register",
-                request_digest: "d1",
+                request_digest: "d1".into(),
                 resource_id: p.id.as_uuid(),
             };
-            store
-                .write(Write {
-                    tenant: &t,
-                    actor: "tester",
-                    change: Change::Register(&p),
-                    timeline: &timeline,
-                    events: &[created_event(&p)],
-                    idempotency: Some(idempotency),
-                })
-                .await
+            register_with(&store, &p, &[created_event(&p)], Some(idempotency)).await
         }
     };
     let first = new_patient("IDEM-0001");
