@@ -113,8 +113,8 @@ enum Command {
         /// MLLP connections of the several-connection HL7 run.
         #[arg(long, default_value_t = 4)]
         hl7_connections: usize,
-        /// Rounds of GET patient and its ceilings, measured alternately; each ratio is the
-        /// median of the rounds'.
+        /// Rounds of GET patient and its ceilings, and of search on the two hubs of the
+        /// scaling, measured alternately; each ratio is of the rounds' medians.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
         rounds: u16,
         /// Also seed a second hub with this many patients and compare search p95 there.

@@ -44,7 +44,8 @@ pub struct BenchOptions {
     pub workers: usize,
     /// MLLP connections of the several-connection HL7 run.
     pub hl7_connections: usize,
-    /// Rounds of GET patient and its ceilings, alternating.
+    /// Rounds of GET patient and its ceilings, and of search on the scaling's two hubs,
+    /// alternating.
     pub rounds: usize,
     /// Patients of the second hub that search is measured on (its scaling).
     pub scale_patients: Option<u64>,
@@ -400,6 +401,11 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
             )));
         }
     }
+    // Before the main hub stops: the search is measured on both hubs in turn.
+    let scaling = match o.scale_patients {
+        Some(m) if o.wants("scaling") => Some(scaling(o, dir, world.clone(), m).await?),
+        _ => None,
+    };
     let hub = main.started.as_ref().zip(idle).map(|(s, idle)| HubFigures {
         cold_start_ms: s.hub.cold_start.as_secs_f64() * 1000.0,
         idle_rss_mb: idle.rss_mb,
@@ -419,11 +425,6 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
     };
     let seeded_patients = main.seed.patients;
     drop(main);
-
-    let scaling = match o.scale_patients {
-        Some(m) if o.wants("scaling") => Some(scaling(o, dir, &results, m).await?),
-        _ => None,
-    };
 
     Ok(Report {
         started_at,
@@ -481,11 +482,14 @@ fn progress(r: ScenarioResult) -> ScenarioResult {
     r
 }
 
-/// Search p95 on a hub seeded with `patients`, beside the main run's.
+/// Search p95 on a hub seeded with `patients` against the main hub's, in alternating
+/// rounds: the main run's own search figures were taken amid other scenarios, with its
+/// consumers and relay at work, and a ratio of two runs minutes apart on this machine
+/// measured its drift as much as the data's growth.
 async fn scaling(
     o: &BenchOptions,
     dir: &Path,
-    small: &[ScenarioResult],
+    small: Arc<World>,
     patients: u64,
 ) -> Result<SearchScaling, String> {
     let large = seeded_hub(o, &dir.join("scaling"), patients).await?;
@@ -493,11 +497,12 @@ async fn scaling(
     let world = Arc::new(prepare(&large.hub.base, client, &large.seed).await?);
     let mut pairs = Vec::new();
     for s in ALL.iter().filter(|s| s.name.starts_with("search-")) {
-        let at_large = open_loop(o, s, world.clone()).await;
-        let Some(at_small) = small.iter().find(|r| r.name == s.name) else {
-            continue;
-        };
-        pairs.push(report::ScalingPair::of(at_small, &at_large));
+        let (mut at_small, mut at_large) = (Vec::new(), Vec::new());
+        for _ in 0..o.rounds.max(1) {
+            at_small.push(open_loop(o, s, small.clone()).await.p95_ms);
+            at_large.push(open_loop(o, s, world.clone()).await.p95_ms);
+        }
+        pairs.push(report::ScalingPair::of(s.name, &at_small, &at_large));
     }
     Ok(SearchScaling {
         small_patients: o.patients,
