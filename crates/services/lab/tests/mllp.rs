@@ -564,6 +564,9 @@ OBR|1|NOPE||2345-7^Glucose^LN\r";
 /// order changed by another meanwhile starts over, so none is lost or applied twice.
 async fn results_for_one_order_sent_at_once_on_many_connections_all_land_once(app: TestApp) {
     let id = order(&app).await;
+    let version = get(&app, &format!("/api/v1/lab/orders/{id}")).await["version"]
+        .as_i64()
+        .unwrap();
     let sends: Vec<_> = (0..8)
         .map(|n| {
             let (address, message) = (addr(&app), oru(&format!("RACE-{n}"), &id, "101", "H"));
@@ -587,6 +590,9 @@ async fn results_for_one_order_sent_at_once_on_many_connections_all_land_once(ap
             "eight results, the newest standing: {o}"
         );
     }
+    // Each message changed the order as the one before it left it, none over a version
+    // another had already replaced: its two results are two changes each time.
+    assert_eq!(o["version"].as_i64(), Some(version + 16), "{o}");
 }
 
 /// The second group continues from the first's change to the order, not from the order

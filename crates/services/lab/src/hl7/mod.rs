@@ -10,6 +10,7 @@ mod patients;
 pub(crate) mod results;
 
 use crate::domain::{CriticalLimits, LabOrder};
+use crate::store::direct::{MessageWrite, write_message};
 use crate::store::hl7::{MessageRecord, Unmatched, earlier_ack, insert_unmatched, record_message};
 use crate::store::{WriteError, update_order};
 use chrono::{DateTime, Utc};
@@ -114,9 +115,19 @@ impl Intake {
         loop {
             // Results are applied to their orders in memory and written from the versions
             // read; an order changed meanwhile by another transaction (another message for
-            // it on another connection, on PostgreSQL) starts the message over, where it
-            // used to fail the message and leave it unacknowledged.
-            let mut tx = self.db.begin_in(scope).await?;
+            // it on another connection) starts the message over, where it used to fail the
+            // message and leave it unacknowledged.
+            let inbound = interpret(&message);
+            // On SQLite, a message that only reads until it writes (results, patients)
+            // reads in a read transaction, beside the writers, and writes in one direct
+            // write; orders are created as they are read, in a writer's turn.
+            let direct = matches!(self.db, Db::Sqlite(_))
+                && matches!(inbound, Ok(Inbound::Results(_) | Inbound::Patient(_)));
+            let mut tx = if direct {
+                self.db.read_in(scope).await?
+            } else {
+                self.db.begin_in(scope).await?
+            };
             if let (Some(sender), Some(control)) = (&header.sender, &header.control_id)
                 && let Some(ack) = earlier_ack(&mut tx, &self.tenant, sender, control).await?
             {
@@ -124,7 +135,7 @@ impl Intake {
                 return Ok(ack.into_bytes());
             }
             let id = Uuid::now_v7();
-            let applied = match interpret(&message) {
+            let applied = match inbound {
                 Err(e) => Err(e),
                 Ok(inbound) => self.apply(&mut tx, id, &message, inbound, now).await?,
             };
@@ -158,8 +169,23 @@ impl Intake {
                 raw: text.clone(),
                 ack: ack.clone(),
             };
-            match self
-                .finish(
+            let status = applied.status;
+            let critical = applied
+                .events
+                .iter()
+                .filter(|e| e.event_type == LabCriticalResultV1::EVENT_TYPE)
+                .count();
+            let finished = if direct {
+                tx.commit().await?;
+                self.finish_direct(MessageWrite {
+                    changed: applied.changed,
+                    record,
+                    unmatched: applied.unmatched,
+                    events: applied.events,
+                })
+                .await
+            } else {
+                self.finish(
                     tx,
                     &record,
                     &applied.unmatched,
@@ -167,7 +193,8 @@ impl Intake {
                     &applied.changed,
                 )
                 .await
-            {
+            };
+            match finished {
                 // An order changed since it was read (a result submitted meanwhile).
                 Ok(false) if conflicts < MAX_CONFLICTS => conflicts += 1,
                 // No ACK: the sender sends it again later.
@@ -177,12 +204,7 @@ impl Intake {
                     ));
                 }
                 Ok(true) => {
-                    metrics::counter!(MESSAGES, "outcome" => applied.status).increment(1);
-                    let critical = applied
-                        .events
-                        .iter()
-                        .filter(|e| e.event_type == LabCriticalResultV1::EVENT_TYPE)
-                        .count();
+                    metrics::counter!(MESSAGES, "outcome" => status).increment(1);
                     if critical > 0 {
                         metrics::counter!(crate::app::CRITICAL_RESULTS).increment(critical as u64);
                     }
@@ -228,6 +250,14 @@ impl Intake {
         store::outbox::append(&mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// [`Self::finish`] as one direct write on SQLite ([`crate::store::direct`]).
+    async fn finish_direct(&self, m: MessageWrite) -> Result<bool, DbError> {
+        let Db::Sqlite(db) = &self.db else {
+            return Err(DbError::Invariant("a direct write asked of PostgreSQL"));
+        };
+        db.write_direct(move |tx| write_message(tx, &m)).await
     }
 
     /// Stores a message that cannot be taken, with nothing else, and answers AE or AR.

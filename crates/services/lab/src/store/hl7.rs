@@ -130,27 +130,31 @@ pub async fn earlier_ack(
     .await)?)
 }
 
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO hl7_messages (message_id, tenant_id, sender, control_id, message_type, received_at, status,
+        ack_code, error_code, error_location, error_text, raw, ack)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+pub(super) const INSERT_UNMATCHED: &str = "INSERT INTO hl7_unmatched_results (unmatched_id, tenant_id, message_id, position, reason, patient_identifier,
+        placer_order, filler_order, service_code, observations, received_at, status)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
 pub async fn record_message(tx: &mut Tx, m: &MessageRecord) -> Result<(), DbError> {
     execute!(
         tx,
-        sqlx::query(
-            "INSERT INTO hl7_messages (message_id, tenant_id, sender, control_id, message_type, received_at, status,
-                ack_code, error_code, error_location, error_text, raw, ack)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(m.id)
-        .bind(m.tenant.as_str())
-        .bind(&m.sender)
-        .bind(&m.control_id)
-        .bind(&m.message_type)
-        .bind(m.received_at)
-        .bind(m.status)
-        .bind(m.ack_code)
-        .bind(&m.error_code)
-        .bind(&m.error_location)
-        .bind(&m.error_text)
-        .bind(&m.raw)
-        .bind(&m.ack)
+        sqlx::query(INSERT_MESSAGE)
+            .bind(m.id)
+            .bind(m.tenant.as_str())
+            .bind(&m.sender)
+            .bind(&m.control_id)
+            .bind(&m.message_type)
+            .bind(m.received_at)
+            .bind(m.status)
+            .bind(m.ack_code)
+            .bind(&m.error_code)
+            .bind(&m.error_location)
+            .bind(&m.error_text)
+            .bind(&m.raw)
+            .bind(&m.ack)
     )?;
     Ok(())
 }
@@ -162,23 +166,19 @@ pub async fn insert_unmatched(
 ) -> Result<(), DbError> {
     execute!(
         tx,
-        sqlx::query(
-            "INSERT INTO hl7_unmatched_results (unmatched_id, tenant_id, message_id, position, reason, patient_identifier,
-                placer_order, filler_order, service_code, observations, received_at, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(u.id)
-        .bind(tenant.as_str())
-        .bind(u.message_id)
-        .bind(u.position)
-        .bind(&u.reason)
-        .bind(&u.patient_identifier)
-        .bind(&u.placer_order)
-        .bind(&u.filler_order)
-        .bind(&u.service_code)
-        .bind(Json(&u.observations))
-        .bind(u.received_at)
-        .bind(&u.status)
+        sqlx::query(INSERT_UNMATCHED)
+            .bind(u.id)
+            .bind(tenant.as_str())
+            .bind(u.message_id)
+            .bind(u.position)
+            .bind(&u.reason)
+            .bind(&u.patient_identifier)
+            .bind(&u.placer_order)
+            .bind(&u.filler_order)
+            .bind(&u.service_code)
+            .bind(Json(&u.observations))
+            .bind(u.received_at)
+            .bind(&u.status)
     )?;
     Ok(())
 }

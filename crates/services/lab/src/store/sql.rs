@@ -3,7 +3,7 @@
 
 use super::rows::*;
 use super::{LabStore, ReadError, WriteError};
-use crate::domain::LabOrder;
+use crate::domain::{LabOrder, LabTest, ResultRevision, Specimen};
 use chrono::{DateTime, Utc};
 use events::EventEnvelope;
 use kernel::TenantId;
@@ -208,6 +208,12 @@ pub(crate) async fn insert_order(tx: &mut Tx, o: &LabOrder) -> Result<(), WriteE
     save_children(tx, o, None).await
 }
 
+/// An order's changeable columns, if it is still at the version it was read at (`$15`).
+pub(super) const UPDATE_ORDER: &str = "UPDATE lab_orders SET status = $1, collected_at = $2, received_at = $3, reported_at = $4,
+        cancelled_at = $5, cancel_reason = $6, awaiting_preauthorization = $7, preauthorization = $8,
+        filler_order = $9, version = $10, updated_at = $11
+     WHERE tenant_id = $12 AND order_id = $13 AND priority = $14 AND version = $15";
+
 /// Writes the order as changed from `before` (as it was read, at its version), in `tx`.
 pub(crate) async fn update_order(
     tx: &mut Tx,
@@ -216,16 +222,7 @@ pub(crate) async fn update_order(
 ) -> Result<(), WriteError> {
     let n = execute!(
         &mut *tx,
-        bind_order_state!(
-            sqlx::query(
-                "UPDATE lab_orders SET status = $1, collected_at = $2, received_at = $3, reported_at = $4,
-                    cancelled_at = $5, cancel_reason = $6, awaiting_preauthorization = $7, preauthorization = $8,
-                    filler_order = $9, version = $10, updated_at = $11
-                 WHERE tenant_id = $12 AND order_id = $13 AND priority = $14 AND version = $15",
-            ),
-            o
-        )
-        .bind(before.version)
+        bind_order_state!(sqlx::query(UPDATE_ORDER), o).bind(before.version)
     )
     .map_err(db)?;
     if n == 0 {
@@ -286,11 +283,61 @@ pub(crate) async fn remember_patient(
     Ok(())
 }
 
+/// The children of `o` to write: each that is new or changed since `before`.
+pub(super) struct ChildWrites<'a> {
+    /// With their positions.
+    pub tests: Vec<(i16, &'a LabTest)>,
+    /// With their tests and revision numbers.
+    pub results: Vec<(&'a LabTest, i16, &'a ResultRevision)>,
+    pub specimens: Vec<&'a Specimen>,
+}
+
 /// Tests, results and specimens as the order now has them. Children are never removed,
 /// so writing each that is new or changed since `before` (with its changeable columns
 /// updated) is the whole change. Only those: an order collects results (revisions,
 /// corrections) and writing them all again made each update cost more than the last
 /// (profiled: an HL7 result for an order with a dozen results was 13 result writes).
+pub(super) fn child_writes<'a>(o: &'a LabOrder, before: Option<&LabOrder>) -> ChildWrites<'a> {
+    let mut writes = ChildWrites {
+        tests: Vec::new(),
+        results: Vec::new(),
+        specimens: Vec::new(),
+    };
+    for (position, t) in (0_i16..).zip(&o.tests) {
+        let was = before.and_then(|b| b.tests.iter().find(|old| old.id == t.id));
+        if was.is_none_or(|old| old.status != t.status) {
+            writes.tests.push((position, t));
+        }
+        for (revision, r) in (1_i16..).zip(&t.results) {
+            if !was.is_some_and(|old| old.results.contains(r)) {
+                writes.results.push((t, revision, r));
+            }
+        }
+    }
+    writes.specimens = o
+        .specimens
+        .iter()
+        .filter(|s| !before.is_some_and(|b| b.specimens.contains(s)))
+        .collect();
+    writes
+}
+
+pub(super) const INSERT_TEST: &str = "INSERT INTO lab_tests (test_id, tenant_id, order_id, position, test_code, test_name, loinc_code, status)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (test_id) DO UPDATE SET status = excluded.status";
+
+pub(super) const INSERT_RESULT: &str = "INSERT INTO lab_results (result_id, tenant_id, test_id, order_id, revision, result_value, result_unit,
+        reference_range, abnormal_flag, performed_by, performed_at, recorded_at, verified_by, verified_at,
+        correction, critical_flag)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+     ON CONFLICT (result_id) DO UPDATE SET verified_by = excluded.verified_by, verified_at = excluded.verified_at";
+
+pub(super) const INSERT_SPECIMEN: &str = "INSERT INTO specimens (specimen_id, tenant_id, order_id, specimen_type, collected_at, collected_by,
+        received_at, condition)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (specimen_id) DO UPDATE SET received_at = excluded.received_at, condition = excluded.condition";
+
+/// Writes the children [`child_writes`] finds.
 async fn save_children(
     tx: &mut Tx,
     o: &LabOrder,
@@ -298,40 +345,26 @@ async fn save_children(
 ) -> Result<(), WriteError> {
     let tenant = o.tenant.as_str();
     let order = o.id.as_uuid();
-    for (position, t) in (0_i16..).zip(&o.tests) {
-        let was = before.and_then(|b| b.tests.iter().find(|old| old.id == t.id));
-        if was.is_none_or(|old| old.status != t.status) {
-            execute!(
+    let writes = child_writes(o, before);
+    for (position, t) in writes.tests {
+        execute!(
             &mut *tx,
-            sqlx::query(
-                "INSERT INTO lab_tests (test_id, tenant_id, order_id, position, test_code, test_name, loinc_code, status)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (test_id) DO UPDATE SET status = excluded.status",
-            )
-            .bind(t.id)
-            .bind(tenant)
-            .bind(order)
-            .bind(position)
-            .bind(&t.test_code)
-            .bind(&t.test_name)
-            .bind(&t.loinc_code)
-            .bind(t.status.as_str())
+            sqlx::query(INSERT_TEST)
+                .bind(t.id)
+                .bind(tenant)
+                .bind(order)
+                .bind(position)
+                .bind(&t.test_code)
+                .bind(&t.test_name)
+                .bind(&t.loinc_code)
+                .bind(t.status.as_str())
         )
         .map_err(db)?;
-        }
-        for (revision, r) in (1_i16..).zip(&t.results) {
-            if was.is_some_and(|old| old.results.contains(r)) {
-                continue;
-            }
-            execute!(
-                &mut *tx,
-                sqlx::query(
-                    "INSERT INTO lab_results (result_id, tenant_id, test_id, order_id, revision, result_value, result_unit,
-                        reference_range, abnormal_flag, performed_by, performed_at, recorded_at, verified_by, verified_at,
-                        correction, critical_flag)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                     ON CONFLICT (result_id) DO UPDATE SET verified_by = excluded.verified_by, verified_at = excluded.verified_at",
-                )
+    }
+    for (t, revision, r) in writes.results {
+        execute!(
+            &mut *tx,
+            sqlx::query(INSERT_RESULT)
                 .bind(r.id)
                 .bind(tenant)
                 .bind(t.id)
@@ -348,30 +381,21 @@ async fn save_children(
                 .bind(r.verified_at)
                 .bind(r.correction)
                 .bind(r.critical.map(|f| f.as_str()))
-            )
-            .map_err(db)?;
-        }
+        )
+        .map_err(db)?;
     }
-    for s in &o.specimens {
-        if before.is_some_and(|b| b.specimens.contains(s)) {
-            continue;
-        }
+    for s in writes.specimens {
         execute!(
             &mut *tx,
-            sqlx::query(
-                "INSERT INTO specimens (specimen_id, tenant_id, order_id, specimen_type, collected_at, collected_by,
-                    received_at, condition)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (specimen_id) DO UPDATE SET received_at = excluded.received_at, condition = excluded.condition",
-            )
-            .bind(s.id)
-            .bind(tenant)
-            .bind(order)
-            .bind(s.specimen_type.as_str())
-            .bind(s.collected_at)
-            .bind(&s.collected_by)
-            .bind(s.received_at)
-            .bind(&s.condition)
+            sqlx::query(INSERT_SPECIMEN)
+                .bind(s.id)
+                .bind(tenant)
+                .bind(order)
+                .bind(s.specimen_type.as_str())
+                .bind(s.collected_at)
+                .bind(&s.collected_by)
+                .bind(s.received_at)
+                .bind(&s.condition)
         )
         .map_err(db)?;
     }
