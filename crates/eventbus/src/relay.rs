@@ -14,6 +14,20 @@ pub const PUBLISHED: &str = "meditrack_outbox_published_total";
 pub const PUBLISH_LATENCY: &str = "meditrack_outbox_publish_latency_seconds";
 pub const BACKLOG: &str = "meditrack_outbox_backlog";
 
+/// An outbox row to publish: position, topic, key, event id, envelope, created at.
+type Pending = (i64, String, String, Uuid, String, DateTime<Utc>);
+
+fn records(rows: &[Pending]) -> Vec<Record> {
+    rows.iter()
+        .map(|(_, topic, key, id, payload, _)| Record {
+            topic: topic.clone(),
+            key: key.clone(),
+            event_id: *id,
+            payload: payload.clone(),
+        })
+        .collect()
+}
+
 #[derive(Clone)]
 pub struct OutboxRelay {
     service: &'static str,
@@ -59,6 +73,9 @@ impl OutboxRelay {
         if backlog == 0 {
             return Ok(0);
         }
+        if let Db::Sqlite(db) = &self.db {
+            return self.publish_sqlite(db).await;
+        }
         let mut tx = self.db.begin_in(Scope::AllTenants).await?;
         if let Tx::Postgres(t) = &mut tx {
             // One relay per service publishes at a time, so batches never overtake each
@@ -71,29 +88,11 @@ impl OutboxRelay {
                 return Ok(0);
             }
         }
-        let rows: Vec<(i64, String, String, Uuid, String, DateTime<Utc>)> = on_tx!(&mut tx, |c| {
-            // The envelope is read as text on both backends (JSONB on PostgreSQL).
-            sqlx::query_as(
-                "SELECT position, topic, event_key, event_id, CAST(envelope AS TEXT), created_at FROM outbox
-                 WHERE published_at IS NULL ORDER BY position LIMIT $1",
-            )
-            .bind(self.batch)
-            .fetch_all(c)
-            .await
-        })?;
+        let rows = self.pending(&mut tx).await?;
         if rows.is_empty() {
             return Ok(0);
         }
-        let records: Vec<Record> = rows
-            .iter()
-            .map(|(_, topic, key, id, payload, _)| Record {
-                topic: topic.clone(),
-                key: key.clone(),
-                event_id: *id,
-                payload: payload.clone(),
-            })
-            .collect();
-        self.sink.publish(&records).await?;
+        self.sink.publish(&records(&rows)).await?;
         // Exactly the rows published: on PostgreSQL a lower position can commit after a
         // higher one, so a range could mark a row nobody published.
         let backend = tx.backend();
@@ -111,13 +110,52 @@ impl OutboxRelay {
             q
         })?;
         tx.commit().await?;
-        for (.., created_at) in &rows {
+        Ok(self.published(&rows, now))
+    }
+
+    /// [`Self::publish_pending`] on SQLite: the batch is read beside the writers and marked
+    /// by a direct write ([`store::direct`]). In a writer's turn, as on PostgreSQL, the
+    /// relay held the database's write lock while it published (the embedded log's fsync,
+    /// a broker's acknowledgement), and every writer of the service waited, the audit
+    /// trail's among them. A SQLite database has one hub process, with one relay per
+    /// service, so no other relay publishes these rows meanwhile.
+    async fn publish_sqlite(&self, db: &store::SqliteDb) -> Result<usize, BusError> {
+        let mut read = self.db.read_in(Scope::AllTenants).await?;
+        let rows = self.pending(&mut read).await?;
+        read.commit().await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.sink.publish(&records(&rows)).await?;
+        let now = Utc::now();
+        let positions = rows.iter().map(|(position, ..)| *position).collect();
+        store::outbox::mark_published_direct(db, positions, now).await?;
+        Ok(self.published(&rows, now))
+    }
+
+    /// The oldest unpublished rows, a batch of them.
+    async fn pending(&self, tx: &mut Tx) -> Result<Vec<Pending>, BusError> {
+        Ok(on_tx!(tx, |c| {
+            // The envelope is read as text on both backends (JSONB on PostgreSQL).
+            sqlx::query_as(
+                "SELECT position, topic, event_key, event_id, CAST(envelope AS TEXT), created_at FROM outbox
+                 WHERE published_at IS NULL ORDER BY position LIMIT $1",
+            )
+            .bind(self.batch)
+            .fetch_all(c)
+            .await
+        })?)
+    }
+
+    /// Records a published batch in the metrics; returns its size.
+    fn published(&self, rows: &[Pending], now: DateTime<Utc>) -> usize {
+        for (.., created_at) in rows {
             let latency = (now - *created_at).to_std().unwrap_or_default();
             metrics::histogram!(PUBLISH_LATENCY, "service" => self.service)
                 .record(latency.as_secs_f64());
         }
         metrics::counter!(PUBLISHED, "service" => self.service).increment(rows.len() as u64);
-        Ok(rows.len())
+        rows.len()
     }
 
     /// Publishes until `shutdown` turns true; the batch under way is finished first.

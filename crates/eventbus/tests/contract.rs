@@ -101,6 +101,7 @@ on_both_backends!(
     an_event_published_twice_is_delivered_once,
     lag_and_replay_follow_the_committed_position,
     the_relay_publishes_committed_outbox_rows_in_order_exactly_once,
+    writers_do_not_wait_while_the_relay_publishes,
     lag_counts_stop_at_the_cap,
 );
 
@@ -226,5 +227,84 @@ async fn lag_counts_stop_at_the_cap(db: TestDatabase) {
     assert_eq!(
         lags.iter().map(|l| l.waiting).sum::<i64>(),
         eventbus::COUNT_CAP
+    );
+}
+
+/// A sink that holds each batch until it is let go: a broker slow to acknowledge.
+struct Held {
+    arrived: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+}
+
+impl EventSink for Held {
+    fn publish<'a>(
+        &'a self,
+        _records: &'a [Record],
+    ) -> eventbus::BoxFuture<'a, Result<(), eventbus::BusError>> {
+        Box::pin(async move {
+            self.arrived.notify_one();
+            self.release.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    }
+}
+
+fn updated(n: i64) -> events::EventEnvelope {
+    let meta = events::EventMeta {
+        source: "patient",
+        tenant: kernel::TenantId::parse("t").unwrap(),
+        correlation_id: kernel::ids::CorrelationId::new(),
+        causation_id: None,
+        occurred_at: chrono::Utc::now(),
+    };
+    let patient = kernel::ids::PatientId::new();
+    events::EventEnvelope::new(
+        &meta,
+        patient,
+        &events::patient::PatientUpdatedV1 {
+            patient_id: patient,
+            version: n,
+            changed_fields: vec![],
+        },
+    )
+}
+
+/// The service's writes go on while a batch is with the sink: on SQLite the relay used to
+/// hold the database's write lock until the sink answered.
+async fn writers_do_not_wait_while_the_relay_publishes(db: TestDatabase) {
+    let service = Db::connect("patient", &config(&db)).await.unwrap();
+    store::migrate(&service, &[store::outbox::MIGRATIONS])
+        .await
+        .unwrap();
+    let append = |e: events::EventEnvelope| {
+        let service = service.clone();
+        async move {
+            let mut tx = service.begin().await?;
+            store::outbox::append(&mut tx, &[e]).await?;
+            tx.commit().await
+        }
+    };
+    append(updated(1)).await.unwrap();
+    let sink = Arc::new(Held {
+        arrived: tokio::sync::Notify::new(),
+        release: tokio::sync::Semaphore::new(0),
+    });
+    let relay = OutboxRelay::new("patient", service.clone(), sink.clone());
+    let publishing = tokio::spawn({
+        let relay = relay.clone();
+        async move { relay.publish_pending().await.unwrap() }
+    });
+    sink.arrived.notified().await;
+    tokio::time::timeout(Duration::from_secs(3), append(updated(2)))
+        .await
+        .expect("a write while the relay waits for its sink")
+        .unwrap();
+    sink.release.add_permits(1);
+    assert_eq!(publishing.await.unwrap(), 1);
+    sink.release.add_permits(1);
+    assert_eq!(
+        relay.publish_pending().await.unwrap(),
+        1,
+        "the event written meanwhile, in the next batch"
     );
 }

@@ -2,7 +2,7 @@
 //! describe, so both commit or neither does. A relay publishes them onward (issue 4).
 
 use crate::{DbError, Migration, MigrationSet, Tx};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use events::EventEnvelope;
 use sqlx::types::Json;
 
@@ -86,7 +86,7 @@ where
     uuid::Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Json<&'q EventEnvelope>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    chrono::DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let now = Utc::now();
     for event in events {
@@ -128,6 +128,26 @@ pub fn append_direct(
         ])?;
     }
     Ok(())
+}
+
+/// Marks the outbox rows at `positions` published, in a direct write ([`crate::direct`]).
+pub async fn mark_published_direct(
+    db: &crate::SqliteDb,
+    positions: Vec<i64>,
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let sql = format!(
+        "UPDATE outbox SET published_at = ? WHERE position IN ({})",
+        crate::bulk::params(crate::Backend::Sqlite, 2, positions.len())
+    );
+    db.write_direct(move |tx| {
+        let at = crate::direct::time(at);
+        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(positions.len() + 1);
+        params.push(&at);
+        params.extend(positions.iter().map(|p| p as &dyn rusqlite::ToSql));
+        tx.prepare(&sql)?.execute(params.as_slice()).map(|_| ())
+    })
+    .await
 }
 
 /// The INSERT of [`append`] for `count` events on PostgreSQL, its parameters numbered
