@@ -495,20 +495,12 @@ async fn scaling(
     let large = seeded_hub(o, &dir.join("scaling"), patients).await?;
     let client = crate::bench_client(&large.config)?;
     let world = Arc::new(prepare(&large.hub.base, client, &large.seed).await?);
-    let quiet = match &o.database_url {
-        Some(url) => Some(Checkpoints::open(url).await?),
-        None => None,
-    };
     let mut pairs = Vec::new();
     for s in ALL.iter().filter(|s| s.name.starts_with("search-")) {
         let (mut at_small, mut at_large) = (Vec::new(), Vec::new());
         for _ in 0..o.rounds.max(1) {
-            for (world, at) in [(&small, &mut at_small), (&world, &mut at_large)] {
-                if let Some(q) = &quiet {
-                    q.now().await;
-                }
-                at.push(open_loop(o, s, world.clone()).await.p95_ms);
-            }
+            at_small.push(open_loop(o, s, small.clone()).await.p95_ms);
+            at_large.push(open_loop(o, s, world.clone()).await.p95_ms);
         }
         pairs.push(report::ScalingPair::of(s.name, &at_small, &at_large));
     }
@@ -517,34 +509,6 @@ async fn scaling(
         large_patients: large.done.patients,
         pairs,
     })
-}
-
-/// Checkpoints of the PostgreSQL server both hubs share, one before each round of the
-/// scaling. Every search is audited, an entry per patient it shows, so the rounds write
-/// tens of megabytes of WAL a second, and the server's WAL-triggered checkpoints (every
-/// `max_wal_size`, a gigabyte by default) fell in one round and not in another: in one
-/// run search-name at a million patients had round p95s of 270, 115 and 30 ms while
-/// `EXPLAIN (ANALYZE, BUFFERS)` of its query there took 0.3 ms over 25 buffers, and the
-/// server's log showed checkpoints writing for 24 and 57 s during the first two rounds.
-/// Starting each round from a checkpoint gives both hubs the same start.
-struct Checkpoints(sqlx::PgPool);
-
-impl Checkpoints {
-    async fn open(url: &str) -> Result<Self, String> {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(url)
-            .await
-            .map(Self)
-            .map_err(|e| e.to_string())
-    }
-
-    /// `CHECKPOINT`, which needs a privileged role: without one the rounds go on as they are.
-    async fn now(&self) {
-        if let Err(e) = sqlx::raw_sql("CHECKPOINT").execute(&self.0).await {
-            tracing::info!(error = %e, "no checkpoint before a scaling round");
-        }
-    }
 }
 
 fn result(s: &Scenario, rate: Option<f64>, workers: Option<usize>, m: &Measured) -> ScenarioResult {
