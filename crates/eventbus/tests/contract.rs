@@ -154,25 +154,11 @@ async fn the_relay_publishes_committed_outbox_rows_in_order_exactly_once(db: Tes
     store::migrate(&service, &[store::outbox::MIGRATIONS])
         .await
         .unwrap();
-    let meta = events::EventMeta {
-        source: "patient",
-        tenant: kernel::TenantId::parse("t").unwrap(),
-        correlation_id: kernel::ids::CorrelationId::new(),
-        causation_id: None,
-        occurred_at: chrono::Utc::now(),
-    };
+    let meta = meta();
     let patient = kernel::ids::PatientId::new();
     let mut written = Vec::new();
     for i in 0..3 {
-        let e = events::EventEnvelope::new(
-            &meta,
-            patient,
-            &events::patient::PatientUpdatedV1 {
-                patient_id: patient,
-                version: i,
-                changed_fields: vec![],
-            },
-        );
+        let e = updated(patient, i);
         let mut tx = service.begin().await.unwrap();
         store::outbox::append(&mut tx, std::slice::from_ref(&e))
             .await
@@ -249,17 +235,19 @@ impl EventSink for Held {
     }
 }
 
-fn updated(n: i64) -> events::EventEnvelope {
-    let meta = events::EventMeta {
+fn meta() -> events::EventMeta {
+    events::EventMeta {
         source: "patient",
         tenant: kernel::TenantId::parse("t").unwrap(),
         correlation_id: kernel::ids::CorrelationId::new(),
         causation_id: None,
         occurred_at: chrono::Utc::now(),
-    };
-    let patient = kernel::ids::PatientId::new();
+    }
+}
+
+fn updated(patient: kernel::ids::PatientId, n: i64) -> events::EventEnvelope {
     events::EventEnvelope::new(
-        &meta,
+        &meta(),
         patient,
         &events::patient::PatientUpdatedV1 {
             patient_id: patient,
@@ -284,7 +272,9 @@ async fn writers_do_not_wait_while_the_relay_publishes(db: TestDatabase) {
             tx.commit().await
         }
     };
-    append(updated(1)).await.unwrap();
+    append(updated(kernel::ids::PatientId::new(), 1))
+        .await
+        .unwrap();
     let sink = Arc::new(Held {
         arrived: tokio::sync::Notify::new(),
         release: tokio::sync::Semaphore::new(0),
@@ -295,10 +285,13 @@ async fn writers_do_not_wait_while_the_relay_publishes(db: TestDatabase) {
         async move { relay.publish_pending().await.unwrap() }
     });
     sink.arrived.notified().await;
-    tokio::time::timeout(Duration::from_secs(3), append(updated(2)))
-        .await
-        .expect("a write while the relay waits for its sink")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        append(updated(kernel::ids::PatientId::new(), 2)),
+    )
+    .await
+    .expect("a write while the relay waits for its sink")
+    .unwrap();
     sink.release.add_permits(1);
     assert_eq!(publishing.await.unwrap(), 1);
     sink.release.add_permits(1);
