@@ -121,9 +121,15 @@ impl Intake {
             // On SQLite, a message that only reads until it writes (results, patients)
             // reads in a read transaction, beside the writers, and writes in one direct
             // write; orders are created as they are read, in a writer's turn.
-            let direct = matches!(self.db, Db::Sqlite(_))
-                && matches!(inbound, Ok(Inbound::Results(_) | Inbound::Patient(_)));
-            let mut tx = if direct {
+            let direct = match &self.db {
+                Db::Sqlite(db)
+                    if matches!(inbound, Ok(Inbound::Results(_) | Inbound::Patient(_))) =>
+                {
+                    Some(db)
+                }
+                _ => None,
+            };
+            let mut tx = if direct.is_some() {
                 self.db.read_in(scope).await?
             } else {
                 self.db.begin_in(scope).await?
@@ -175,15 +181,16 @@ impl Intake {
                 .iter()
                 .filter(|e| e.event_type == LabCriticalResultV1::EVENT_TYPE)
                 .count();
-            let finished = if direct {
+            let finished = if let Some(db) = direct {
                 tx.commit().await?;
-                self.finish_direct(MessageWrite {
+                let m = MessageWrite {
                     changed: applied.changed,
                     record,
                     unmatched: applied.unmatched,
                     events: applied.events,
-                })
-                .await
+                };
+                // What `finish` writes, as one direct write (`store::direct`).
+                db.write_direct(move |tx| write_message(tx, &m)).await
             } else {
                 self.finish(
                     tx,
@@ -250,14 +257,6 @@ impl Intake {
         store::outbox::append(&mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    /// [`Self::finish`] as one direct write on SQLite ([`crate::store::direct`]).
-    async fn finish_direct(&self, m: MessageWrite) -> Result<bool, DbError> {
-        let Db::Sqlite(db) = &self.db else {
-            return Err(DbError::Invariant("a direct write asked of PostgreSQL"));
-        };
-        db.write_direct(move |tx| write_message(tx, &m)).await
     }
 
     /// Stores a message that cannot be taken, with nothing else, and answers AE or AR.
