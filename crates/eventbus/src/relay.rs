@@ -2,7 +2,7 @@
 //! and marks them published. A crash between publishing and marking publishes a batch
 //! again; sinks and consumers make that harmless (event ids are unique).
 
-use crate::{BusError, EventSink, Record};
+use crate::{BoxFuture, BusError, EventSink, Record};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,6 @@ pub struct OutboxRelay {
     db: Db,
     sink: Arc<dyn EventSink>,
     batch: i64,
-    idle_poll: Duration,
 }
 
 impl std::fmt::Debug for OutboxRelay {
@@ -53,7 +52,6 @@ impl OutboxRelay {
             db,
             sink,
             batch: 500,
-            idle_poll: Duration::from_millis(100),
         }
     }
 
@@ -77,16 +75,8 @@ impl OutboxRelay {
             return self.publish_sqlite(db).await;
         }
         let mut tx = self.db.begin_in(Scope::AllTenants).await?;
-        if let Tx::Postgres(t) = &mut tx {
-            // One relay per service publishes at a time, so batches never overtake each
-            // other and one key's events keep their order. The others find the lock taken.
-            let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-                .bind(lock_key(self.service))
-                .fetch_one(&mut **t)
-                .await?;
-            if !leader {
-                return Ok(0);
-            }
+        if !lead(&mut tx, self.service).await? {
+            return Ok(0);
         }
         let rows = self.pending(&mut tx).await?;
         if rows.is_empty() {
@@ -149,46 +139,104 @@ impl OutboxRelay {
 
     /// Records a published batch in the metrics; returns its size.
     fn published(&self, rows: &[Pending], now: DateTime<Utc>) -> usize {
-        for (.., created_at) in rows {
-            let latency = (now - *created_at).to_std().unwrap_or_default();
-            metrics::histogram!(PUBLISH_LATENCY, "service" => self.service)
-                .record(latency.as_secs_f64());
-        }
-        metrics::counter!(PUBLISHED, "service" => self.service).increment(rows.len() as u64);
-        rows.len()
+        record_published(self.service, rows.iter().map(|(.., at)| *at), now)
     }
 
     /// Publishes until `shutdown` turns true; the batch under way is finished first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut failures = 0u32;
-        while !*shutdown.borrow() {
-            let pause = match self.publish_pending().await {
-                Ok(n) if n as i64 >= self.batch => {
-                    failures = 0;
-                    continue;
-                }
-                Ok(_) => {
-                    failures = 0;
-                    self.idle_poll
-                }
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(service = self.service, error = %e, failures, "outbox relay failed; retrying");
-                    backoff(failures)
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
-        tracing::info!(service = self.service, "outbox relay stopped");
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        run(&self, shutdown).await
     }
+}
+
+impl Relay for OutboxRelay {
+    fn name(&self) -> &'static str {
+        self.service
+    }
+
+    fn batch(&self) -> usize {
+        self.batch as usize
+    }
+
+    fn publish_batch(&self) -> BoxFuture<'_, Result<usize, BusError>> {
+        Box::pin(self.publish_pending())
+    }
+}
+
+/// Records a batch of `service`'s events, created at `created`, published at `now`, in the
+/// metrics; returns its size.
+pub fn record_published(
+    service: &'static str,
+    created: impl Iterator<Item = DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> usize {
+    let mut count = 0;
+    for at in created {
+        let latency = (now - at).to_std().unwrap_or_default();
+        metrics::histogram!(PUBLISH_LATENCY, "service" => service).record(latency.as_secs_f64());
+        count += 1;
+    }
+    metrics::counter!(PUBLISHED, "service" => service).increment(count as u64);
+    count
+}
+
+/// Something that moves committed events to a sink a batch at a time: the outbox relay,
+/// and the audit trail's, which publishes its entries from the trail itself.
+pub trait Relay: Send + Sync + std::fmt::Debug {
+    /// Whose events, for logs.
+    fn name(&self) -> &'static str;
+    /// The most events one batch publishes.
+    fn batch(&self) -> usize;
+    /// Publishes one batch; returns how many events it published.
+    fn publish_batch(&self) -> BoxFuture<'_, Result<usize, BusError>>;
+}
+
+/// How long a relay waits for new events once it has caught up.
+pub const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Runs `relay` until `shutdown` turns true; the batch under way is finished first. A full
+/// batch is followed by the next at once; a failure by a growing pause.
+pub async fn run(relay: &dyn Relay, mut shutdown: watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    while !*shutdown.borrow() {
+        let pause = match relay.publish_batch().await {
+            Ok(n) if n >= relay.batch() => {
+                failures = 0;
+                continue;
+            }
+            Ok(_) => {
+                failures = 0;
+                IDLE_POLL
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(relay = relay.name(), error = %e, failures, "relay failed; retrying");
+                backoff(failures)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!(relay = relay.name(), "relay stopped");
 }
 
 /// 100 ms doubling to at most 10 s.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7))).min(Duration::from_secs(10))
+}
+
+/// Whether this relay of `name` is the one that publishes, until `tx` ends. On PostgreSQL
+/// several processes relay one database: one publishes at a time, so batches never overtake
+/// each other and one key's events keep their order; the others find the lock taken.
+pub async fn lead(tx: &mut Tx, name: &str) -> Result<bool, BusError> {
+    let Tx::Postgres(t) = tx else {
+        return Ok(true);
+    };
+    Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(lock_key(name))
+        .fetch_one(&mut **t)
+        .await?)
 }
 
 fn lock_key(service: &str) -> i64 {

@@ -149,30 +149,7 @@ async fn drain(c: &Consumer) {
     while c.process_batch(Duration::ZERO).await.unwrap() > 0 {}
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::setup(testkit::TestDatabase::sqlite()).await).await
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(db) = testkit::TestDatabase::postgres().await {
-                        super::$name(super::setup(db).await).await
-                    }
-                }
-            )+
-        }
-    };
-}
-
-on_both_backends!(
+testkit::on_both_databases!(
     each_event_takes_effect_once_even_when_delivered_again,
     transient_failures_are_retried_until_they_pass,
     events_that_keep_failing_are_dead_lettered_and_replayable_after_a_fix,
@@ -180,7 +157,8 @@ on_both_backends!(
     unknown_event_types_and_undecodable_events_do_not_stop_the_consumer,
 );
 
-async fn each_event_takes_effect_once_even_when_delivered_again(s: Setup) {
+async fn each_event_takes_effect_once_even_when_delivered_again(db: TestDatabase) {
+    let s = setup(db).await;
     let c = consumer(&s);
     publish(&s, "lab.results.available.v1").await;
     publish(&s, "lab.results.available.v1").await;
@@ -191,7 +169,8 @@ async fn each_event_takes_effect_once_even_when_delivered_again(s: Setup) {
     assert_eq!(effects(&s).await, 2, "redelivery has no second effect");
 }
 
-async fn transient_failures_are_retried_until_they_pass(s: Setup) {
+async fn transient_failures_are_retried_until_they_pass(db: TestDatabase) {
+    let s = setup(db).await;
     s.handler.transient_failures_left.store(2, Ordering::SeqCst);
     let c = consumer(&s);
     publish(&s, "lab.results.available.v1").await;
@@ -200,7 +179,8 @@ async fn transient_failures_are_retried_until_they_pass(s: Setup) {
     assert!(dlq::list(&s.log, 0, 10).await.unwrap().is_empty());
 }
 
-async fn events_that_keep_failing_are_dead_lettered_and_replayable_after_a_fix(s: Setup) {
+async fn events_that_keep_failing_are_dead_lettered_and_replayable_after_a_fix(db: TestDatabase) {
+    let s = setup(db).await;
     s.handler
         .transient_failures_left
         .store(10, Ordering::SeqCst);
@@ -240,7 +220,8 @@ async fn events_that_keep_failing_are_dead_lettered_and_replayable_after_a_fix(s
     assert!(dead.last().unwrap().letter.error.contains("cannot apply"));
 }
 
-async fn one_bad_event_in_a_batch_costs_the_others_nothing(s: Setup) {
+async fn one_bad_event_in_a_batch_costs_the_others_nothing(db: TestDatabase) {
+    let s = setup(db).await;
     let c = consumer(&s);
     let mut published = Vec::new();
     for _ in 0..5 {
@@ -266,7 +247,8 @@ async fn one_bad_event_in_a_batch_costs_the_others_nothing(s: Setup) {
     assert_eq!(effects(&s).await, 4);
 }
 
-async fn unknown_event_types_and_undecodable_events_do_not_stop_the_consumer(s: Setup) {
+async fn unknown_event_types_and_undecodable_events_do_not_stop_the_consumer(db: TestDatabase) {
+    let s = setup(db).await;
     let c = consumer(&s);
     publish(&s, "lab.something.new.v9").await;
     let garbage = Record {

@@ -70,30 +70,7 @@ async fn poll(log: &EmbeddedLog, group: &str) -> Vec<Delivery> {
         .unwrap()
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(testkit::TestDatabase::sqlite()).await
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(db) = testkit::TestDatabase::postgres().await {
-                        super::$name(db).await
-                    }
-                }
-            )+
-        }
-    };
-}
-
-on_both_backends!(
+testkit::on_both_databases!(
     each_keys_events_arrive_in_the_order_they_were_published,
     uncommitted_deliveries_come_again_after_a_crash,
     each_group_resumes_from_its_own_committed_position,

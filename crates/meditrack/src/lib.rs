@@ -19,7 +19,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use eventbus::consumer::Consumer;
 use eventbus::embedded::EmbeddedLog;
-use eventbus::relay::OutboxRelay;
+use eventbus::relay::{OutboxRelay, Relay};
 use eventbus::{EventSink, EventSource};
 use kernel::SystemClock;
 use patient::app::PatientService;
@@ -50,7 +50,7 @@ pub struct Hub {
     pub databases: Vec<Db>,
     /// Set when this hub terminates TLS itself.
     tls: Option<Arc<rustls::ServerConfig>>,
-    relays: Vec<OutboxRelay>,
+    relays: Vec<Box<dyn Relay>>,
     consumers: Vec<Consumer>,
     /// The lab service's HL7 listener, bound.
     mllp: Option<lab::mllp::MllpServer>,
@@ -176,7 +176,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let verifier = Arc::new(verifier(config)?);
     let mut router = Router::new();
     let mut databases = Vec::new();
-    let mut relays = Vec::new();
+    let mut relays: Vec<Box<dyn Relay>> = Vec::new();
     let mut consumers = Vec::new();
     let mut checks: Vec<Box<dyn ReadinessCheck>> = Vec::new();
     let mut trail: Option<Arc<dyn kernel::audit::AuditTrail>> = None;
@@ -197,13 +197,12 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         let opened = open(config, &names).await?;
         let audit_db = database(&opened, audit::SERVICE)?;
         let backbone = backbone(config, &opened).await?;
-        // The audit database's outbox carries `audit-events`; every process writing the trail
-        // shares that database, and each process serving PHI relays it.
-        relays.push(OutboxRelay::new(
-            audit::SERVICE,
+        // The trail is published on `audit-events` from the trail itself; every process
+        // writing the trail shares that database, and each process serving PHI relays it.
+        relays.push(Box::new(audit::relay::TrailRelay::new(
             audit_db.clone(),
             backbone.sink.clone(),
-        ));
+        )));
         let trail = trail.get_or_insert_with(|| audit_trail(config, audit_db.clone()));
         router = router.merge(audit::http::router(audit::http::AuditApi {
             store: audit::store::AuditStore::new(audit_db.clone()),
@@ -211,11 +210,11 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         }));
         if runs_patient {
             let patient_db = database(&opened, patient::SERVICE)?;
-            relays.push(OutboxRelay::new(
+            relays.push(Box::new(OutboxRelay::new(
                 patient::SERVICE,
                 patient_db.clone(),
                 backbone.sink.clone(),
-            ));
+            )));
             let service = Arc::new(PatientService::new(
                 fields::patient_store(config, patient_db.clone()).await?,
                 Arc::new(SystemClock),
@@ -231,11 +230,11 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         }
         if runs_lab {
             let lab_db = database(&opened, lab::SERVICE)?;
-            relays.push(OutboxRelay::new(
+            relays.push(Box::new(OutboxRelay::new(
                 lab::SERVICE,
                 lab_db.clone(),
                 backbone.sink.clone(),
-            ));
+            )));
             consumers.push(lab::consumers::consumer(
                 lab_db.clone(),
                 backbone.source.clone(),
@@ -540,7 +539,10 @@ impl Hub {
         let (stop, stopped) = watch::channel(false);
         let mut workers = Vec::new();
         for relay in self.relays {
-            workers.push(tokio::spawn(relay.run(stopped.clone())));
+            let stopped = stopped.clone();
+            workers.push(tokio::spawn(async move {
+                eventbus::relay::run(relay.as_ref(), stopped).await
+            }));
         }
         for consumer in self.consumers {
             workers.push(tokio::spawn(consumer.run(stopped.clone())));

@@ -419,3 +419,29 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Runs each named `async fn(TestDatabase)` on a SQLite and on a PostgreSQL test database
+/// (the latter skipped, outside CI, when no server answers), for tests below the hub.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::TestDatabase::sqlite()).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = $crate::TestDatabase::postgres().await {
+                        super::$name(db).await
+                    }
+                }
+            )+
+        }
+    };
+}

@@ -1,6 +1,6 @@
 //! The audit trail over SQLite or PostgreSQL: appends chain entries per tenant inside one
-//! transaction per batch (with their `audit-events` in the outbox), and reads, verifies and
-//! purges them.
+//! transaction per batch, reads, verifies and purges them, and keeps how far each chain has
+//! been published on `audit-events` ([`crate::relay`]).
 
 use crate::chain::{Break, ChainCheck, Entry, GENESIS};
 use chrono::{DateTime, Utc};
@@ -8,9 +8,10 @@ use events::audit::AuditEntryRecordedV1;
 use events::{EventEnvelope, EventMeta};
 use kernel::TenantId;
 use kernel::audit::{AuditAction, AuditRecord};
+use kernel::ids::EventId;
 use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
-use store::{Db, DbError, Scope, Tx, bulk, execute, on_tx, outbox};
+use store::{Db, DbError, Scope, Tx, bulk, execute, on_tx};
 use uuid::Uuid;
 
 const COLUMNS: &str = "tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash";
@@ -100,10 +101,10 @@ impl AuditStore {
         Self { db }
     }
 
-    /// Chains and stores `records` in one transaction, with one `audit.entry.recorded.v1`
-    /// each in the outbox. Appends from several processes to one tenant take turns on the
-    /// tenant's head row. On SQLite the transaction is one direct write
-    /// ([`store::direct`]): every audited request waits for it.
+    /// Chains and stores `records` in one transaction. Appends from several processes to one
+    /// tenant take turns on the tenant's head row. On SQLite the transaction is one direct
+    /// write ([`store::direct`]): every audited request waits for it. Each entry's
+    /// `audit.entry.recorded.v1` is published from the trail afterwards ([`crate::relay`]).
     pub async fn append(&self, records: &[AuditRecord]) -> Result<Vec<Entry>, DbError> {
         if let Db::Sqlite(db) = &self.db {
             let records = records.to_vec();
@@ -316,10 +317,6 @@ fn chain(
     (seq, prev)
 }
 
-fn events_of(entries: &[Entry]) -> Vec<EventEnvelope> {
-    entries.iter().filter_map(event).collect()
-}
-
 /// [`AuditStore::append`] on SQLite, in one direct write.
 fn append_direct(
     tx: &rusqlite::Transaction<'_>,
@@ -366,7 +363,6 @@ fn append_direct(
                 e.hash,
             ])?;
         }
-        outbox::append_direct(tx, &events_of(&entries[first..]))?;
         tx.prepare_cached("UPDATE audit_heads SET seq = ?1, hash = ?2 WHERE tenant_id = ?3")?
             .execute(rusqlite::params![seq, prev, tenant.as_str()])?;
     }
@@ -375,8 +371,8 @@ fn append_direct(
 
 /// [`AuditStore::append`] on PostgreSQL, in few round trips, since every audited request
 /// waits for it: a batch of one tenant begins in its scope; each tenant's head is created,
-/// locked and read in one statement; its entries, their events and its new head are
-/// stored in one statement per chunk.
+/// locked and read in one statement; its entries and its new head are stored in one
+/// statement per chunk.
 async fn append_postgres(db: &Db, records: &[AuditRecord]) -> Result<Vec<Entry>, DbError> {
     let tenants = tenants_of(records);
     let mut tx = match tenants.as_slice() {
@@ -420,7 +416,7 @@ async fn lock_head(t: &mut sqlx::PgConnection, tenant: &str) -> Result<(i64, Str
     Ok((seq, hash.trim_end().to_owned()))
 }
 
-/// `chunk`'s entries, their events, and the head moved to its last entry, in one statement.
+/// `chunk`'s entries and the head moved to its last entry, in one statement.
 async fn store_chunk(
     t: &mut sqlx::PgConnection,
     tenant: &str,
@@ -429,26 +425,16 @@ async fn store_chunk(
     let Some(last) = chunk.last() else {
         return Ok(());
     };
-    let events = events_of(chunk);
-    let entry_params = chunk.len() * 15;
-    let mut sql = format!(
+    let head = chunk.len() * 15;
+    let sql = format!(
         "WITH entries AS (INSERT INTO audit_log (tenant_id, seq, entry_id, recorded_at, actor, roles, action,
-            resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash) VALUES {})",
-        bulk::placeholders(store::Backend::Postgres, chunk.len(), 15)
-    );
-    if !events.is_empty() {
-        sql.push_str(&format!(
-            ", events AS ({})",
-            outbox::insert_postgres(entry_params + 1, events.len())
-        ));
-    }
-    let head = entry_params + events.len() * 7;
-    sql.push_str(&format!(
-        " UPDATE audit_heads SET seq = ${}, hash = ${} WHERE tenant_id = ${}",
+            resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash) VALUES {})
+         UPDATE audit_heads SET seq = ${}, hash = ${} WHERE tenant_id = ${}",
+        bulk::placeholders(store::Backend::Postgres, chunk.len(), 15),
         head + 1,
         head + 2,
         head + 3
-    ));
+    );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for e in chunk {
         q = q
@@ -468,7 +454,6 @@ async fn store_chunk(
             .bind(&e.prev_hash)
             .bind(&e.hash);
     }
-    q = outbox::bind(q, &events);
     q.bind(last.seq)
         .bind(&last.hash)
         .bind(tenant)
@@ -477,7 +462,74 @@ async fn store_chunk(
     Ok(())
 }
 
-fn event(e: &Entry) -> Option<EventEnvelope> {
+/// A chain with entries not yet published: its tenant, the last entry published and the
+/// chain's last entry.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Behind {
+    pub tenant_id: String,
+    pub published: i64,
+    pub head: i64,
+}
+
+/// The chains with entries not yet published on `audit-events`.
+pub async fn behind(tx: &mut Tx) -> Result<Vec<Behind>, DbError> {
+    Ok(on_tx!(tx, |c| sqlx::query_as(
+        "SELECT h.tenant_id, COALESCE(p.seq, 0) AS published, h.seq AS head
+         FROM audit_heads h LEFT JOIN audit_published p ON p.tenant_id = h.tenant_id
+         WHERE h.seq > COALESCE(p.seq, 0) ORDER BY h.tenant_id"
+    )
+    .fetch_all(c)
+    .await)?)
+}
+
+/// Up to `limit` of `tenant`'s entries after `seq`, in chain order.
+pub async fn entries_after(
+    tx: &mut Tx,
+    tenant: &str,
+    seq: i64,
+    limit: usize,
+) -> Result<Vec<Entry>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    );
+    let rows: Vec<Row> = on_tx!(tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+        .bind(tenant)
+        .bind(seq)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(c)
+        .await)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+const MARK_PUBLISHED: &str = "INSERT INTO audit_published (tenant_id, seq) VALUES ($1, $2)
+     ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq";
+
+/// Records each chain of `marks` as published up to its entry: (tenant, seq).
+pub async fn mark_published(tx: &mut Tx, marks: &[(String, i64)]) -> Result<(), DbError> {
+    for (tenant, seq) in marks {
+        execute!(tx, sqlx::query(MARK_PUBLISHED).bind(tenant).bind(*seq))?;
+    }
+    Ok(())
+}
+
+/// [`mark_published`] in a direct SQLite write ([`store::direct`]), beside the appends.
+pub async fn mark_published_direct(
+    db: &store::SqliteDb,
+    marks: Vec<(String, i64)>,
+) -> Result<(), DbError> {
+    db.write_direct(move |tx| {
+        let mut mark = tx.prepare_cached(MARK_PUBLISHED)?;
+        for (tenant, seq) in &marks {
+            mark.execute(rusqlite::params![tenant, seq])?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The `audit.entry.recorded.v1` of entry `e`. Its event id is the entry's id, so an entry
+/// published again is the same event to consumers.
+pub fn event(e: &Entry) -> Option<EventEnvelope> {
     let meta = EventMeta {
         source: crate::SERVICE,
         tenant: TenantId::parse(&e.tenant).ok()?,
@@ -490,7 +542,7 @@ fn event(e: &Entry) -> Option<EventEnvelope> {
         occurred_at: e.recorded_at,
     };
     // Keyed by tenant: a chain's entries stay in order on one partition.
-    Some(EventEnvelope::new(
+    let mut envelope = EventEnvelope::new(
         &meta,
         &e.tenant,
         &AuditEntryRecordedV1 {
@@ -514,5 +566,7 @@ fn event(e: &Entry) -> Option<EventEnvelope> {
             prev_hash: e.prev_hash.clone(),
             hash: e.hash.clone(),
         },
-    ))
+    );
+    envelope.event_id = EventId::from_uuid(e.entry_id);
+    Some(envelope)
 }

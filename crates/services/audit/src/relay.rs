@@ -1,0 +1,148 @@
+//! Publishes the trail on `audit-events` from `audit_log` itself: the trail is its own
+//! outbox. Each chain's entries go out in order after the last one published
+//! (`audit_published`), and the chain's mark moves once the sink has them. A crash between
+//! the two publishes those entries again, with the same event ids (the entries' ids), which
+//! consumers already skip.
+//!
+//! An outbox row per entry, as every other service writes, would double the writes of every
+//! audited request, and the entries are already durable, ordered and immutable.
+
+use crate::chain::Entry;
+use crate::store::{self as trail, Behind};
+use chrono::Utc;
+use eventbus::relay::{BACKLOG, Relay, lead, record_published};
+use eventbus::{BoxFuture, BusError, EventSink, Record};
+use std::sync::Arc;
+use store::{Db, DbError, Scope, Tx};
+
+/// Whose events, in metrics and logs.
+const NAME: &str = "audit";
+
+/// The relay of one audit database's trail. Every process that writes the trail runs one;
+/// on PostgreSQL one of them publishes at a time.
+#[derive(Clone)]
+pub struct TrailRelay {
+    db: Db,
+    sink: Arc<dyn EventSink>,
+    batch: usize,
+}
+
+impl std::fmt::Debug for TrailRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrailRelay")
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+impl TrailRelay {
+    pub fn new(db: Db, sink: Arc<dyn EventSink>) -> Self {
+        Self {
+            db,
+            sink,
+            batch: 500,
+        }
+    }
+
+    /// Publishes one batch of entries, of one or more chains; returns how many.
+    pub async fn publish_pending(&self) -> Result<usize, BusError> {
+        // A plain read first: an idle relay must not take a lock every 100 ms.
+        let mut read = self.db.read_in(Scope::AllTenants).await?;
+        let behind = trail::behind(&mut read).await?;
+        read.commit().await?;
+        let waiting: i64 = behind.iter().map(|b| b.head - b.published).sum();
+        metrics::gauge!(BACKLOG, "service" => NAME).set(waiting as f64);
+        if behind.is_empty() {
+            return Ok(0);
+        }
+        if let Db::Sqlite(db) = &self.db {
+            // One hub process per SQLite database: no other relay publishes meanwhile, so the
+            // batch is read beside the writers and marked by a direct write, and nobody
+            // waits for the sink.
+            let mut read = self.db.read_in(Scope::AllTenants).await?;
+            let entries = self.pending(&mut read, behind).await?;
+            read.commit().await?;
+            self.sink.publish(&records(&entries)?).await?;
+            trail::mark_published_direct(db, marks(&entries)).await?;
+            return Ok(self.published(&entries));
+        }
+        let mut tx = self.db.begin_in(Scope::AllTenants).await?;
+        if !lead(&mut tx, "audit-trail").await? {
+            return Ok(0);
+        }
+        // Again under the lock: another process may have published meanwhile.
+        let behind = trail::behind(&mut tx).await?;
+        let entries = self.pending(&mut tx, behind).await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.sink.publish(&records(&entries)?).await?;
+        trail::mark_published(&mut tx, &marks(&entries)).await?;
+        tx.commit().await?;
+        Ok(self.published(&entries))
+    }
+
+    /// Up to a batch of the unpublished entries of the chains `behind`, chain by chain.
+    async fn pending(&self, tx: &mut Tx, behind: Vec<Behind>) -> Result<Vec<Entry>, BusError> {
+        let mut entries = Vec::new();
+        for chain in behind {
+            let room = self.batch - entries.len();
+            if room == 0 {
+                break;
+            }
+            entries
+                .extend(trail::entries_after(tx, &chain.tenant_id, chain.published, room).await?);
+        }
+        Ok(entries)
+    }
+
+    fn published(&self, entries: &[Entry]) -> usize {
+        record_published(NAME, entries.iter().map(|e| e.recorded_at), Utc::now())
+    }
+}
+
+impl Relay for TrailRelay {
+    fn name(&self) -> &'static str {
+        "audit trail"
+    }
+
+    fn batch(&self) -> usize {
+        self.batch
+    }
+
+    fn publish_batch(&self) -> BoxFuture<'_, Result<usize, BusError>> {
+        Box::pin(self.publish_pending())
+    }
+}
+
+fn records(entries: &[Entry]) -> Result<Vec<Record>, BusError> {
+    entries
+        .iter()
+        .map(|e| {
+            let envelope = trail::event(e).ok_or(BusError::Db(DbError::Invariant(
+                "an audit chain's tenant id is not valid",
+            )))?;
+            let payload = serde_json::to_string(&envelope).map_err(|_| {
+                BusError::Db(DbError::Invariant("an audit event does not serialize"))
+            })?;
+            Ok(Record {
+                topic: events::topic::Topic::AuditEvents.name().to_owned(),
+                key: envelope.key,
+                event_id: envelope.event_id.as_uuid(),
+                payload,
+            })
+        })
+        .collect()
+}
+
+/// Where each chain of `entries` now stands published: its last entry's number.
+fn marks(entries: &[Entry]) -> Vec<(String, i64)> {
+    let mut marks: Vec<(String, i64)> = Vec::new();
+    for e in entries {
+        match marks.last_mut() {
+            Some((tenant, seq)) if *tenant == e.tenant => *seq = e.seq,
+            _ => marks.push((e.tenant.clone(), e.seq)),
+        }
+    }
+    marks
+}
