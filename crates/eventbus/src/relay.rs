@@ -76,13 +76,15 @@ impl OutboxRelay {
         }
         let mut tx = self.db.begin_in(Scope::AllTenants).await?;
         if !lead(&mut tx, self.service).await? {
+            tx.commit().await?;
             return Ok(0);
         }
         let rows = self.pending(&mut tx).await?;
         if rows.is_empty() {
+            tx.commit().await?;
             return Ok(0);
         }
-        self.sink.publish(&records(&rows)).await?;
+        let mut tx = publish_leading(tx, self.sink.as_ref(), &records(&rows)).await?;
         // Exactly the rows published: on PostgreSQL a lower position can commit after a
         // higher one, so a range could mark a row nobody published.
         let backend = tx.backend();
@@ -237,6 +239,25 @@ pub async fn lead(tx: &mut Tx, name: &str) -> Result<bool, BusError> {
         .bind(lock_key(name))
         .fetch_one(&mut **t)
         .await?)
+}
+
+/// Publishes `records` while `tx` holds the relay's lead ([`lead`]). If the sink fails,
+/// `tx` ends at once ([`Tx::rollback`]): left to end when its connection is next used, it
+/// could keep the lead from this relay's own retry.
+pub async fn publish_leading(
+    tx: Tx,
+    sink: &dyn EventSink,
+    records: &[Record],
+) -> Result<Tx, BusError> {
+    match sink.publish(records).await {
+        Ok(()) => Ok(tx),
+        Err(e) => {
+            if let Err(end) = tx.rollback().await {
+                tracing::warn!(error = %end, "a relay's transaction did not roll back");
+            }
+            Err(e)
+        }
+    }
 }
 
 fn lock_key(service: &str) -> i64 {

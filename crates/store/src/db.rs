@@ -322,6 +322,17 @@ impl Tx {
         Ok(())
     }
 
+    /// Ends the transaction without its changes, now. A PostgreSQL transaction that is only
+    /// dropped is rolled back when its connection is next used, and keeps its locks until
+    /// then (the advisory lock a relay leads by, say).
+    pub async fn rollback(self) -> Result<(), DbError> {
+        match self {
+            Tx::Sqlite(tx) => drop(tx),
+            Tx::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+
     pub async fn commit(self) -> Result<(), DbError> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,

@@ -10,7 +10,7 @@
 use crate::chain::Entry;
 use crate::store::{self as trail, Behind};
 use chrono::Utc;
-use eventbus::relay::{BACKLOG, Relay, lead, record_published};
+use eventbus::relay::{BACKLOG, Relay, lead, publish_leading, record_published};
 use eventbus::{BoxFuture, BusError, EventSink, Record};
 use std::sync::Arc;
 use store::{Db, DbError, Scope, Tx};
@@ -68,15 +68,17 @@ impl TrailRelay {
         }
         let mut tx = self.db.begin_in(Scope::AllTenants).await?;
         if !lead(&mut tx, "audit-trail").await? {
+            tx.commit().await?;
             return Ok(0);
         }
         // Again under the lock: another process may have published meanwhile.
         let behind = trail::behind(&mut tx).await?;
         let entries = self.pending(&mut tx, behind).await?;
         if entries.is_empty() {
+            tx.commit().await?;
             return Ok(0);
         }
-        self.sink.publish(&records(&entries)?).await?;
+        let mut tx = publish_leading(tx, self.sink.as_ref(), &records(&entries)?).await?;
         trail::mark_published(&mut tx, &marks(&entries)).await?;
         tx.commit().await?;
         Ok(self.published(&entries))
