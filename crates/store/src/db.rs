@@ -110,6 +110,19 @@ impl Scope<'_> {
     /// letters, digits, `-` and `_` (`TenantId::parse`), so they need no quoting beyond the
     /// literal's quotes; inlining lets `BEGIN` and the setting share one round trip.
     fn settings(&self) -> String {
+        let (tenant, all) = self.values();
+        format!(
+            "SELECT set_config('app.current_tenant', '{tenant}', true), set_config('app.all_tenants', '{all}', true)"
+        )
+    }
+
+    /// [`Self::settings`] as statements that return no rows.
+    fn set_local(&self) -> String {
+        let (tenant, all) = self.values();
+        format!("SET LOCAL app.current_tenant TO '{tenant}'; SET LOCAL app.all_tenants TO '{all}'")
+    }
+
+    fn values(&self) -> (&str, &'static str) {
         let (tenant, all) = match self {
             Scope::Tenant(t) => (t.as_str(), "off"),
             Scope::AllTenants => ("", "on"),
@@ -119,9 +132,7 @@ impl Scope<'_> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
-        format!(
-            "SELECT set_config('app.current_tenant', '{tenant}', true), set_config('app.all_tenants', '{all}', true)"
-        )
+        (tenant, all)
     }
 }
 
@@ -284,6 +295,34 @@ impl Db {
                 .await?,
             ),
         })
+    }
+
+    /// `statement` as a transaction of its own in `scope`, committed without waiting until
+    /// it is durable ([`Tx::commit_unawaited`]); returns the `i64` of the one row it
+    /// returns. On PostgreSQL this is one round trip (several statements in one query
+    /// string run as one transaction, all or nothing), where a transaction of its own took
+    /// four. `statement` has no parameters: the caller inlines values that need no quoting
+    /// (tenant ids, numbers).
+    pub async fn step_unawaited(&self, scope: Scope<'_>, statement: &str) -> Result<i64, DbError> {
+        match self {
+            Db::Postgres(pool) => {
+                let sql = format!(
+                    "SET LOCAL synchronous_commit TO OFF; {}; {statement}",
+                    scope.set_local()
+                );
+                let row = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_one(pool).await?;
+                Ok(sqlx::Row::try_get(&row, 0)?)
+            }
+            Db::Sqlite(_) => {
+                let mut tx = self.begin_in(scope).await?;
+                let value =
+                    crate::on_tx!(&mut tx, |c| sqlx::query_scalar(AssertSqlSafe(statement))
+                        .fetch_one(c)
+                        .await)?;
+                tx.commit_unawaited().await?;
+                Ok(value)
+            }
+        }
     }
 
     /// A cheap round trip, for readiness checks.
