@@ -67,12 +67,15 @@ pub async fn append(tx: &mut Tx, events: &[EventEnvelope]) -> Result<(), DbError
     Ok(())
 }
 
+/// Parameters of each event's row.
+pub const COLUMNS: usize = 7;
+
 /// The INSERT of `count` events, its parameters numbered from the `first`th; [`bind`]
 /// binds them.
 fn insert_sql(backend: crate::Backend, first: usize, count: usize) -> String {
     format!(
         "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at) VALUES {}",
-        crate::bulk::placeholders_from(backend, first, count, 7)
+        crate::bulk::placeholders_from(backend, first, count, COLUMNS)
     )
 }
 

@@ -6,6 +6,7 @@ mod rows;
 mod sealing;
 mod search;
 mod sql;
+mod statements;
 
 pub use sealing::{KeyringCheckError, Reseal};
 pub use sql::{SqlPatientStore, append_external_entry};
@@ -24,9 +25,9 @@ use store::DbError;
 use uuid::Uuid;
 
 /// A state change, written in one transaction with its timeline entry and its events.
+/// Registrations have a path of their own ([`PatientStore::register`]).
 #[derive(Debug)]
 pub enum Change<'a> {
-    Register(&'a Patient),
     /// Replaces the patient if it is still at `expected_version`.
     Update {
         patient: &'a Patient,

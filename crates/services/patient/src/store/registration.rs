@@ -9,6 +9,10 @@
 //! The rows are the ones `sql.rs` writes through sqlx, values encoded as sqlx encodes them.
 
 use super::sql::seal_ssn;
+use super::statements::{
+    ADDRESS_PARAMS, IDEMPOTENCY_PARAMS, INSERT_ADDRESS, INSERT_IDEMPOTENCY, INSERT_INSURANCE,
+    INSERT_PATIENT, INSERT_TIMELINE, INSURANCE_PARAMS, PATIENT_PARAMS, TIMELINE_PARAMS, numbered,
+};
 use super::{MRN_ATTEMPTS, OwnedIdempotencyRecord, Registration};
 use crate::domain::name::search_key;
 use crate::domain::{Mrn, Patient};
@@ -80,39 +84,30 @@ fn insert(
     let p = &r.patient;
     let ssn = seal_ssn(cipher, p);
     let id = p.id.as_uuid();
-    tx.prepare_cached(
-        "INSERT INTO patients (ssn_sealed, ssn_index, first_name, middle_name, last_name, first_name_norm,
-            last_name_norm, date_of_birth, gender, phone, email, email_norm,
-            patient_id, tenant_id, mrn, created_at, updated_at, created_by, updated_by, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-    )?
-    .execute(params![
-        ssn.sealed,
-        ssn.index,
-        p.name.first(),
-        p.name.middle(),
-        p.name.last(),
-        search_key(p.name.first()),
-        search_key(p.name.last()),
-        p.date_of_birth.date().to_string(),
-        p.gender.map(|g| g.as_str()),
-        p.phone.as_ref().map(|x| x.expose()),
-        p.email.as_ref().map(|x| x.expose()),
-        p.email.as_ref().map(|x| x.search_key()),
-        id.as_bytes().as_slice(),
-        p.tenant.as_str(),
-        p.mrn.as_str(),
-        time(p.created_at),
-        time(p.updated_at),
-        p.created_by,
-        p.updated_by,
-        p.version,
-    ])?;
-    let mut address = tx.prepare_cached(
-        "INSERT INTO patient_addresses (address_id, patient_id, position, address_type, street_line1, street_line2,
-            city, state, zip_code, country, is_primary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
+    tx.prepare_cached(&numbered(INSERT_PATIENT, 1, PATIENT_PARAMS))?
+        .execute(params![
+            ssn.sealed,
+            ssn.index,
+            p.name.first(),
+            p.name.middle(),
+            p.name.last(),
+            search_key(p.name.first()),
+            search_key(p.name.last()),
+            p.date_of_birth.date().to_string(),
+            p.gender.map(|g| g.as_str()),
+            p.phone.as_ref().map(|x| x.expose()),
+            p.email.as_ref().map(|x| x.expose()),
+            p.email.as_ref().map(|x| x.search_key()),
+            id.as_bytes().as_slice(),
+            p.tenant.as_str(),
+            p.mrn.as_str(),
+            time(p.created_at),
+            time(p.updated_at),
+            p.created_by,
+            p.updated_by,
+            p.version,
+        ])?;
+    let mut address = tx.prepare_cached(&numbered(INSERT_ADDRESS, 1, ADDRESS_PARAMS))?;
     for (position, a) in (0_i16..).zip(&p.addresses) {
         address.execute(params![
             Uuid::now_v7().as_bytes().as_slice(),
@@ -128,11 +123,7 @@ fn insert(
             a.is_primary(),
         ])?;
     }
-    let mut insurance = tx.prepare_cached(
-        "INSERT INTO patient_insurance (insurance_id, patient_id, position, policy_number, payer_id, payer_name,
-            group_number, policy_holder_name, relationship_to_insured, effective_date, termination_date, is_primary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?;
+    let mut insurance = tx.prepare_cached(&numbered(INSERT_INSURANCE, 1, INSURANCE_PARAMS))?;
     for (position, i) in (0_i16..).zip(&p.insurance) {
         insurance.execute(params![
             Uuid::now_v7().as_bytes().as_slice(),
@@ -152,32 +143,26 @@ fn insert(
     let e = &r.timeline;
     let details = serde_json::to_string(&e.event)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    tx.prepare_cached(
-        "INSERT INTO patient_timeline (entry_id, tenant_id, patient_id, occurred_at, entry_type, details)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        e.id.as_uuid().as_bytes().as_slice(),
-        p.tenant.as_str(),
-        e.patient_id.as_uuid().as_bytes().as_slice(),
-        time(e.occurred_at),
-        e.event.kind(),
-        details,
-    ])?;
+    tx.prepare_cached(&numbered(INSERT_TIMELINE, 1, TIMELINE_PARAMS))?
+        .execute(params![
+            e.id.as_uuid().as_bytes().as_slice(),
+            p.tenant.as_str(),
+            e.patient_id.as_uuid().as_bytes().as_slice(),
+            time(e.occurred_at),
+            e.event.kind(),
+            details,
+        ])?;
     outbox::append_direct(tx, &r.events)?;
     if let Some(k) = idempotency {
-        tx.prepare_cached(
-            "INSERT INTO idempotency_keys (tenant_id, idempotency_key, operation, request_digest, resource_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            p.tenant.as_str(),
-            k.key,
-            k.operation,
-            k.request_digest,
-            k.resource_id.as_bytes().as_slice(),
-            time(Utc::now()),
-        ])?;
+        tx.prepare_cached(&numbered(INSERT_IDEMPOTENCY, 1, IDEMPOTENCY_PARAMS))?
+            .execute(params![
+                p.tenant.as_str(),
+                k.key,
+                k.operation,
+                k.request_digest,
+                k.resource_id.as_bytes().as_slice(),
+                time(Utc::now()),
+            ])?;
     }
     Ok(())
 }

@@ -3,9 +3,13 @@
 
 use super::rows::*;
 use super::search::{After, Bind, SearchStatement};
+use super::statements::{
+    ADDRESS_PARAMS, IDEMPOTENCY_PARAMS, INSERT_ADDRESS, INSERT_IDEMPOTENCY, INSERT_INSURANCE,
+    INSERT_PATIENT, INSERT_TIMELINE, INSURANCE_PARAMS, PATIENT_PARAMS, TIMELINE_PARAMS,
+};
 use super::{
-    Change, MRN_ATTEMPTS, OwnedIdempotencyRecord, PatientStore, PatientSummary, ReadError,
-    Registration, SearchCriteria, UsedIdempotencyKey, Write, WriteError, registration,
+    Change, IdempotencyRecord, MRN_ATTEMPTS, OwnedIdempotencyRecord, PatientStore, PatientSummary,
+    ReadError, Registration, SearchCriteria, UsedIdempotencyKey, Write, WriteError, registration,
 };
 use crate::domain::lab_order::LabOrder;
 use crate::domain::medical_record::MedicalRecord;
@@ -20,7 +24,7 @@ use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use std::sync::Arc;
-use store::{Db, DbError, Scope, Tx, execute, on_read, on_tx, outbox};
+use store::{Backend, Db, DbError, Scope, Tx, bulk, execute, on_read, on_tx, outbox};
 use uuid::Uuid;
 
 /// Binds the search parameters in order, on whichever backend's query `$query` is.
@@ -59,6 +63,78 @@ macro_rules! bind_demographics {
     };
 }
 
+/// Binds the parameters of `p`'s address rows, in [`INSERT_ADDRESS`]'s order.
+macro_rules! bind_addresses {
+    ($query:expr, $p:expr) => {{
+        let mut q = $query;
+        for (position, a) in (0_i16..).zip(&$p.addresses) {
+            q = q
+                .bind(Uuid::now_v7())
+                .bind($p.id.as_uuid())
+                .bind(position)
+                .bind(a.address_type())
+                .bind(a.street_line1())
+                .bind(a.street_line2())
+                .bind(a.city())
+                .bind(a.state())
+                .bind(a.zip_code())
+                .bind(a.country())
+                .bind(a.is_primary());
+        }
+        q
+    }};
+}
+
+/// Binds the parameters of `p`'s insurance rows, in [`INSERT_INSURANCE`]'s order.
+macro_rules! bind_insurance {
+    ($query:expr, $p:expr) => {{
+        let mut q = $query;
+        for (position, i) in (0_i16..).zip(&$p.insurance) {
+            q = q
+                .bind(Uuid::now_v7())
+                .bind($p.id.as_uuid())
+                .bind(position)
+                .bind(i.policy_number())
+                .bind(i.payer_id())
+                .bind(i.payer_name())
+                .bind(i.group_number())
+                .bind(i.policy_holder_name())
+                .bind(i.relationship_to_insured())
+                .bind(i.effective_date())
+                .bind(i.termination_date())
+                .bind(i.is_primary());
+        }
+        q
+    }};
+}
+
+/// Binds the parameters of timeline entry `e` of `tenant`, in [`INSERT_TIMELINE`]'s order.
+macro_rules! bind_timeline {
+    ($query:expr, $tenant:expr, $e:expr) => {
+        $query
+            .bind($e.id.as_uuid())
+            .bind($tenant)
+            .bind($e.patient_id.as_uuid())
+            .bind($e.occurred_at)
+            .bind($e.event.kind())
+            .bind(Json(&$e.event))
+    };
+}
+
+/// Binds the parameters of idempotency record `k` of `tenant`, in [`INSERT_IDEMPOTENCY`]'s
+/// order.
+macro_rules! bind_idempotency {
+    ($query:expr, $tenant:expr, $k:expr) => {
+        $query
+            .bind($tenant)
+            .bind($k.key)
+            .bind($k.operation)
+            .bind($k.request_digest)
+            .bind($k.resource_id)
+            .bind(Utc::now())
+    };
+}
+
 #[derive(Debug, Clone)]
 pub struct SqlPatientStore {
     db: Db,
@@ -75,6 +151,25 @@ pub(super) struct StoredSsn {
 impl SqlPatientStore {
     pub fn new(db: Db, cipher: Arc<FieldCipher>) -> Self {
         Self { db, cipher }
+    }
+
+    /// A registration's rows in a transaction of the tenant's, on PostgreSQL: one statement
+    /// ([`insert_registration`]), and one for each kind of child row it has.
+    async fn write_registration(
+        &self,
+        tenant: &TenantId,
+        r: &Registration,
+        idempotency: Option<IdempotencyRecord<'_>>,
+    ) -> Result<(), WriteError> {
+        let mut tx = self.db.begin_in(Scope::Tenant(tenant)).await?;
+        let Tx::Postgres(t) = &mut tx else {
+            return Err(WriteError::Db(DbError::Invariant(
+                "a registration statement for PostgreSQL on another backend",
+            )));
+        };
+        insert_registration(t, r, self.stored_ssn(&r.patient), idempotency).await?;
+        insert_children(&mut tx, &r.patient).await?;
+        tx.commit().await.map_err(translate)
     }
 
     pub(super) fn stored_ssn(&self, p: &Patient) -> StoredSsn {
@@ -143,10 +238,6 @@ impl PatientStore for SqlPatientStore {
     async fn write(&self, w: Write<'_>) -> Result<(), WriteError> {
         let mut tx = self.db.begin_in(Scope::Tenant(w.tenant)).await?;
         match w.change {
-            Change::Register(p) => {
-                insert_patient(&mut tx, p, self.stored_ssn(p)).await?;
-                insert_children(&mut tx, p).await?;
-            }
             Change::Update {
                 patient: p,
                 expected_version,
@@ -227,18 +318,17 @@ impl PatientStore for SqlPatientStore {
         insert_timeline(&mut tx, w.tenant, w.timeline).await?;
         outbox::append(&mut tx, w.events).await?;
         if let Some(k) = &w.idempotency {
+            let sql = format!(
+                "{INSERT_IDEMPOTENCY} VALUES {}",
+                bulk::placeholders(tx.backend(), 1, IDEMPOTENCY_PARAMS)
+            );
             execute!(
                 &mut tx,
-                sqlx::query(
-                    "INSERT INTO idempotency_keys (tenant_id, idempotency_key, operation, request_digest, resource_id, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                bind_idempotency!(
+                    sqlx::query(AssertSqlSafe(sql.as_str())),
+                    w.tenant.as_str(),
+                    k
                 )
-                .bind(w.tenant.as_str())
-                .bind(k.key)
-                .bind(k.operation)
-                .bind(k.request_digest)
-                .bind(k.resource_id)
-                .bind(Utc::now())
             )
             .map_err(db)?;
         }
@@ -279,14 +369,11 @@ impl PatientStore for SqlPatientStore {
                 None => self.next_mrn(tenant).await?,
             });
             let written = self
-                .write(Write {
+                .write_registration(
                     tenant,
-                    actor: &r.patient.created_by,
-                    change: Change::Register(&r.patient),
-                    timeline: &r.timeline,
-                    events: &r.events,
-                    idempotency: idempotency.as_ref().map(OwnedIdempotencyRecord::borrowed),
-                })
+                    &r,
+                    idempotency.as_ref().map(OwnedIdempotencyRecord::borrowed),
+                )
                 .await;
             match written {
                 Ok(()) => return Ok(r.patient),
@@ -664,19 +751,48 @@ async fn require_live(tx: &mut Tx, tenant: &TenantId, id: PatientId) -> Result<(
     found.map(|_| ()).ok_or(WriteError::NotFound)
 }
 
-async fn insert_patient(tx: &mut Tx, p: &Patient, ssn: StoredSsn) -> Result<(), WriteError> {
-    execute!(
-        tx,
-        bind_demographics!(
-            sqlx::query(
-                "INSERT INTO patients (ssn_sealed, ssn_index, first_name, middle_name, last_name, first_name_norm,
-                    last_name_norm, date_of_birth, gender, phone, email, email_norm,
-                    patient_id, tenant_id, mrn, created_at, updated_at, created_by, updated_by, version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
-            ),
-            p,
-            ssn
-        )
+/// A registration's own rows on PostgreSQL as one data-modifying statement: the patient,
+/// its timeline entry, its events and its idempotency key, each a part of one `WITH`,
+/// where a statement each was a round trip to the server apiece. Its addresses and
+/// insurance come after ([`insert_children`]): their row-level security admits a row whose
+/// patient is visible, and a row of the same statement is not.
+async fn insert_registration(
+    t: &mut sqlx::PgConnection,
+    r: &Registration,
+    ssn: StoredSsn,
+    idempotency: Option<IdempotencyRecord<'_>>,
+) -> Result<(), WriteError> {
+    let p = &r.patient;
+    let mut next = 1;
+    // The VALUES of `rows` rows of `cols` parameters each, numbered on from the last.
+    let mut values = |rows: usize, cols: usize| {
+        let v = bulk::placeholders_from(Backend::Postgres, next, rows, cols);
+        next += rows * cols;
+        v
+    };
+    let mut parts = vec![format!(
+        "{INSERT_PATIENT} VALUES {}",
+        values(1, PATIENT_PARAMS)
+    )];
+    let v = values(1, TIMELINE_PARAMS);
+    parts.push(format!("{INSERT_TIMELINE} VALUES {v}"));
+    let idempotency_values = idempotency.as_ref().map(|_| values(1, IDEMPOTENCY_PARAMS));
+    if !r.events.is_empty() {
+        // Last, numbered after all the others: the outbox builds its own INSERT.
+        parts.push(outbox::insert_postgres(next, r.events.len()));
+    }
+    if let Some(v) = idempotency_values {
+        parts.push(format!("{INSERT_IDEMPOTENCY} VALUES {v}"));
+    }
+    let last = parts.pop().unwrap_or_default();
+    let with: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(n, part)| format!("part{n} AS ({part})"))
+        .collect();
+    let sql = format!("WITH {} {last}", with.join(", "));
+
+    let q = bind_demographics!(sqlx::query(AssertSqlSafe(sql.as_str())), p, ssn)
         .bind(p.id.as_uuid())
         .bind(p.tenant.as_str())
         .bind(p.mrn.as_str())
@@ -684,55 +800,37 @@ async fn insert_patient(tx: &mut Tx, p: &Patient, ssn: StoredSsn) -> Result<(), 
         .bind(p.updated_at)
         .bind(&p.created_by)
         .bind(&p.updated_by)
-        .bind(p.version)
-    )
-    .map_err(db)?;
+        .bind(p.version);
+    let mut q = bind_timeline!(q, p.tenant.as_str(), r.timeline);
+    if let Some(k) = idempotency {
+        q = bind_idempotency!(q, p.tenant.as_str(), k);
+    }
+    let q = outbox::bind(q, &r.events);
+    q.execute(t).await.map_err(db)?;
     Ok(())
 }
 
 async fn insert_children(tx: &mut Tx, p: &Patient) -> Result<(), WriteError> {
-    for (position, a) in (0_i16..).zip(&p.addresses) {
+    let backend = tx.backend();
+    if !p.addresses.is_empty() {
+        let sql = format!(
+            "{INSERT_ADDRESS} VALUES {}",
+            bulk::placeholders(backend, p.addresses.len(), ADDRESS_PARAMS)
+        );
         execute!(
             &mut *tx,
-            sqlx::query(
-                "INSERT INTO patient_addresses (address_id, patient_id, position, address_type, street_line1, street_line2,
-                    city, state, zip_code, country, is_primary)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(Uuid::now_v7())
-            .bind(p.id.as_uuid())
-            .bind(position)
-            .bind(a.address_type())
-            .bind(a.street_line1())
-            .bind(a.street_line2())
-            .bind(a.city())
-            .bind(a.state())
-            .bind(a.zip_code())
-            .bind(a.country())
-            .bind(a.is_primary())
+            bind_addresses!(sqlx::query(AssertSqlSafe(sql.as_str())), p)
         )
         .map_err(db)?;
     }
-    for (position, i) in (0_i16..).zip(&p.insurance) {
+    if !p.insurance.is_empty() {
+        let sql = format!(
+            "{INSERT_INSURANCE} VALUES {}",
+            bulk::placeholders(backend, p.insurance.len(), INSURANCE_PARAMS)
+        );
         execute!(
             &mut *tx,
-            sqlx::query(
-                "INSERT INTO patient_insurance (insurance_id, patient_id, position, policy_number, payer_id, payer_name,
-                    group_number, policy_holder_name, relationship_to_insured, effective_date, termination_date, is_primary)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(Uuid::now_v7())
-            .bind(p.id.as_uuid())
-            .bind(position)
-            .bind(i.policy_number())
-            .bind(i.payer_id())
-            .bind(i.payer_name())
-            .bind(i.group_number())
-            .bind(i.policy_holder_name())
-            .bind(i.relationship_to_insured())
-            .bind(i.effective_date())
-            .bind(i.termination_date())
-            .bind(i.is_primary())
+            bind_insurance!(sqlx::query(AssertSqlSafe(sql.as_str())), p)
         )
         .map_err(db)?;
     }
@@ -837,18 +935,13 @@ async fn insert_timeline(
     tenant: &TenantId,
     e: &TimelineEntry,
 ) -> Result<(), WriteError> {
+    let sql = format!(
+        "{INSERT_TIMELINE} VALUES {}",
+        bulk::placeholders(tx.backend(), 1, TIMELINE_PARAMS)
+    );
     execute!(
         tx,
-        sqlx::query(
-            "INSERT INTO patient_timeline (entry_id, tenant_id, patient_id, occurred_at, entry_type, details)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(e.id.as_uuid())
-        .bind(tenant.as_str())
-        .bind(e.patient_id.as_uuid())
-        .bind(e.occurred_at)
-        .bind(e.event.kind())
-        .bind(Json(&e.event))
+        bind_timeline!(sqlx::query(AssertSqlSafe(sql.as_str())), tenant.as_str(), e)
     )
     .map_err(db)?;
     Ok(())

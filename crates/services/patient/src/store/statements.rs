@@ -1,0 +1,40 @@
+//! The INSERTs of a patient's rows, up to `VALUES`, shared by the sqlx path (one statement
+//! for a whole registration on PostgreSQL) and the direct SQLite registration.
+
+pub(super) const INSERT_PATIENT: &str =
+    "INSERT INTO patients (ssn_sealed, ssn_index, first_name, middle_name, last_name,
+    first_name_norm, last_name_norm, date_of_birth, gender, phone, email, email_norm,
+    patient_id, tenant_id, mrn, created_at, updated_at, created_by, updated_by, version)";
+pub(super) const PATIENT_PARAMS: usize = 20;
+
+pub(super) const INSERT_ADDRESS: &str =
+    "INSERT INTO patient_addresses (address_id, patient_id, position, address_type,
+    street_line1, street_line2, city, state, zip_code, country, is_primary)";
+pub(super) const ADDRESS_PARAMS: usize = 11;
+
+pub(super) const INSERT_INSURANCE: &str =
+    "INSERT INTO patient_insurance (insurance_id, patient_id, position, policy_number,
+    payer_id, payer_name, group_number, policy_holder_name, relationship_to_insured, effective_date,
+    termination_date, is_primary)";
+pub(super) const INSURANCE_PARAMS: usize = 12;
+
+pub(super) const INSERT_TIMELINE: &str = "INSERT INTO patient_timeline (entry_id, tenant_id, patient_id, occurred_at, entry_type, details)";
+pub(super) const TIMELINE_PARAMS: usize = 6;
+
+pub(super) const INSERT_IDEMPOTENCY: &str =
+    "INSERT INTO idempotency_keys (tenant_id, idempotency_key, operation,
+    request_digest, resource_id, created_at)";
+pub(super) const IDEMPOTENCY_PARAMS: usize = 6;
+
+/// `insert` with `rows` rows of `columns` parameters, numbered `?1`, `?2`, ... (SQLite).
+pub(super) fn numbered(insert: &str, rows: usize, columns: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("?{}", r * columns + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    format!("{insert} VALUES {}", values.join(", "))
+}
