@@ -310,8 +310,12 @@ impl Db {
                     "SET LOCAL synchronous_commit TO OFF; {}; {statement}",
                     scope.set_local()
                 );
-                let row = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_one(pool).await?;
-                Ok(sqlx::Row::try_get(&row, 0)?)
+                // Read to the end: the transaction commits after its last statement.
+                let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(pool).await?;
+                let row = rows
+                    .last()
+                    .ok_or(DbError::Invariant("a step returned no row"))?;
+                Ok(sqlx::Row::try_get(row, 0)?)
             }
             Db::Sqlite(_) => {
                 let mut tx = self.begin_in(scope).await?;
