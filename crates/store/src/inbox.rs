@@ -42,6 +42,33 @@ pub async fn seen(db: &crate::Db, consumer: &str, event_id: Uuid) -> Result<bool
     Ok(found.is_some())
 }
 
+/// Records that `consumer` applies each of `event_ids` in `tx`, in one statement per chunk;
+/// returns those it had not applied before (an id twice in `event_ids` is returned once).
+pub async fn record_many(
+    tx: &mut Tx,
+    consumer: &str,
+    event_ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, DbError> {
+    let mut fresh = std::collections::HashSet::with_capacity(event_ids.len());
+    let backend = tx.backend();
+    let now = Utc::now();
+    for chunk in event_ids.chunks(crate::bulk::rows_per_statement(backend)) {
+        let sql = format!(
+            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {} ON CONFLICT DO NOTHING RETURNING event_id",
+            crate::bulk::placeholders(backend, chunk.len(), 3)
+        );
+        let inserted: Vec<Uuid> = crate::on_tx!(&mut *tx, |c| {
+            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
+            for id in chunk {
+                q = q.bind(consumer).bind(*id).bind(now);
+            }
+            q.fetch_all(c).await
+        })?;
+        fresh.extend(inserted);
+    }
+    Ok(fresh)
+}
+
 /// Records that `consumer` applies `event_id` in `tx`. `false` means it already had.
 pub async fn record(tx: &mut Tx, consumer: &str, event_id: Uuid) -> Result<bool, DbError> {
     let inserted = crate::execute!(
