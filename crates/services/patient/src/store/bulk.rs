@@ -7,6 +7,7 @@
 use super::WriteError;
 use super::rows::notes_context;
 use super::sql::SqlPatientStore;
+use super::statements::{ADDRESS_PARAMS, INSERT_ADDRESS, INSERT_INSURANCE, INSURANCE_PARAMS};
 use crate::domain::Patient;
 use crate::domain::medical_record::MedicalRecord;
 use crate::domain::name::search_key;
@@ -15,7 +16,6 @@ use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use store::bulk::{placeholders as values, rows_per_statement};
 use store::{DbError, Scope, Tx, on_tx};
-use uuid::Uuid;
 
 impl SqlPatientStore {
     pub async fn bulk_load(
@@ -129,25 +129,13 @@ async fn addresses(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
         return Ok(());
     }
     let sql = format!(
-        "INSERT INTO patient_addresses (address_id, patient_id, position, address_type, street_line1, street_line2,
-            city, state, zip_code, country, is_primary) VALUES {}",
-        values(tx.backend(), rows.len(), 11)
+        "{INSERT_ADDRESS} VALUES {}",
+        values(tx.backend(), rows.len(), ADDRESS_PARAMS)
     );
     on_tx!(tx, |c| {
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for (p, position, a) in &rows {
-            q = q
-                .bind(Uuid::now_v7())
-                .bind(p.id.as_uuid())
-                .bind(*position)
-                .bind(a.address_type())
-                .bind(a.street_line1())
-                .bind(a.street_line2())
-                .bind(a.city())
-                .bind(a.state())
-                .bind(a.zip_code())
-                .bind(a.country())
-                .bind(a.is_primary());
+            q = bind_address!(q, p.id.as_uuid(), *position, a);
         }
         q.execute(c).await.map(|r| r.rows_affected())
     })
@@ -164,27 +152,13 @@ async fn insurance(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
         return Ok(());
     }
     let sql = format!(
-        "INSERT INTO patient_insurance (insurance_id, patient_id, position, policy_number, payer_id, payer_name,
-            group_number, policy_holder_name, relationship_to_insured, effective_date, termination_date, is_primary)
-         VALUES {}",
-        values(tx.backend(), rows.len(), 12)
+        "{INSERT_INSURANCE} VALUES {}",
+        values(tx.backend(), rows.len(), INSURANCE_PARAMS)
     );
     on_tx!(tx, |c| {
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for (p, position, i) in &rows {
-            q = q
-                .bind(Uuid::now_v7())
-                .bind(p.id.as_uuid())
-                .bind(*position)
-                .bind(i.policy_number())
-                .bind(i.payer_id())
-                .bind(i.payer_name())
-                .bind(i.group_number())
-                .bind(i.policy_holder_name())
-                .bind(i.relationship_to_insured())
-                .bind(i.effective_date())
-                .bind(i.termination_date())
-                .bind(i.is_primary());
+            q = bind_insurance!(q, p.id.as_uuid(), *position, i);
         }
         q.execute(c).await.map(|r| r.rows_affected())
     })

@@ -1,12 +1,14 @@
 //! The patient store port, and its adapter over SQLite and PostgreSQL (`sql.rs`).
 
+// First: its bind macros serve the modules after it.
+#[macro_use]
+mod statements;
 mod bulk;
 mod registration;
 mod rows;
 mod sealing;
 mod search;
 mod sql;
-mod statements;
 
 pub use sealing::{KeyringCheckError, Reseal};
 pub use sql::{SqlPatientStore, append_external_entry};

@@ -68,41 +68,18 @@ macro_rules! bind_addresses {
     ($query:expr, $p:expr) => {{
         let mut q = $query;
         for (position, a) in (0_i16..).zip(&$p.addresses) {
-            q = q
-                .bind(Uuid::now_v7())
-                .bind($p.id.as_uuid())
-                .bind(position)
-                .bind(a.address_type())
-                .bind(a.street_line1())
-                .bind(a.street_line2())
-                .bind(a.city())
-                .bind(a.state())
-                .bind(a.zip_code())
-                .bind(a.country())
-                .bind(a.is_primary());
+            q = bind_address!(q, $p.id.as_uuid(), position, a);
         }
         q
     }};
 }
 
 /// Binds the parameters of `p`'s insurance rows, in [`INSERT_INSURANCE`]'s order.
-macro_rules! bind_insurance {
+macro_rules! bind_insurances {
     ($query:expr, $p:expr) => {{
         let mut q = $query;
         for (position, i) in (0_i16..).zip(&$p.insurance) {
-            q = q
-                .bind(Uuid::now_v7())
-                .bind($p.id.as_uuid())
-                .bind(position)
-                .bind(i.policy_number())
-                .bind(i.payer_id())
-                .bind(i.payer_name())
-                .bind(i.group_number())
-                .bind(i.policy_holder_name())
-                .bind(i.relationship_to_insured())
-                .bind(i.effective_date())
-                .bind(i.termination_date())
-                .bind(i.is_primary());
+            q = bind_insurance!(q, $p.id.as_uuid(), position, i);
         }
         q
     }};
@@ -830,7 +807,7 @@ async fn insert_children(tx: &mut Tx, p: &Patient) -> Result<(), WriteError> {
         );
         execute!(
             &mut *tx,
-            bind_insurance!(sqlx::query(AssertSqlSafe(sql.as_str())), p)
+            bind_insurances!(sqlx::query(AssertSqlSafe(sql.as_str())), p)
         )
         .map_err(db)?;
     }

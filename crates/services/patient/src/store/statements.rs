@@ -1,5 +1,43 @@
 //! The INSERTs of a patient's rows, up to `VALUES`, shared by the sqlx path (one statement
-//! for a whole registration on PostgreSQL) and the direct SQLite registration.
+//! for a whole registration on PostgreSQL), the seed's bulk load and the direct SQLite
+//! registration; and the binding of an address and an insurance row for sqlx.
+
+/// Binds one address row of patient `$id` at `$position`, in [`INSERT_ADDRESS`]'s order.
+macro_rules! bind_address {
+    ($query:expr, $id:expr, $position:expr, $a:expr) => {
+        $query
+            .bind(uuid::Uuid::now_v7())
+            .bind($id)
+            .bind($position)
+            .bind($a.address_type())
+            .bind($a.street_line1())
+            .bind($a.street_line2())
+            .bind($a.city())
+            .bind($a.state())
+            .bind($a.zip_code())
+            .bind($a.country())
+            .bind($a.is_primary())
+    };
+}
+
+/// Binds one insurance row of patient `$id` at `$position`, in [`INSERT_INSURANCE`]'s order.
+macro_rules! bind_insurance {
+    ($query:expr, $id:expr, $position:expr, $i:expr) => {
+        $query
+            .bind(uuid::Uuid::now_v7())
+            .bind($id)
+            .bind($position)
+            .bind($i.policy_number())
+            .bind($i.payer_id())
+            .bind($i.payer_name())
+            .bind($i.group_number())
+            .bind($i.policy_holder_name())
+            .bind($i.relationship_to_insured())
+            .bind($i.effective_date())
+            .bind($i.termination_date())
+            .bind($i.is_primary())
+    };
+}
 
 pub(super) const INSERT_PATIENT: &str =
     "INSERT INTO patients (ssn_sealed, ssn_index, first_name, middle_name, last_name,
