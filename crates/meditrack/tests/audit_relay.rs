@@ -18,6 +18,7 @@ testkit::on_both_databases!(
     each_chain_goes_out_in_order_once_and_again_with_the_same_ids_after_a_failure,
     appends_do_not_wait_while_the_trail_is_published,
     entries_an_older_version_left_unpublished_in_the_outbox_are_published_from_the_trail,
+    a_chain_whose_unpublished_entries_were_purged_is_no_longer_behind,
 );
 
 async fn trail_db(db: &TestDatabase) -> Db {
@@ -222,6 +223,33 @@ async fn entries_an_older_version_left_unpublished_in_the_outbox_are_published_f
     assert_eq!(
         waiting, 0,
         "nothing is left for a relay that no longer runs"
+    );
+    db.close().await;
+}
+
+/// Retention may remove entries a relay far behind never published: the chain must not stay
+/// "behind" with nothing to read.
+async fn a_chain_whose_unpublished_entries_were_purged_is_no_longer_behind(db: TestDatabase) {
+    let db = trail_db(&db).await;
+    let store = AuditStore::new(db.clone());
+    store.append(&records("clinic-a", 3)).await.unwrap();
+    let purged = store
+        .purge(chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(purged, 3);
+    let sink = Arc::new(Kept::default());
+    let relay = TrailRelay::new(db.clone(), sink.clone());
+    assert_eq!(relay.publish_pending().await.unwrap(), 0);
+    let mut tx = db.read_in(store::Scope::AllTenants).await.unwrap();
+    assert_eq!(audit::store::behind(&mut tx).await.unwrap(), vec![]);
+    tx.commit().await.unwrap();
+    // Entries appended afterwards go out as usual.
+    store.append(&records("clinic-a", 1)).await.unwrap();
+    assert_eq!(relay.publish_pending().await.unwrap(), 1);
+    assert_eq!(
+        sink.published().iter().map(|p| p.1).collect::<Vec<_>>(),
+        vec![4]
     );
     db.close().await;
 }

@@ -60,10 +60,10 @@ impl TrailRelay {
             // batch is read beside the writers and marked by a direct write, and nobody
             // waits for the sink.
             let mut read = self.db.read_in(Scope::AllTenants).await?;
-            let entries = self.pending(&mut read, behind).await?;
+            let (entries, purged) = self.pending(&mut read, behind).await?;
             read.commit().await?;
             self.sink.publish(&records(&entries)?).await?;
-            trail::mark_published_direct(db, marks(&entries)).await?;
+            trail::mark_published_direct(db, marks(&entries, purged)).await?;
             return Ok(self.published(&entries));
         }
         let mut tx = self.db.begin_in(Scope::AllTenants).await?;
@@ -73,29 +73,39 @@ impl TrailRelay {
         }
         // Again under the lock: another process may have published meanwhile.
         let behind = trail::behind(&mut tx).await?;
-        let entries = self.pending(&mut tx, behind).await?;
-        if entries.is_empty() {
+        let (entries, purged) = self.pending(&mut tx, behind).await?;
+        if entries.is_empty() && purged.is_empty() {
             tx.commit().await?;
             return Ok(0);
         }
         let mut tx = publish_leading(tx, self.sink.as_ref(), &records(&entries)?).await?;
-        trail::mark_published(&mut tx, &marks(&entries)).await?;
+        trail::mark_published(&mut tx, &marks(&entries, purged)).await?;
         tx.commit().await?;
         Ok(self.published(&entries))
     }
 
-    /// Up to a batch of the unpublished entries of the chains `behind`, chain by chain.
-    async fn pending(&self, tx: &mut Tx, behind: Vec<Behind>) -> Result<Vec<Entry>, BusError> {
-        let mut entries = Vec::new();
+    /// Up to a batch of the unpublished entries of the chains `behind`, chain by chain; and
+    /// the chains with nothing after their mark, at their heads. Those entries were purged
+    /// (retention) before they were published: a head is committed with its entries, so
+    /// they are not merely unseen yet, and the mark moves past them.
+    async fn pending(
+        &self,
+        tx: &mut Tx,
+        behind: Vec<Behind>,
+    ) -> Result<(Vec<Entry>, Vec<(String, i64)>), BusError> {
+        let (mut entries, mut purged) = (Vec::new(), Vec::new());
         for chain in behind {
             let room = self.batch - entries.len();
             if room == 0 {
                 break;
             }
-            entries
-                .extend(trail::entries_after(tx, &chain.tenant_id, chain.published, room).await?);
+            let found = trail::entries_after(tx, &chain.tenant_id, chain.published, room).await?;
+            if found.is_empty() {
+                purged.push((chain.tenant_id, chain.head));
+            }
+            entries.extend(found);
         }
-        Ok(entries)
+        Ok((entries, purged))
     }
 
     fn published(&self, entries: &[Entry]) -> usize {
@@ -137,8 +147,9 @@ fn records(entries: &[Entry]) -> Result<Vec<Record>, BusError> {
         .collect()
 }
 
-/// Where each chain of `entries` now stands published: its last entry's number.
-fn marks(entries: &[Entry]) -> Vec<(String, i64)> {
+/// Where each chain of `entries` now stands published, its last entry's number, and after
+/// them the chains `purged` left with nothing to publish.
+fn marks(entries: &[Entry], purged: Vec<(String, i64)>) -> Vec<(String, i64)> {
     let mut marks: Vec<(String, i64)> = Vec::new();
     for e in entries {
         match marks.last_mut() {
@@ -146,5 +157,6 @@ fn marks(entries: &[Entry]) -> Vec<(String, i64)> {
             _ => marks.push((e.tenant.clone(), e.seq)),
         }
     }
+    marks.extend(purged);
     marks
 }
