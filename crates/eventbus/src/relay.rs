@@ -143,11 +143,6 @@ impl OutboxRelay {
     fn published(&self, rows: &[Pending], now: DateTime<Utc>) -> usize {
         record_published(self.service, rows.iter().map(|(.., at)| *at), now)
     }
-
-    /// Publishes until `shutdown` turns true; the batch under way is finished first.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        run(&self, shutdown).await
-    }
 }
 
 impl Relay for OutboxRelay {

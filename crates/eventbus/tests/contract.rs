@@ -193,25 +193,6 @@ async fn lag_counts_stop_at_the_cap(db: TestDatabase) {
     );
 }
 
-/// A sink that holds each batch until it is let go: a broker slow to acknowledge.
-struct Held {
-    arrived: tokio::sync::Notify,
-    release: tokio::sync::Semaphore,
-}
-
-impl EventSink for Held {
-    fn publish<'a>(
-        &'a self,
-        _records: &'a [Record],
-    ) -> eventbus::BoxFuture<'a, Result<(), eventbus::BusError>> {
-        Box::pin(async move {
-            self.arrived.notify_one();
-            self.release.acquire().await.unwrap().forget();
-            Ok(())
-        })
-    }
-}
-
 fn meta() -> events::EventMeta {
     events::EventMeta {
         source: "patient",
@@ -252,10 +233,7 @@ async fn writers_do_not_wait_while_the_relay_publishes(db: TestDatabase) {
     append(updated(kernel::ids::PatientId::new(), 1))
         .await
         .unwrap();
-    let sink = Arc::new(Held {
-        arrived: tokio::sync::Notify::new(),
-        release: tokio::sync::Semaphore::new(0),
-    });
+    let sink = Arc::new(testkit::HeldSink::new());
     let relay = OutboxRelay::new("patient", service.clone(), sink.clone());
     let publishing = tokio::spawn({
         let relay = relay.clone();

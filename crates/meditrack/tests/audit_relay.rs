@@ -131,30 +131,11 @@ async fn each_chain_goes_out_in_order_once_and_again_with_the_same_ids_after_a_f
     db.close().await;
 }
 
-/// A sink that holds each batch until it is let go: a broker slow to acknowledge.
-struct Held {
-    arrived: tokio::sync::Notify,
-    release: tokio::sync::Semaphore,
-}
-
-impl EventSink for Held {
-    fn publish<'a>(&'a self, _records: &'a [Record]) -> BoxFuture<'a, Result<(), BusError>> {
-        Box::pin(async move {
-            self.arrived.notify_one();
-            self.release.acquire().await.unwrap().forget();
-            Ok(())
-        })
-    }
-}
-
 async fn appends_do_not_wait_while_the_trail_is_published(db: TestDatabase) {
     let db = trail_db(&db).await;
     let store = AuditStore::new(db.clone());
     store.append(&records("clinic-a", 1)).await.unwrap();
-    let sink = Arc::new(Held {
-        arrived: tokio::sync::Notify::new(),
-        release: tokio::sync::Semaphore::new(0),
-    });
+    let sink = Arc::new(testkit::HeldSink::new());
     let relay = TrailRelay::new(db.clone(), sink.clone());
     let publishing = tokio::spawn({
         let relay = relay.clone();

@@ -445,3 +445,44 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// A sink that holds each batch until it is let go: a broker slow to acknowledge. A test
+/// waits for `arrived`, does what must not wait for the sink, then adds a permit to
+/// `release` per batch to let go.
+#[derive(Debug)]
+pub struct HeldSink {
+    pub arrived: tokio::sync::Notify,
+    pub release: tokio::sync::Semaphore,
+}
+
+impl HeldSink {
+    pub fn new() -> Self {
+        Self {
+            arrived: tokio::sync::Notify::new(),
+            release: tokio::sync::Semaphore::new(0),
+        }
+    }
+}
+
+impl Default for HeldSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl eventbus::EventSink for HeldSink {
+    fn publish<'a>(
+        &'a self,
+        _records: &'a [eventbus::Record],
+    ) -> eventbus::BoxFuture<'a, Result<(), eventbus::BusError>> {
+        Box::pin(async move {
+            self.arrived.notify_one();
+            self.release
+                .acquire()
+                .await
+                .map_err(|e| eventbus::BusError::Broker(e.to_string()))?
+                .forget();
+            Ok(())
+        })
+    }
+}
