@@ -4,6 +4,7 @@
 
 use crate::{BoxFuture, BusError, Delivery, EventSink, EventSource, Lag, Record};
 use chrono::Utc;
+use sqlx::Row;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{Db, DbError, Migration, MigrationSet, StoreConfig, Tx, execute, on_pool};
@@ -50,6 +51,31 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
         );",
     }],
 };
+
+/// A group's read: each topic's records after the group's position, up to `max` ($2) of
+/// each, from the topic index, merged in log order. `topic IN (…)` over the whole log let
+/// PostgreSQL walk the log by offset and filter, so a group read every record of the other
+/// topics published since its last record of its own (the audit trail's, mostly): a poll
+/// cost more the longer the group had had nothing to do.
+fn read_statement(topics: usize) -> String {
+    let branch = |i: usize| {
+        format!(
+            "SELECT log_offset, topic, event_key, payload FROM event_log
+             WHERE topic = ${} AND log_offset >= $1 ORDER BY log_offset LIMIT $2",
+            i + 3
+        )
+    };
+    if topics == 1 {
+        return branch(0);
+    }
+    let merged: Vec<String> = (0..topics)
+        .map(|i| format!("SELECT * FROM ({}) AS topic{i}", branch(i)))
+        .collect();
+    format!(
+        "SELECT log_offset, topic, event_key, payload FROM ({}) AS merged ORDER BY log_offset LIMIT $2",
+        merged.join(" UNION ALL ")
+    )
+}
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedLog {
@@ -146,12 +172,10 @@ impl EmbeddedLog {
         topics: &[&str],
         max: usize,
     ) -> Result<Vec<Delivery>, BusError> {
-        let placeholders: Vec<String> = (0..topics.len()).map(|i| format!("${}", i + 3)).collect();
-        let sql = format!(
-            "SELECT log_offset, topic, event_key, payload FROM event_log
-             WHERE log_offset >= $1 AND topic IN ({}) ORDER BY log_offset LIMIT $2",
-            placeholders.join(", ")
-        );
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = read_statement(topics.len());
         let rows: Vec<(i64, String, String, String)> = on_pool!(&self.db, |c| {
             let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(from)
@@ -171,6 +195,42 @@ impl EmbeddedLog {
                 payload,
             })
             .collect())
+    }
+
+    /// How the database would run `group`'s next read of `topics` (`EXPLAIN QUERY PLAN` on
+    /// SQLite; on PostgreSQL `EXPLAIN` of the generic plan, which a consumer's prepared
+    /// statement settles on), to check that it stays on the topic index.
+    pub async fn read_plan(&self, group: &str, topics: &[&str]) -> Result<String, BusError> {
+        let next = self.position(group).await?;
+        let mut tx = self.db.begin().await?;
+        let explain = match &mut tx {
+            Tx::Sqlite(_) => "EXPLAIN QUERY PLAN",
+            Tx::Postgres(_) => {
+                execute!(
+                    &mut tx,
+                    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
+                )?;
+                "EXPLAIN"
+            }
+        };
+        let sql = format!("{explain} {}", read_statement(topics.len()));
+        let lines: Vec<String> = store::on_tx!(&mut tx, |c| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(next)
+                .bind(100_i64);
+            for t in topics {
+                q = q.bind(*t);
+            }
+            // The plan's text is the last column on both backends.
+            q.fetch_all(c).await.and_then(|rows| {
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(r.len() - 1))
+                    .collect::<Result<Vec<String>, sqlx::Error>>()
+            })
+        })
+        .map_err(DbError::from)?;
+        tx.commit().await?;
+        Ok(lines.join("\n"))
     }
 
     /// Sets where `group` resumes: `meditrack events replay --consumer … --from …`.

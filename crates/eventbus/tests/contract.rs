@@ -80,6 +80,8 @@ testkit::on_both_databases!(
     the_relay_publishes_committed_outbox_rows_in_order_exactly_once,
     writers_do_not_wait_while_the_relay_publishes,
     lag_counts_stop_at_the_cap,
+    a_group_of_several_topics_receives_them_in_log_order_up_to_its_batch,
+    a_group_reads_its_topics_from_their_index_whatever_else_was_published,
 );
 
 async fn a_group_receives_only_the_topics_it_asks_for(db: TestDatabase) {
@@ -96,6 +98,69 @@ async fn a_group_receives_only_the_topics_it_asks_for(db: TestDatabase) {
         got.iter().map(|d| d.topic.as_str()).collect::<Vec<_>>(),
         vec![TOPIC]
     );
+}
+
+async fn a_group_of_several_topics_receives_them_in_log_order_up_to_its_batch(db: TestDatabase) {
+    let log = log(&db).await;
+    let on = |topic: &str, n| Record {
+        topic: topic.into(),
+        ..record("k", n)
+    };
+    log.publish(&[
+        on("patient-events", 1),
+        on(TOPIC, 2),
+        on("audit-events", 3),
+        on("patient-events", 4),
+        on(TOPIC, 5),
+        on(TOPIC, 6),
+    ])
+    .await
+    .unwrap();
+    let topics = ["patient-events", TOPIC];
+    let payloads = |got: &[Delivery]| got.iter().map(|d| d.payload.clone()).collect::<Vec<_>>();
+    let first = log.poll("g", &topics, 3, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        payloads(&first),
+        vec!["{\"n\": 1}", "{\"n\": 2}", "{\"n\": 4}"]
+    );
+    log.commit("g", &first).await.unwrap();
+    let rest = log.poll("g", &topics, 3, Duration::ZERO).await.unwrap();
+    assert_eq!(payloads(&rest), vec!["{\"n\": 5}", "{\"n\": 6}"]);
+}
+
+/// A group whose topics were quiet while another was busy (the audit trail's, on every read
+/// of a patient) must not read that other topic's records to find it has nothing to do.
+async fn a_group_reads_its_topics_from_their_index_whatever_else_was_published(db: TestDatabase) {
+    let log = log(&db).await;
+    let own: Vec<Record> = (0..500).map(|n| record("k", n)).collect();
+    log.publish(&own).await.unwrap();
+    loop {
+        let got = log.poll("g", &[TOPIC], 500, Duration::ZERO).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        log.commit("g", &got).await.unwrap();
+    }
+    let busy: Vec<Record> = (0..20_000)
+        .map(|n| Record {
+            topic: "audit-events".into(),
+            ..record("k", n)
+        })
+        .collect();
+    log.publish(&busy).await.unwrap();
+    store::on_pool!(log.db(), |c| sqlx::query("ANALYZE event_log")
+        .execute(c)
+        .await
+        .map(|_| ()))
+    .unwrap();
+    for topics in [&[TOPIC][..], &[TOPIC, "patient-events"][..]] {
+        let plan = log.read_plan("g", topics).await.unwrap();
+        assert!(plan.contains("idx_event_log_topic"), "{plan}");
+        assert!(
+            !plan.contains("event_log_pkey") && !plan.contains("SCAN event_log"),
+            "{plan}"
+        );
+    }
 }
 
 async fn an_event_published_twice_is_delivered_once(db: TestDatabase) {
