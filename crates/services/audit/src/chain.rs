@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use kernel::audit::AuditRecord;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -59,29 +58,64 @@ impl Entry {
         entry
     }
 
-    /// SHA-256 of every field but `hash`, as an unambiguous JSON array.
+    /// SHA-256 of every field but `hash`, as an unambiguous JSON array. The array is
+    /// serialized straight into the hasher: this runs for every entry appended, published
+    /// and verified, and building it as a JSON value first cost more than the hashing.
     pub fn content_hash(&self) -> String {
-        let canonical = json!([
-            self.tenant,
+        let canonical = (
+            &self.tenant,
             self.seq,
             self.entry_id,
-            self.recorded_at
-                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                .to_string(),
-            self.actor,
-            self.roles,
-            self.action,
-            self.resource_type,
-            self.resource_id,
+            Micros(self.recorded_at),
+            &self.actor,
+            &self.roles,
+            &self.action,
+            &self.resource_type,
+            &self.resource_id,
             self.patient_id,
-            self.outcome,
-            self.request_id,
-            self.source_ip,
-            self.prev_hash,
-        ]);
-        let digest = Sha256::digest(canonical.to_string().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+            &self.outcome,
+            &self.request_id,
+            &self.source_ip,
+            &self.prev_hash,
+        );
+        let mut hasher = Hashing(Sha256::new());
+        serde_json::to_writer(&mut hasher, &canonical)
+            .expect("strings, numbers and ids always serialize, and hashing cannot fail");
+        hex(&hasher.0.finalize())
     }
+}
+
+/// A time as hashed: UTC with exactly six fractional digits.
+struct Micros(DateTime<Utc>);
+
+impl serde::Serialize for Micros {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    }
+}
+
+/// Feeds what is written into the digest.
+struct Hashing(Sha256);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    s
 }
 
 /// Where a chain is broken, in words an operator can act on.
@@ -209,6 +243,41 @@ mod tests {
 
     fn head(entries: &[Entry]) -> Option<(i64, String)> {
         entries.last().map(|e| (e.seq, e.hash.clone()))
+    }
+
+    /// Entries stored by earlier versions must still verify: the hashed form is fixed.
+    #[test]
+    fn the_content_hash_of_an_entry_is_stable_across_versions() {
+        let fixed = |resource_id: Option<&str>, patient_id, request_id: Option<&str>| Entry {
+            tenant: "clinic-\"north\"".into(),
+            seq: 42,
+            entry_id: Uuid::parse_str("0190f3a2-7c4e-7b1a-9d2e-5f6a7b8c9d0e").unwrap(),
+            recorded_at: "2026-11-30T08:15:30.123456Z".parse().unwrap(),
+            actor: "user-7".into(),
+            roles: "DOCTOR,NURSE".into(),
+            action: "READ".into(),
+            resource_type: "Patient".into(),
+            resource_id: resource_id.map(str::to_owned),
+            patient_id,
+            outcome: "SUCCESS".into(),
+            request_id: request_id.map(str::to_owned),
+            source_ip: None,
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        let full = fixed(
+            Some("p/\u{e9}\n1"),
+            Some(Uuid::parse_str("7d444840-9dc0-11d1-b245-5ffdce74fad2").unwrap()),
+            Some("req-1"),
+        );
+        assert_eq!(
+            full.content_hash(),
+            "b0fa3512a64ba9e94823faceeed206bbc721c8ee97e787a1ae384905dc3b1bbd"
+        );
+        assert_eq!(
+            fixed(None, None, None).content_hash(),
+            "05722730db3d3bebacd7b4f41f3778f6fee9ebcd874134412b49f83e9ed919d0"
+        );
     }
 
     #[test]

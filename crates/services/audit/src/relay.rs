@@ -13,7 +13,7 @@ use chrono::Utc;
 use eventbus::relay::{BACKLOG, Relay, lead, publish_leading, record_published};
 use eventbus::{BoxFuture, BusError, EventSink, Record};
 use std::sync::Arc;
-use store::{Db, DbError, Scope, Tx};
+use store::{Db, Scope, Tx};
 
 /// Whose events, in metrics and logs.
 const NAME: &str = "audit";
@@ -131,17 +131,11 @@ fn records(entries: &[Entry]) -> Result<Vec<Record>, BusError> {
     entries
         .iter()
         .map(|e| {
-            let envelope = trail::event(e).ok_or(BusError::Db(DbError::Invariant(
-                "an audit chain's tenant id is not valid",
-            )))?;
-            let payload = serde_json::to_string(&envelope).map_err(|_| {
-                BusError::Db(DbError::Invariant("an audit event does not serialize"))
-            })?;
             Ok(Record {
                 topic: events::topic::Topic::AuditEvents.name().to_owned(),
-                key: envelope.key,
-                event_id: envelope.event_id.as_uuid(),
-                payload,
+                key: e.tenant.clone(),
+                event_id: e.entry_id,
+                payload: trail::event_json(e)?,
             })
         })
         .collect()

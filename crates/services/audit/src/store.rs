@@ -530,6 +530,23 @@ pub async fn mark_published_direct(
 /// The `audit.entry.recorded.v1` of entry `e`. Its event id is the entry's id, so an entry
 /// published again is the same event to consumers.
 pub fn event(e: &Entry) -> Option<EventEnvelope> {
+    let (meta, payload) = recorded(e)?;
+    // Keyed by tenant: a chain's entries stay in order on one partition.
+    let mut envelope = EventEnvelope::new(&meta, &e.tenant, &payload);
+    envelope.event_id = EventId::from_uuid(e.entry_id);
+    Some(envelope)
+}
+
+/// `event(e)` as JSON, written in one pass (the relay publishes every entry).
+pub fn event_json(e: &Entry) -> Result<String, DbError> {
+    let (meta, payload) = recorded(e).ok_or(DbError::Invariant(
+        "an audit chain's tenant id is not valid",
+    ))?;
+    EventEnvelope::json_of(&meta, EventId::from_uuid(e.entry_id), &e.tenant, &payload)
+        .map_err(|_| DbError::Invariant("an audit event does not serialize"))
+}
+
+fn recorded(e: &Entry) -> Option<(EventMeta, AuditEntryRecordedV1)> {
     let meta = EventMeta {
         source: crate::SERVICE,
         tenant: TenantId::parse(&e.tenant).ok()?,
@@ -541,32 +558,26 @@ pub fn event(e: &Entry) -> Option<EventEnvelope> {
         causation_id: None,
         occurred_at: e.recorded_at,
     };
-    // Keyed by tenant: a chain's entries stay in order on one partition.
-    let mut envelope = EventEnvelope::new(
-        &meta,
-        &e.tenant,
-        &AuditEntryRecordedV1 {
-            entry_id: e.entry_id,
-            seq: e.seq,
-            recorded_at: e.recorded_at,
-            actor: e.actor.clone(),
-            roles: e
-                .roles
-                .split(',')
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            action: e.action.clone(),
-            resource_type: e.resource_type.clone(),
-            resource_id: e.resource_id.clone(),
-            patient_id: e.patient_id,
-            outcome: e.outcome.clone(),
-            request_id: e.request_id.clone(),
-            source_ip: e.source_ip.clone(),
-            prev_hash: e.prev_hash.clone(),
-            hash: e.hash.clone(),
-        },
-    );
-    envelope.event_id = EventId::from_uuid(e.entry_id);
-    Some(envelope)
+    let payload = AuditEntryRecordedV1 {
+        entry_id: e.entry_id,
+        seq: e.seq,
+        recorded_at: e.recorded_at,
+        actor: e.actor.clone(),
+        roles: e
+            .roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        action: e.action.clone(),
+        resource_type: e.resource_type.clone(),
+        resource_id: e.resource_id.clone(),
+        patient_id: e.patient_id,
+        outcome: e.outcome.clone(),
+        request_id: e.request_id.clone(),
+        source_ip: e.source_ip.clone(),
+        prev_hash: e.prev_hash.clone(),
+        hash: e.hash.clone(),
+    };
+    Some((meta, payload))
 }

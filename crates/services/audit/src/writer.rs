@@ -65,7 +65,12 @@ async fn run(store: AuditStore, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let records: Vec<AuditRecord> = batch.iter().flat_map(|p| p.records.clone()).collect();
+        let mut records = Vec::with_capacity(size);
+        let mut answers = Vec::with_capacity(batch.len());
+        for p in batch {
+            records.extend(p.records);
+            answers.push(p.done);
+        }
         let mut result = store.append(&records).await;
         if result.is_err() {
             // A lost race or a dropped connection: one more try before refusing the requests.
@@ -83,8 +88,8 @@ async fn run(store: AuditStore, mut rx: mpsc::Receiver<Pending>) {
                 Err(AuditUnavailable)
             }
         };
-        for p in batch {
-            let _ = p.done.send(outcome);
+        for done in answers {
+            let _ = done.send(outcome);
         }
     }
 }
