@@ -38,12 +38,16 @@ async fn a_step_is_all_or_nothing_in_its_tenant_and_a_failed_one_leaves_nothing_
     assert_eq!(step().await.unwrap(), 1);
     assert_eq!(step().await.unwrap(), 2);
     assert!(step().await.is_err(), "the check refuses a third step");
-    let n: i64 = on_pool!(&db, |c| sqlx::query_scalar(
+    // Read in a writer's turn: a step does not wait for its commit, and on SQLite its group
+    // may still be committing, which only the writers' connection sees through.
+    let mut tx = db.begin().await.unwrap();
+    let n: i64 = store::on_tx!(&mut tx, |c| sqlx::query_scalar(
         "SELECT n FROM counters WHERE tenant_id = 'clinic-a'"
     )
     .fetch_one(c)
     .await)
     .unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(n, 2, "the refused step changed nothing");
 
     if db.backend() == store::Backend::Postgres {
