@@ -1,5 +1,6 @@
-//! The trail published on `audit-events` from the trail itself, on SQLite and PostgreSQL:
-//! each chain in order and once, again with the same event ids after a failed publish,
+//! The trail's appends, and the trail published on `audit-events` from the trail itself, on
+//! SQLite and PostgreSQL: a batch of several chains stored as it was hashed; each chain in
+//! order and once, again with the same event ids after a failed publish,
 //! without holding up appends, and without losing what an older version left in the outbox.
 
 #![allow(clippy::unwrap_used)]
@@ -19,6 +20,7 @@ testkit::on_both_databases!(
     appends_do_not_wait_while_the_trail_is_published,
     entries_an_older_version_left_unpublished_in_the_outbox_are_published_from_the_trail,
     a_chain_whose_unpublished_entries_were_purged_is_no_longer_behind,
+    a_large_batch_of_several_chains_is_stored_as_it_was_hashed,
 );
 
 async fn trail_db(db: &TestDatabase) -> Db {
@@ -47,6 +49,43 @@ fn records(tenant: &str, count: usize) -> Vec<AuditRecord> {
             origin: Origin::default(),
         })
         .collect()
+}
+
+/// Verification hashes every stored column again, so a value stored in the wrong column,
+/// or lost, breaks the chain where it happened.
+async fn a_large_batch_of_several_chains_is_stored_as_it_was_hashed(db: TestDatabase) {
+    let db = trail_db(&db).await;
+    let store = AuditStore::new(db.clone());
+    let mut batch = Vec::new();
+    for n in 0..1200 {
+        let mut r = records(if n % 3 == 0 { "clinic-b" } else { "clinic-a" }, 1).remove(0);
+        if n % 2 == 0 {
+            r.patient_id = Some(uuid::Uuid::now_v7());
+            r.origin = Origin {
+                request_id: Some(format!("req-{n}")),
+                source_ip: Some("10.0.0.7".to_owned()),
+            };
+        } else {
+            r.resource_id = None;
+        }
+        batch.push(r);
+    }
+    let stored = store.append(&batch).await.unwrap();
+    assert_eq!(stored.len(), 1200);
+    for (tenant, count) in [("clinic-a", 800), ("clinic-b", 400)] {
+        let verdict = store
+            .verify(&TenantId::parse(tenant).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(verdict.broken, None, "{tenant}");
+        assert_eq!(verdict.checked, count, "{tenant}");
+    }
+    store.append(&records("clinic-a", 2)).await.unwrap();
+    let verdict = store
+        .verify(&TenantId::parse("clinic-a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((verdict.broken, verdict.checked), (None, 802));
 }
 
 /// A sink that keeps what it was given, or refuses while `failing`.

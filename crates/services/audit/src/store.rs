@@ -11,7 +11,7 @@ use kernel::audit::{AuditAction, AuditRecord};
 use kernel::ids::EventId;
 use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
-use store::{Db, DbError, Scope, Tx, bulk, execute, on_tx};
+use store::{Db, DbError, Scope, Tx, execute, on_tx};
 use uuid::Uuid;
 
 const COLUMNS: &str = "tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash";
@@ -392,9 +392,7 @@ async fn append_postgres(db: &Db, records: &[AuditRecord]) -> Result<Vec<Entry>,
         let (seq, prev) = lock_head(t, tenant.as_str()).await?;
         let first = entries.len();
         chain(records, tenant, seq, prev, &mut entries);
-        for chunk in entries[first..].chunks(bulk::rows_per_statement(store::Backend::Postgres)) {
-            store_chunk(t, tenant.as_str(), chunk).await?;
-        }
+        store_chain(t, tenant.as_str(), &entries[first..]).await?;
     }
     tx.commit().await?;
     Ok(entries)
@@ -416,47 +414,47 @@ async fn lock_head(t: &mut sqlx::PgConnection, tenant: &str) -> Result<(i64, Str
     Ok((seq, hash.trim_end().to_owned()))
 }
 
-/// `chunk`'s entries and the head moved to its last entry, in one statement.
-async fn store_chunk(
+/// The entries of one chain and its head moved to the last of them, in one statement.
+/// The entries travel as one array per column, so the statement's text is the same for any
+/// number of entries: prepared once per connection, where a `VALUES` list was a statement of
+/// its own, parsed and planned, for every batch size.
+const STORE_ENTRIES: &str = "WITH entries AS (
+        INSERT INTO audit_log (tenant_id, seq, entry_id, recorded_at, actor, roles, action,
+            resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash)
+        SELECT $1, * FROM unnest($2::int8[], $3::uuid[], $4::timestamptz[], $5::text[],
+            $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::text[], $12::text[],
+            $13::text[], $14::text[], $15::text[]))
+    UPDATE audit_heads SET seq = $16, hash = $17 WHERE tenant_id = $1";
+
+async fn store_chain(
     t: &mut sqlx::PgConnection,
     tenant: &str,
-    chunk: &[Entry],
+    entries: &[Entry],
 ) -> Result<(), DbError> {
-    let Some(last) = chunk.last() else {
+    let Some(last) = entries.last() else {
         return Ok(());
     };
-    let head = chunk.len() * 15;
-    let sql = format!(
-        "WITH entries AS (INSERT INTO audit_log (tenant_id, seq, entry_id, recorded_at, actor, roles, action,
-            resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash) VALUES {})
-         UPDATE audit_heads SET seq = ${}, hash = ${} WHERE tenant_id = ${}",
-        bulk::placeholders(store::Backend::Postgres, chunk.len(), 15),
-        head + 1,
-        head + 2,
-        head + 3
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for e in chunk {
-        q = q
-            .bind(&e.tenant)
-            .bind(e.seq)
-            .bind(e.entry_id)
-            .bind(e.recorded_at)
-            .bind(&e.actor)
-            .bind(&e.roles)
-            .bind(&e.action)
-            .bind(&e.resource_type)
-            .bind(&e.resource_id)
-            .bind(e.patient_id)
-            .bind(&e.outcome)
-            .bind(&e.request_id)
-            .bind(&e.source_ip)
-            .bind(&e.prev_hash)
-            .bind(&e.hash);
-    }
-    q.bind(last.seq)
-        .bind(&last.hash)
+    let column = |f: fn(&Entry) -> &str| entries.iter().map(f).collect::<Vec<&str>>();
+    let optional =
+        |f: fn(&Entry) -> Option<&str>| entries.iter().map(f).collect::<Vec<Option<&str>>>();
+    sqlx::query(STORE_ENTRIES)
         .bind(tenant)
+        .bind(entries.iter().map(|e| e.seq).collect::<Vec<i64>>())
+        .bind(entries.iter().map(|e| e.entry_id).collect::<Vec<Uuid>>())
+        .bind(entries.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+        .bind(column(|e| &e.actor))
+        .bind(column(|e| &e.roles))
+        .bind(column(|e| &e.action))
+        .bind(column(|e| &e.resource_type))
+        .bind(optional(|e| e.resource_id.as_deref()))
+        .bind(entries.iter().map(|e| e.patient_id).collect::<Vec<_>>())
+        .bind(column(|e| &e.outcome))
+        .bind(optional(|e| e.request_id.as_deref()))
+        .bind(optional(|e| e.source_ip.as_deref()))
+        .bind(column(|e| &e.prev_hash))
+        .bind(column(|e| &e.hash))
+        .bind(last.seq)
+        .bind(&last.hash)
         .execute(t)
         .await?;
     Ok(())
