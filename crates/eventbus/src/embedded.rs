@@ -77,11 +77,49 @@ fn read_statement(topics: usize) -> String {
     )
 }
 
+/// One waker per set of topics that consumers wait on. An append wakes only the sets it
+/// touches: the trail's relay appends `audit-events` many times a second, and each wake-up
+/// cost every group two empty reads of the log.
+#[derive(Debug, Default)]
+struct Wakers {
+    sets: std::sync::Mutex<Vec<(Vec<String>, Arc<Notify>)>>,
+}
+
+impl Wakers {
+    fn of(&self, topics: &[&str]) -> Arc<Notify> {
+        let mut sets = self
+            .sets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, waker)) = sets.iter().find(|(set, _)| set.iter().eq(topics.iter())) {
+            return waker.clone();
+        }
+        let waker = Arc::new(Notify::new());
+        sets.push((
+            topics.iter().map(|t| (*t).to_owned()).collect(),
+            waker.clone(),
+        ));
+        waker
+    }
+
+    fn wake(&self, records: &[Record]) {
+        let sets = self
+            .sets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (set, waker) in sets.iter() {
+            if records.iter().any(|r| set.contains(&r.topic)) {
+                waker.notify_waiters();
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EmbeddedLog {
     db: Db,
-    /// Wakes consumers in this process as soon as something is appended.
-    appended: Arc<Notify>,
+    /// Wakes consumers in this process as soon as one of their topics is appended to.
+    appended: Arc<Wakers>,
 }
 
 impl EmbeddedLog {
@@ -95,7 +133,7 @@ impl EmbeddedLog {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            appended: Arc::new(Notify::new()),
+            appended: Arc::new(Wakers::default()),
         }
     }
 
@@ -140,7 +178,7 @@ impl EmbeddedLog {
             })?;
         }
         tx.commit().await?;
-        self.appended.notify_waiters();
+        self.appended.wake(records);
         Ok(())
     }
 
@@ -277,7 +315,8 @@ impl EventSource for EmbeddedLog {
     ) -> BoxFuture<'a, Result<Vec<Delivery>, BusError>> {
         Box::pin(async move {
             // Registered before reading, so an append between the read and the wait still wakes us.
-            let appended = self.appended.notified();
+            let waker = self.appended.of(topics);
+            let appended = waker.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
             let found = self.read(group, topics, max).await?;

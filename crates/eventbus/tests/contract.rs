@@ -82,6 +82,7 @@ testkit::on_both_databases!(
     lag_counts_stop_at_the_cap,
     a_group_of_several_topics_receives_them_in_log_order_up_to_its_batch,
     a_group_reads_its_topics_from_their_index_whatever_else_was_published,
+    a_waiting_group_wakes_for_its_own_topics_only,
 );
 
 async fn a_group_receives_only_the_topics_it_asks_for(db: TestDatabase) {
@@ -161,6 +162,31 @@ async fn a_group_reads_its_topics_from_their_index_whatever_else_was_published(d
             "{plan}"
         );
     }
+}
+
+/// A waiting group is woken by an append to one of its topics, not by the audit trail's
+/// appends to another: each wake-up costs it reads of the log.
+async fn a_waiting_group_wakes_for_its_own_topics_only(db: TestDatabase) {
+    let log = log(&db).await;
+    let waiting = log.poll("g", &[TOPIC], 100, Duration::from_secs(5));
+    let publishing = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log.publish(&[Record {
+            topic: "audit-events".into(),
+            ..record("k", 1)
+        }])
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        log.publish(&[record("k", 2)]).await.unwrap();
+    };
+    let (got, ()) = tokio::join!(waiting, publishing);
+    let got = got.unwrap();
+    assert_eq!(
+        got.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>(),
+        vec!["{\"n\": 2}"],
+        "woken by its own topic's record, not before"
+    );
 }
 
 async fn an_event_published_twice_is_delivered_once(db: TestDatabase) {
