@@ -58,6 +58,15 @@ impl Entry {
         entry
     }
 
+    /// The roles, as listed in `roles`.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// SHA-256 of every field but `hash`, as an unambiguous JSON array. The array is
     /// serialized straight into the hasher: this runs for every entry appended, published
     /// and verified, and building it as a JSON value first cost more than the hashing.

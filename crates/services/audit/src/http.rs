@@ -56,17 +56,13 @@ struct EntryOut {
 }
 
 fn out(e: Entry, operational: bool) -> EntryOut {
+    let roles = e.role_names();
     EntryOut {
         seq: e.seq,
         entry_id: e.entry_id,
         recorded_at: e.recorded_at,
         actor: e.actor,
-        roles: e
-            .roles
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        roles,
         action: e.action,
         resource_type: e.resource_type,
         resource_id: e.resource_id,

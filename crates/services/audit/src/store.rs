@@ -561,12 +561,7 @@ fn recorded(e: &Entry) -> Option<(EventMeta, AuditEntryRecordedV1)> {
         seq: e.seq,
         recorded_at: e.recorded_at,
         actor: e.actor.clone(),
-        roles: e
-            .roles
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        roles: e.role_names(),
         action: e.action.clone(),
         resource_type: e.resource_type.clone(),
         resource_id: e.resource_id.clone(),
