@@ -240,7 +240,7 @@ impl EmbeddedLog {
     /// statement settles on), to check that it stays on the topic index.
     pub async fn read_plan(&self, group: &str, topics: &[&str]) -> Result<String, BusError> {
         let next = self.position(group).await?;
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.read_in(store::Scope::AllTenants).await?;
         let explain = match &mut tx {
             Tx::Sqlite(_) => "EXPLAIN QUERY PLAN",
             Tx::Postgres(_) => {
