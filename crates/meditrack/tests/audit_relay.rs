@@ -211,7 +211,7 @@ async fn entries_an_older_version_left_unpublished_in_the_outbox_are_published_f
     // the outbox.
     let stale: Vec<_> = entries[3..]
         .iter()
-        .map(|e| audit::store::event(e).unwrap())
+        .map(|e| serde_json::from_str(&audit::store::event_json(e).unwrap()).unwrap())
         .collect();
     let mut tx = db.begin().await.unwrap();
     store::outbox::append(&mut tx, &stale).await.unwrap();

@@ -525,17 +525,10 @@ pub async fn mark_published_direct(
     .await
 }
 
-/// The `audit.entry.recorded.v1` of entry `e`. Its event id is the entry's id, so an entry
-/// published again is the same event to consumers.
-pub fn event(e: &Entry) -> Option<EventEnvelope> {
-    let (meta, payload) = recorded(e)?;
-    // Keyed by tenant: a chain's entries stay in order on one partition.
-    let mut envelope = EventEnvelope::new(&meta, &e.tenant, &payload);
-    envelope.event_id = EventId::from_uuid(e.entry_id);
-    Some(envelope)
-}
-
-/// `event(e)` as JSON, written in one pass (the relay publishes every entry).
+/// The `audit.entry.recorded.v1` of entry `e`, as JSON written in one pass (the relay
+/// publishes every entry). Its event id is the entry's id, so an entry published again is
+/// the same event to consumers; it is keyed by tenant, so a chain's entries stay in order on
+/// one partition.
 pub fn event_json(e: &Entry) -> Result<String, DbError> {
     let (meta, payload) = recorded(e).ok_or(DbError::Invariant(
         "an audit chain's tenant id is not valid",
