@@ -384,8 +384,14 @@ fn main() -> ExitCode {
                     tenant: kernel::TenantId::parse(&tenant)
                         .map_err(|e| format!("--tenant {tenant:?}: {e}"))?,
                 };
-                let done = meditrack::seed::seed(&config, &options, |n, rate| {
-                    eprint!("\rseeded {n}/{patients} patients ({rate:.0}/s)   ");
+                let done = meditrack::seed::seed(&config, &options, |p| match p {
+                    meditrack::seed::Progress::Written {
+                        patients: n,
+                        per_second,
+                    } => eprint!("\rseeded {n}/{patients} patients ({per_second:.0}/s)   "),
+                    meditrack::seed::Progress::BuildingIndexes => {
+                        eprint!("\rseeded {patients}/{patients} patients; building indexes   ")
+                    }
                 })
                 .await?;
                 eprintln!();

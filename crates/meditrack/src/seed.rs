@@ -1,8 +1,9 @@
 //! `meditrack seed`: fills a hub with synthetic patients (demographics, an address,
 //! insurance, an SSN for half of them), their medical records and lab orders (one for every
 //! fourth patient; half of those completed with a verified result), deterministically from
-//! `--seed`, in batches of bulk INSERTs, at constant memory. For benchmarks and demos:
-//! every value is made up, and the same seed makes the same data.
+//! `--seed`, by multi-row INSERTs in one transaction per service, at constant memory. Into
+//! a fresh hub the tables' secondary indexes are built once, after the rows are in. For
+//! benchmarks and demos: every value is made up, and the same seed makes the same data.
 
 use crate::{Config, StartError};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -16,6 +17,7 @@ use patient::domain::medical_record::MedicalRecord;
 use patient::domain::patient::DemographicsInput;
 use patient::domain::{Demographics, Mrn, Patient};
 use std::time::Instant;
+use store::{Db, DeferredIndexes, Scope, Tx};
 
 const FIRST: [&str; 40] = [
     "Ada", "Bram", "Cora", "Dario", "Elin", "Felix", "Greta", "Hugo", "Iris", "Jonas", "Kira",
@@ -315,7 +317,11 @@ pub struct Seeded {
     pub seconds: f64,
 }
 
-/// One transaction's worth of synthetic data.
+/// The patient service's share of a batch (from its first patient's index), and the lab's.
+type PatientShare = (u64, Vec<Patient>, Vec<MedicalRecord>);
+type LabShare = (u64, Vec<(PatientId, String)>, Vec<LabOrder>);
+
+/// A batch of synthetic data, made on one thread while others are written.
 struct Batch {
     /// The index of its first patient.
     first: u64,
@@ -347,60 +353,65 @@ impl Batch {
         }
         Ok(batch)
     }
-
-    /// Writes the batch; returns how many patients, records and lab orders it held.
-    async fn write(
-        self,
-        store: &patient::store::SqlPatientStore,
-        lab_store: &lab::store::SqlLabStore,
-        tenant: &TenantId,
-        now: DateTime<Utc>,
-    ) -> Result<(u64, u64, u64), String> {
-        let at = self.first;
-        let known: Vec<_> = self
-            .patients
-            .iter()
-            .map(|p| (p.id, p.mrn.as_str().to_owned()))
-            .collect();
-        // The lab owns its tables (its own database on SQLite): its own transaction, on a
-        // connection of its own at the same time.
-        let (patients_loaded, lab_loaded) = tokio::join!(
-            store.bulk_load(tenant, &self.patients, &self.records),
-            lab_store.bulk_load(tenant, &known, &self.orders, now)
-        );
-        patients_loaded.map_err(|e| {
-            format!("batch at {at}: {e} (seeding twice into one tenant? use --tenant or --seed)")
-        })?;
-        lab_loaded.map_err(|e| format!("lab batch at {at}: {e}"))?;
-        Ok((
-            self.patients.len() as u64,
-            self.records.len() as u64,
-            self.orders.len() as u64,
-        ))
-    }
 }
 
-/// Batches being written at once.
-const WRITERS: usize = 2;
+/// How far a run is, for a progress readout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Progress {
+    /// After each batch is handed to the writers (who are at most one batch behind):
+    /// patients so far, and per second since the start.
+    Written { patients: u64, per_second: f64 },
+    /// Every batch is written; the indexes set aside are being built.
+    BuildingIndexes,
+}
 
-/// Seeds, calling `progress(done, per_second)` after each batch.
+/// Seeds, telling `progress` how far it is. Each service's share is one transaction, as
+/// the owner of its schema: a run that fails leaves nothing of itself behind. Into empty
+/// tables, their indexes are built once at the end instead of row by row
+/// ([`DeferredIndexes`]).
 pub async fn seed(
     config: &Config,
     o: &SeedOptions,
-    mut progress: impl FnMut(u64, f64),
+    mut progress: impl FnMut(Progress),
 ) -> Result<Seeded, String> {
+    // Migrated (and, on PostgreSQL, the application role granted) as a hub would find
+    // them; loaded as the schemas' owner, who may set indexes aside.
     let opened = crate::open(config, &[patient::SERVICE, lab::SERVICE])
         .await
         .map_err(|e| e.to_string())?;
-    let db = crate::database(&opened, patient::SERVICE).map_err(|e| e.to_string())?;
-    let lab_db = crate::database(&opened, lab::SERVICE).map_err(|e| e.to_string())?;
-    let lab_store = lab::store::SqlLabStore::new(lab_db.clone());
+    for (_, db) in &opened {
+        db.close().await;
+    }
+    let store_config = crate::store_config(config);
+    let connect = |service| Db::connect(service, &store_config);
+    let db = connect(patient::SERVICE)
+        .await
+        .map_err(|e| format!("{}: {e}", patient::SERVICE))?;
+    let lab_db = connect(lab::SERVICE)
+        .await
+        .map_err(|e| format!("{}: {e}", lab::SERVICE))?;
     let store = crate::fields::patient_store(config, db.clone())
         .await
         .map_err(|e: StartError| e.to_string())?;
     let started = Instant::now();
     let now = Utc::now();
     let today = now.date_naive();
+    let scope = Scope::Tenant(&o.tenant);
+    let mut tx = db
+        .begin_in(scope)
+        .await
+        .map_err(|e| format!("{}: {e}", patient::SERVICE))?;
+    let mut lab_tx = lab_db
+        .begin_in(scope)
+        .await
+        .map_err(|e| format!("{}: {e}", lab::SERVICE))?;
+    let set_aside = |e: store::DbError| format!("setting indexes aside: {e}");
+    let deferred = DeferredIndexes::set_aside(&mut tx, &patient::store::BULK_TABLES)
+        .await
+        .map_err(set_aside)?;
+    let lab_deferred = DeferredIndexes::set_aside(&mut lab_tx, &lab::store::BULK_TABLES)
+        .await
+        .map_err(set_aside)?;
     // Batches are made on a thread of their own while the previous one is written: on two
     // cores, making and writing overlap instead of taking turns.
     let (batches, mut made) = tokio::sync::mpsc::channel::<Result<Batch, String>>(2);
@@ -417,44 +428,97 @@ pub async fn seed(
             start = end;
         }
     });
-    let mut done = 0;
-    let mut records_done = 0;
-    let mut orders_done = 0;
-    // Batches written at once: on PostgreSQL each is a server process of its own, so the
-    // server's work spreads over the cores; SQLite's writers take turns anyway.
-    let mut writing = tokio::task::JoinSet::new();
-    let mut written = |r: Result<Result<(u64, u64, u64), String>, tokio::task::JoinError>| {
-        let (p, r, l) = r.map_err(|e| format!("a batch writer failed: {e}"))??;
-        done += p;
-        records_done += r;
-        orders_done += l;
-        progress(
-            done,
-            done as f64 / started.elapsed().as_secs_f64().max(1e-9),
-        );
-        Ok::<_, String>(())
-    };
-    while let Some(batch) = made.recv().await {
-        let batch = batch?;
-        if writing.len() >= WRITERS
-            && let Some(r) = writing.join_next().await
-        {
-            written(r)?;
+    // Each service's share of a batch is written by a task of its own, so the patient
+    // service's load and the lab's, each one transaction on one connection, do not wait
+    // for each other; a writer that fails drops its queue, and its error is reported.
+    let (patient_shares, mut patient_queue) = tokio::sync::mpsc::channel::<PatientShare>(1);
+    let (lab_shares, mut lab_queue) = tokio::sync::mpsc::channel::<LabShare>(1);
+    let tenant = o.tenant.clone();
+    let patient_writer = tokio::spawn(async move {
+        while let Some((at, patients, records)) = patient_queue.recv().await {
+            store
+                .bulk_load(&mut tx, &tenant, &patients, &records)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "batch at {at}: {e} (seeding twice into one tenant? use --tenant or --seed)"
+                    )
+                })?;
         }
-        let (store, lab_store, tenant) = (store.clone(), lab_store.clone(), o.tenant.clone());
-        writing.spawn(async move { batch.write(&store, &lab_store, &tenant, now).await });
+        Ok::<_, String>(tx)
+    });
+    let tenant = o.tenant.clone();
+    let lab_writer = tokio::spawn(async move {
+        while let Some((at, known, orders)) = lab_queue.recv().await {
+            lab::store::SqlLabStore::bulk_load(&mut lab_tx, &tenant, &known, &orders, now)
+                .await
+                .map_err(|e| format!("lab batch at {at}: {e}"))?;
+        }
+        Ok::<_, String>(lab_tx)
+    });
+    let (mut done, mut records_done, mut orders_done) = (0, 0, 0);
+    while let Some(batch) = made.recv().await {
+        let b = batch?;
+        let counts = (
+            b.patients.len() as u64,
+            b.records.len() as u64,
+            b.orders.len() as u64,
+        );
+        // The lab learns of each patient, as `patient.created.v1` would have told it.
+        let known = b
+            .patients
+            .iter()
+            .map(|p| (p.id, p.mrn.as_str().to_owned()))
+            .collect();
+        if patient_shares
+            .send((b.first, b.patients, b.records))
+            .await
+            .is_err()
+            || lab_shares.send((b.first, known, b.orders)).await.is_err()
+        {
+            break;
+        }
+        done += counts.0;
+        records_done += counts.1;
+        orders_done += counts.2;
+        progress(Progress::Written {
+            patients: done,
+            per_second: done as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        });
     }
-    while let Some(r) = writing.join_next().await {
-        written(r)?;
-    }
-    db.close().await;
-    lab_db.close().await;
+    drop((patient_shares, lab_shares));
+    let writer_failed = |e: tokio::task::JoinError| format!("a batch writer failed: {e}");
+    let patient_written = patient_writer.await.map_err(writer_failed)?;
+    let lab_written = lab_writer.await.map_err(writer_failed)?;
+    let (mut tx, mut lab_tx) = (patient_written?, lab_written?);
     if done < o.patients {
         return Err(format!(
             "seeding stopped after {done} patients: the batch maker ended early"
         ));
     }
-    let store_config = crate::store_config(config);
+    if deferred.is_some() || lab_deferred.is_some() {
+        progress(Progress::BuildingIndexes);
+    }
+    let rebuild = async |deferred: Option<DeferredIndexes>, tx: &mut Tx| match deferred {
+        Some(d) => d.rebuild(tx).await,
+        None => Ok(()),
+    };
+    let (built, lab_built) = tokio::join!(
+        rebuild(deferred, &mut tx),
+        rebuild(lab_deferred, &mut lab_tx)
+    );
+    built
+        .and(lab_built)
+        .map_err(|e| format!("building the indexes set aside: {e}"))?;
+    tx.commit()
+        .await
+        .map_err(|e| format!("{}: {e}", patient::SERVICE))?;
+    lab_tx
+        .commit()
+        .await
+        .map_err(|e| format!("{}: {e}", lab::SERVICE))?;
+    db.close().await;
+    lab_db.close().await;
     for service in [patient::SERVICE, lab::SERVICE] {
         store::analyze(service, &store_config)
             .await

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use meditrack::seed::Progress;
 use testkit::{TEST_TENANT, TestApp, json};
 
 testkit::on_both_backends!(seeded_patients_are_real_patients_to_the_api);
@@ -15,16 +16,27 @@ async fn seeded_patients_are_real_patients_to_the_api(app: TestApp) {
         tenant: kernel::TenantId::parse(TEST_TENANT).unwrap(),
     };
     let mut seen = Vec::new();
-    let done = meditrack::seed::seed(app.config(), &options, |n, _| seen.push(n))
+    let done = meditrack::seed::seed(app.config(), &options, |p| seen.push(p))
         .await
         .unwrap();
     assert_eq!(
         (done.patients, done.records, done.lab_orders),
         (2_500, 5_000, 625)
     );
-    // After each batch, as batches finish (two are written at once, the smaller may win).
-    assert_eq!(seen.len(), 2, "progress after each batch: {seen:?}");
-    assert!(seen.contains(&2_500) && seen.is_sorted(), "{seen:?}");
+    // After each batch, then the indexes of the empty tables, built once at the end.
+    let written: Vec<u64> = seen
+        .iter()
+        .filter_map(|p| match p {
+            Progress::Written { patients, .. } => Some(*patients),
+            Progress::BuildingIndexes => None,
+        })
+        .collect();
+    assert_eq!(
+        written,
+        [2_000, 2_500],
+        "progress after each batch: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&Progress::BuildingIndexes), "{seen:?}");
 
     let (status, page) = json(app.get("/api/v1/patients/search?mrn=SD07000000004").await).await;
     assert_eq!(status, 200, "{page}");
@@ -75,7 +87,7 @@ async fn seeded_patients_are_real_patients_to_the_api(app: TestApp) {
             patients: 10,
             ..options
         },
-        |_, _| {},
+        |_| {},
     )
     .await;
     assert!(again.unwrap_err().contains("seeding twice"));

@@ -16,13 +16,27 @@ pub fn rows_per_statement(_backend: Backend) -> usize {
 /// `count` parameters from the `first`th, comma-separated: `$first, …` on PostgreSQL,
 /// `?, …` on SQLite.
 pub fn params(backend: Backend, first: usize, count: usize) -> String {
-    let list: Vec<String> = (first..first + count)
-        .map(|n| match backend {
-            Backend::Postgres => format!("${n}"),
-            Backend::Sqlite => "?".to_owned(),
-        })
-        .collect();
-    list.join(", ")
+    let mut out = String::with_capacity(count * 7);
+    push_params(&mut out, backend, first, count);
+    out
+}
+
+/// [`params`], written onto `out`. One string for a whole statement: a 500-row insert has
+/// 10,000 parameters, and a string apiece (then joined) was 12 % of the seed's CPU.
+fn push_params(out: &mut String, backend: Backend, first: usize, count: usize) {
+    use std::fmt::Write;
+    for n in first..first + count {
+        if n > first {
+            out.push_str(", ");
+        }
+        match backend {
+            // Writing to a String cannot fail.
+            Backend::Postgres => {
+                let _ = write!(out, "${n}");
+            }
+            Backend::Sqlite => out.push('?'),
+        }
+    }
 }
 
 /// `($1, …, $cols), ($cols+1, …)` for `rows` rows (on SQLite `(?, …), …`).
@@ -32,10 +46,16 @@ pub fn placeholders(backend: Backend, rows: usize, cols: usize) -> String {
 
 /// [`placeholders`] numbered from `$first`: for a statement with more than one list.
 pub fn placeholders_from(backend: Backend, first: usize, rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", params(backend, first + r * cols, cols)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut out = String::with_capacity(rows * (cols * 7 + 4));
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        push_params(&mut out, backend, first + r * cols, cols);
+        out.push(')');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -54,5 +74,7 @@ mod tests {
             placeholders_from(Backend::Postgres, 7, 2, 2),
             "($7, $8), ($9, $10)"
         );
+        assert_eq!(params(Backend::Sqlite, 1, 1), "?");
+        assert_eq!(placeholders(Backend::Sqlite, 0, 3), "");
     }
 }

@@ -9,6 +9,7 @@
 pub mod app_role;
 pub mod bulk;
 pub mod db;
+pub mod deferred_indexes;
 pub mod direct;
 pub mod error;
 pub mod group_commit;
@@ -19,6 +20,7 @@ pub mod statistics;
 
 pub use app_role::{APP_ROLE, open};
 pub use db::{Backend, Db, Scope, SqliteDb, SqliteTx, StoreConfig, Tx};
+pub use deferred_indexes::DeferredIndexes;
 pub use error::DbError;
 pub use migrate::{Migration, MigrationSet, migrate};
 pub use statistics::analyze;

@@ -196,7 +196,7 @@ async fn seeded_hub(o: &BenchOptions, dir: &Path, patients: u64) -> Result<Seede
         seed: 42,
         tenant: kernel::TenantId::parse(&config.default_tenant).map_err(|e| e.to_string())?,
     };
-    let done = crate::seed::seed(&config, &seed, |_, _| {}).await?;
+    let done = crate::seed::seed(&config, &seed, |_| {}).await?;
     let hub = Hub::start(
         &config.data_dir,
         port,

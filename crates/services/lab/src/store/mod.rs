@@ -2,6 +2,7 @@
 //! saved whole, with the events its change produced, in one transaction.
 
 mod bulk;
+pub use bulk::BULK_TABLES;
 pub(crate) mod direct;
 pub mod hl7;
 mod rows;

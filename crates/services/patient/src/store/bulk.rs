@@ -1,6 +1,6 @@
 //! Bulk loading of synthetic data for benchmarks (`meditrack seed`): many patients with
-//! their addresses, insurance and medical records in one transaction, by multi-row
-//! INSERTs. SSNs and notes are sealed and SSNs indexed exactly as the API stores them; no
+//! their addresses, insurance and medical records in the caller's transaction, by
+//! multi-row INSERTs. SSNs and notes are sealed and SSNs indexed exactly as the API stores them; no
 //! events, timeline entries or audit entries are written: this is not a path for real
 //! patients.
 
@@ -15,26 +15,36 @@ use kernel::TenantId;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use store::bulk::{placeholders as values, rows_per_statement};
-use store::{DbError, Scope, Tx, on_tx};
+use store::{DbError, Tx, on_tx};
+
+/// The tables [`SqlPatientStore::bulk_load`] fills: a load into them while they are empty
+/// sets their indexes aside (`store::DeferredIndexes`).
+pub const BULK_TABLES: [&str; 4] = [
+    "patients",
+    "patient_addresses",
+    "patient_insurance",
+    "medical_records",
+];
 
 impl SqlPatientStore {
+    /// Writes `patients` and `records` in `tx`, a transaction of `tenant`'s (the caller
+    /// commits it, after as many loads as it likes).
     pub async fn bulk_load(
         &self,
+        tx: &mut Tx,
         tenant: &TenantId,
         patients: &[Patient],
         records: &[MedicalRecord],
     ) -> Result<(), WriteError> {
-        let rows = rows_per_statement(self.db().backend());
-        let mut tx = self.db().begin_in(Scope::Tenant(tenant)).await?;
+        let rows = rows_per_statement(tx.backend());
         for chunk in patients.chunks(rows) {
-            self.patients(&mut tx, chunk).await?;
-            addresses(&mut tx, chunk).await?;
-            insurance(&mut tx, chunk).await?;
+            self.patients(tx, chunk).await?;
+            addresses(tx, chunk).await?;
+            insurance(tx, chunk).await?;
         }
         for chunk in records.chunks(rows) {
-            self.records(&mut tx, tenant, chunk).await?;
+            self.records(tx, tenant, chunk).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

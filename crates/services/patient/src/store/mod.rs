@@ -4,6 +4,7 @@
 #[macro_use]
 mod statements;
 mod bulk;
+pub use bulk::BULK_TABLES;
 mod registration;
 mod rows;
 mod sealing;

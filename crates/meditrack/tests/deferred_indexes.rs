@@ -1,0 +1,153 @@
+//! `DeferredIndexes`, with which a bulk load into empty tables builds their indexes once at
+//! the end, on SQLite and PostgreSQL: what it drops comes back exactly as it was and
+//! enforced, a load its rebuild refuses leaves the indexes as they were, and tables that
+//! already hold rows keep their indexes.
+
+#![allow(clippy::unwrap_used)]
+
+use store::{Backend, Db, DeferredIndexes, StoreConfig, Tx, on_pool, on_tx};
+use testkit::TestDatabase;
+
+testkit::on_both_databases!(
+    indexes_set_aside_for_a_load_come_back_as_they_were,
+    a_load_that_breaks_a_unique_index_fails_and_leaves_the_indexes,
+    tables_with_rows_keep_their_indexes
+);
+
+const TABLES: [&str; 2] = ["parents", "children"];
+
+async fn setup(db: &TestDatabase) -> Db {
+    let config = StoreConfig {
+        data_dir: db.data_dir(),
+        database_url: db.url(),
+        max_connections: 2,
+    };
+    let db = Db::connect("deferred", &config).await.unwrap();
+    on_pool!(&db, |c| sqlx::raw_sql(
+        "CREATE TABLE parents (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+         CREATE TABLE children (id BIGINT PRIMARY KEY, parent_id BIGINT NOT NULL REFERENCES parents(id),
+             code TEXT NOT NULL, note TEXT);
+         CREATE UNIQUE INDEX idx_children_code ON children (code);
+         CREATE INDEX idx_children_parent ON children (parent_id, id) WHERE note IS NULL;"
+    )
+    .execute(c)
+    .await
+    .map(|_| ()))
+    .unwrap();
+    db
+}
+
+/// Every index and foreign key of the schema, by name, with its definition.
+async fn catalog(db: &Db) -> Vec<(String, String)> {
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "SELECT name, COALESCE(sql, '') FROM sqlite_master WHERE type = 'index' ORDER BY name"
+        }
+        Backend::Postgres => {
+            "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = current_schema()
+             UNION ALL
+             SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE contype = 'f' AND connamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+             ORDER BY 1"
+        }
+    };
+    on_pool!(db, |c| sqlx::query_as(sql).fetch_all(c).await).unwrap()
+}
+
+async fn run(tx: &mut Tx, sql: &str) -> Result<(), sqlx::Error> {
+    on_tx!(&mut *tx, |c| sqlx::raw_sql(sqlx::AssertSqlSafe(
+        sql.to_owned()
+    ))
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+async fn indexes_set_aside_for_a_load_come_back_as_they_were(t: TestDatabase) {
+    let db = setup(&t).await;
+    let before = catalog(&db).await;
+    let mut tx = db.begin().await.unwrap();
+    let deferred = DeferredIndexes::set_aside(&mut tx, &TABLES)
+        .await
+        .unwrap()
+        .expect("empty tables");
+    // The two secondary indexes, and on PostgreSQL the foreign key; never a primary key or
+    // a unique constraint.
+    let expected = match db.backend() {
+        Backend::Sqlite => 2,
+        Backend::Postgres => 3,
+    };
+    assert_eq!(deferred.len(), expected);
+    run(
+        &mut tx,
+        "INSERT INTO parents (id, name) VALUES (1, 'a'), (2, 'b');
+         INSERT INTO children (id, parent_id, code) VALUES (10, 1, 'x'), (11, 2, 'y');",
+    )
+    .await
+    .unwrap();
+    deferred.rebuild(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        catalog(&db).await,
+        before,
+        "the same indexes, defined the same"
+    );
+
+    let mut tx = db.begin().await.unwrap();
+    let duplicate = run(
+        &mut tx,
+        "INSERT INTO children (id, parent_id, code) VALUES (12, 1, 'x')",
+    )
+    .await;
+    assert!(duplicate.is_err(), "the rebuilt unique index is enforced");
+    drop(tx);
+    if db.backend() == Backend::Postgres {
+        let mut tx = db.begin().await.unwrap();
+        let orphan = run(
+            &mut tx,
+            "INSERT INTO children (id, parent_id, code) VALUES (13, 99, 'z')",
+        )
+        .await;
+        assert!(orphan.is_err(), "the rebuilt foreign key is enforced");
+    }
+}
+
+async fn a_load_that_breaks_a_unique_index_fails_and_leaves_the_indexes(t: TestDatabase) {
+    let db = setup(&t).await;
+    let before = catalog(&db).await;
+    let mut tx = db.begin().await.unwrap();
+    let deferred = DeferredIndexes::set_aside(&mut tx, &TABLES)
+        .await
+        .unwrap()
+        .unwrap();
+    run(
+        &mut tx,
+        "INSERT INTO parents (id, name) VALUES (1, 'a');
+         INSERT INTO children (id, parent_id, code) VALUES (10, 1, 'x'), (11, 1, 'x');",
+    )
+    .await
+    .expect("without its unique index the table takes the duplicate");
+    assert!(deferred.rebuild(&mut tx).await.is_err());
+    drop(tx);
+    assert_eq!(catalog(&db).await, before, "rolled back with the load");
+    let count: i64 = on_pool!(&db, |c| sqlx::query_scalar("SELECT COUNT(*) FROM children")
+        .fetch_one(c)
+        .await)
+    .unwrap();
+    assert_eq!(count, 0);
+}
+
+async fn tables_with_rows_keep_their_indexes(t: TestDatabase) {
+    let db = setup(&t).await;
+    let mut tx = db.begin().await.unwrap();
+    run(&mut tx, "INSERT INTO parents (id, name) VALUES (1, 'a')")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let before = catalog(&db).await;
+    let mut tx = db.begin().await.unwrap();
+    let deferred = DeferredIndexes::set_aside(&mut tx, &TABLES).await.unwrap();
+    assert!(deferred.is_none(), "one table holds a row");
+    tx.commit().await.unwrap();
+    assert_eq!(catalog(&db).await, before);
+}
