@@ -1,7 +1,8 @@
 //! `meditrack seed`: fills a hub with synthetic patients (demographics, an address,
 //! insurance, an SSN for half of them), their medical records and lab orders (one for every
 //! fourth patient; half of those completed with a verified result), deterministically from
-//! `--seed`, by multi-row INSERTs in one transaction per service, at constant memory. Into
+//! `--seed`, in one transaction per service (by `COPY` on PostgreSQL, multi-row INSERTs on
+//! SQLite), at constant memory. Into
 //! a fresh hub the tables' secondary indexes are built once, after the rows are in. For
 //! benchmarks and demos: every value is made up, and the same seed makes the same data.
 
