@@ -2,9 +2,9 @@
 //! insurance, an SSN for half of them), their medical records and lab orders (one for every
 //! fourth patient; half of those completed with a verified result), deterministically from
 //! `--seed`, in one transaction per service (by `COPY` on PostgreSQL, multi-row INSERTs on
-//! SQLite), at constant memory. Into
-//! a fresh hub the tables' secondary indexes are built once, after the rows are in. For
-//! benchmarks and demos: every value is made up, and the same seed makes the same data.
+//! SQLite), at constant memory. Into a fresh hub the tables' secondary indexes are built
+//! once, after the rows are in. For benchmarks and demos: every value is made up, and the
+//! same seed makes the same data.
 
 use crate::{Config, StartError};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};

@@ -1,8 +1,8 @@
 //! Bulk loading of synthetic data for benchmarks (`meditrack seed`): many patients with
 //! their addresses, insurance and medical records in the caller's transaction, by `COPY` on
-//! PostgreSQL and multi-row INSERTs on SQLite. SSNs and notes are sealed and SSNs indexed exactly as the API stores them; no
-//! events, timeline entries or audit entries are written: this is not a path for real
-//! patients.
+//! PostgreSQL and multi-row INSERTs on SQLite. SSNs and notes are sealed and SSNs indexed
+//! exactly as the API stores them; no events, timeline entries or audit entries are
+//! written: this is not a path for real patients.
 
 use super::WriteError;
 use super::rows::notes_context;
