@@ -63,6 +63,17 @@ impl CopyRows {
     }
 }
 
+/// Sends each table's rows with its `COPY` statement, in order, on `conn`.
+pub async fn send_all(
+    conn: &mut PgConnection,
+    tables: impl IntoIterator<Item = (&CopyRows, &str)>,
+) -> Result<(), sqlx::Error> {
+    for (rows, statement) in tables {
+        rows.send(&mut *conn, statement).await?;
+    }
+    Ok(())
+}
+
 impl CopyValue for &str {
     fn write_to(&self, out: &mut Vec<u8>) {
         for b in self.bytes() {

@@ -10,7 +10,7 @@ use kernel::TenantId;
 use kernel::ids::PatientId;
 use sqlx::AssertSqlSafe;
 use store::bulk::{placeholders, rows_per_statement};
-use store::copy_text::{CopyRows, JsonText};
+use store::copy_text::{self, CopyRows, JsonText};
 use store::{DbError, Tx, on_tx};
 
 /// The tables [`SqlLabStore::bulk_load`] fills: a load into them while they are empty sets
@@ -171,16 +171,17 @@ async fn copy(
                 .end_row();
         }
     }
-    for (rows, statement) in [
-        (&known, COPY_PATIENTS),
-        (&placed, COPY_ORDERS),
-        (&tests, COPY_TESTS),
-        (&results, COPY_RESULTS),
-        (&specimens, COPY_SPECIMENS),
-    ] {
-        rows.send(&mut *conn, statement)
-            .await
-            .map_err(DbError::from)?;
-    }
+    copy_text::send_all(
+        conn,
+        [
+            (&known, COPY_PATIENTS),
+            (&placed, COPY_ORDERS),
+            (&tests, COPY_TESTS),
+            (&results, COPY_RESULTS),
+            (&specimens, COPY_SPECIMENS),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?;
     Ok(())
 }

@@ -5,7 +5,6 @@
 //! written: this is not a path for real patients.
 
 use super::WriteError;
-use super::rows::notes_context;
 use super::sql::SqlPatientStore;
 use super::statements::{ADDRESS_PARAMS, INSERT_ADDRESS, INSERT_INSURANCE, INSURANCE_PARAMS};
 use crate::domain::Patient;
@@ -15,7 +14,7 @@ use kernel::TenantId;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use store::bulk::{placeholders as values, rows_per_statement};
-use store::copy_text::{CopyRows, JsonText};
+use store::copy_text::{self, CopyRows, JsonText};
 use store::{DbError, Tx, on_tx};
 
 /// The tables [`SqlPatientStore::bulk_load`] fills: a load into them while they are empty
@@ -135,10 +134,7 @@ impl SqlPatientStore {
         }
         let mut visits = CopyRows::with_capacity(records.len() * 300);
         for r in records {
-            let notes = r.notes.as_ref().map(|n| {
-                self.cipher
-                    .seal(tenant.as_str(), &notes_context(r.id.as_uuid()), n.expose())
-            });
+            let notes = self.stored_notes(tenant, r);
             visits
                 .value(r.id.as_uuid())
                 .value(tenant.as_str())
@@ -153,16 +149,17 @@ impl SqlPatientStore {
                 .value(&r.created_by)
                 .end_row();
         }
-        for (rows, statement) in [
-            (&people, COPY_PATIENTS),
-            (&places, COPY_ADDRESSES),
-            (&cover, COPY_INSURANCE),
-            (&visits, COPY_RECORDS),
-        ] {
-            rows.send(&mut *conn, statement)
-                .await
-                .map_err(DbError::from)?;
-        }
+        copy_text::send_all(
+            conn,
+            [
+                (&people, COPY_PATIENTS),
+                (&places, COPY_ADDRESSES),
+                (&cover, COPY_INSURANCE),
+                (&visits, COPY_RECORDS),
+            ],
+        )
+        .await
+        .map_err(DbError::from)?;
         Ok(())
     }
 
@@ -216,15 +213,8 @@ impl SqlPatientStore {
                 diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by) VALUES {}",
             values(tx.backend(), chunk.len(), 11)
         );
-        let notes: Vec<Option<String>> = chunk
-            .iter()
-            .map(|r| {
-                r.notes.as_ref().map(|n| {
-                    self.cipher
-                        .seal(tenant.as_str(), &notes_context(r.id.as_uuid()), n.expose())
-                })
-            })
-            .collect();
+        let notes: Vec<Option<String>> =
+            chunk.iter().map(|r| self.stored_notes(tenant, r)).collect();
         on_tx!(tx, |c| {
             let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
             for (r, sealed) in chunk.iter().zip(&notes) {

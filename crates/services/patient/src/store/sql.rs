@@ -153,6 +153,14 @@ impl SqlPatientStore {
         seal_ssn(&self.cipher, p)
     }
 
+    /// A record's notes as stored: sealed to its row.
+    pub(super) fn stored_notes(&self, tenant: &TenantId, r: &MedicalRecord) -> Option<String> {
+        r.notes.as_ref().map(|n| {
+            self.cipher
+                .seal(tenant.as_str(), &notes_context(r.id.as_uuid()), n.expose())
+        })
+    }
+
     fn ssn_index(&self, tenant: &TenantId, ssn: &Ssn) -> String {
         ssn_index(&self.cipher, tenant, ssn)
     }
@@ -277,13 +285,7 @@ impl PatientStore for SqlPatientStore {
             }
             Change::AddMedicalRecord(r) => {
                 require_live(&mut tx, w.tenant, r.patient_id).await?;
-                let notes = r.notes.as_ref().map(|n| {
-                    self.cipher.seal(
-                        w.tenant.as_str(),
-                        &notes_context(r.id.as_uuid()),
-                        n.expose(),
-                    )
-                });
+                let notes = self.stored_notes(w.tenant, r);
                 insert_medical_record(&mut tx, w.tenant, r, notes).await?;
             }
             Change::OrderLabs(o) => {
