@@ -23,10 +23,6 @@ impl SqlLabStore {
     pub fn new(db: Db) -> Self {
         Self { db }
     }
-
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
 }
 
 fn db<E: Into<DbError>>(e: E) -> WriteError {
