@@ -45,6 +45,7 @@ pub struct SqliteDb {
     pool: SqlitePool,
     pub(crate) writer: Arc<Writer>,
     pub(crate) direct: crate::direct::DirectConn,
+    pub(crate) reads: crate::direct_read::DirectReads,
 }
 
 impl std::ops::Deref for SqliteDb {
@@ -180,7 +181,8 @@ impl Db {
             .await?;
         Ok(Db::Sqlite(SqliteDb {
             writer: Writer::new(pool.clone(), BUSY_TIMEOUT),
-            direct: crate::direct::DirectConn::new(path),
+            direct: crate::direct::DirectConn::new(path.clone()),
+            reads: crate::direct_read::DirectReads::new(path),
             pool,
         }))
     }

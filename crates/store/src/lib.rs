@@ -12,6 +12,7 @@ pub mod copy_text;
 pub mod db;
 pub mod deferred_indexes;
 pub mod direct;
+pub mod direct_read;
 pub mod error;
 pub mod group_commit;
 pub mod inbox;

@@ -143,6 +143,33 @@ pub struct PatientWithListsRow {
 }
 
 impl PatientWithListsRow {
+    /// The row of a direct read on SQLite ([`store::SqliteDb::read_direct`]), its columns
+    /// in the order [`patient_with_lists`] selects them.
+    pub fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            patient: PatientRow {
+                patient_id: r.get(0)?,
+                tenant_id: r.get(1)?,
+                mrn: r.get(2)?,
+                ssn_sealed: r.get(3)?,
+                first_name: r.get(4)?,
+                middle_name: r.get(5)?,
+                last_name: r.get(6)?,
+                date_of_birth: r.get(7)?,
+                gender: r.get(8)?,
+                phone: r.get(9)?,
+                email: r.get(10)?,
+                version: r.get(11)?,
+                created_at: r.get(12)?,
+                updated_at: r.get(13)?,
+                created_by: r.get(14)?,
+                updated_by: r.get(15)?,
+            },
+            addresses: r.get(16)?,
+            insurance: r.get(17)?,
+        })
+    }
+
     pub fn into_patient(self, cipher: &FieldCipher) -> Result<Patient, DbError> {
         let addresses: Vec<AddressRow> =
             serde_json::from_str(&self.addresses).map_err(|_| broken("stored addresses"))?;

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use kernel::TenantId;
 use kernel::ids::{LabOrderId, MedicalRecordId, PatientId, TimelineEntryId};
 use kernel::paging::{Page, PageRequest};
+use rusqlite::OptionalExtension;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use std::sync::Arc;
@@ -383,10 +384,22 @@ impl PatientStore for SqlPatientStore {
     }
 
     async fn patient(&self, tenant: &TenantId, id: PatientId) -> Result<Option<Patient>, DbError> {
-        let sql = patient_with_lists(
-            self.db.backend(),
-            "tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL",
-        );
+        const BY_ID: &str = "tenant_id = $1 AND patient_id = $2 AND deleted_at IS NULL";
+        if let Db::Sqlite(db) = &self.db {
+            // The read every GET of a patient makes, by key: see `store::direct_read`.
+            static SQL: std::sync::LazyLock<String> =
+                std::sync::LazyLock::new(|| patient_with_lists(Backend::Sqlite, BY_ID));
+            let row = db.read_direct(|c| {
+                c.prepare_cached(&SQL)?
+                    .query_row(
+                        rusqlite::params![tenant.as_str(), id.as_uuid()],
+                        PatientWithListsRow::from_sqlite,
+                    )
+                    .optional()
+            })?;
+            return row.map(|r| r.into_patient(&self.cipher)).transpose();
+        }
+        let sql = patient_with_lists(self.db.backend(), BY_ID);
         let row: Option<PatientWithListsRow> = on_read!(&self.db, Scope::Tenant(tenant), |c| {
             sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(tenant.as_str())
