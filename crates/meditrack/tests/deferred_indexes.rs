@@ -86,6 +86,13 @@ async fn indexes_set_aside_for_a_load_come_back_as_they_were(t: TestDatabase) {
     .await
     .unwrap();
     deferred.rebuild(&mut tx).await.unwrap();
+    if let Tx::Postgres(t) = &mut tx {
+        let memory: String = sqlx::query_scalar("SELECT current_setting('maintenance_work_mem')")
+            .fetch_one(&mut **t)
+            .await
+            .unwrap();
+        assert_eq!(memory, "256MB", "index builds sort in memory");
+    }
     tx.commit().await.unwrap();
     assert_eq!(
         catalog(&db).await,
