@@ -318,9 +318,9 @@ pub struct Seeded {
     pub seconds: f64,
 }
 
-/// The patient service's share of a batch (from its first patient's index), and the lab's.
-type PatientShare = (u64, Vec<Patient>, Vec<MedicalRecord>);
-type LabShare = (u64, Vec<(PatientId, String)>, Vec<LabOrder>);
+/// A service's share of a batch (from its first patient's index), being prepared for its
+/// writer on a thread of its own.
+type Share<B> = (u64, tokio::task::JoinHandle<B>);
 
 /// A batch of synthetic data, made on one thread while others are written.
 struct Batch {
@@ -359,7 +359,7 @@ impl Batch {
 /// How far a run is, for a progress readout.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Progress {
-    /// After each batch is handed to the writers (who are at most one batch behind):
+    /// After each batch is handed to the writers (who are at most two batches behind):
     /// patients so far, and per second since the start.
     Written { patients: u64, per_second: f64 },
     /// Every batch is written; the indexes set aside are being built.
@@ -429,16 +429,22 @@ pub async fn seed(
             start = end;
         }
     });
-    // Each service's share of a batch is written by a task of its own, so the patient
-    // service's load and the lab's, each one transaction on one connection, do not wait
-    // for each other; a writer that fails drops its queue, and its error is reported.
-    let (patient_shares, mut patient_queue) = tokio::sync::mpsc::channel::<PatientShare>(1);
-    let (lab_shares, mut lab_queue) = tokio::sync::mpsc::channel::<LabShare>(1);
+    // Each service's share of a batch is prepared (on PostgreSQL sealed and encoded as
+    // `COPY` rows) on a blocking thread while the writer sends the previous one, and written
+    // by a task of its own, so the patient service's load and the lab's, each one
+    // transaction on one connection, wait neither for each other nor for the encoding; a
+    // writer that fails drops its queue, and its error is reported.
+    let (patient_shares, mut patient_queue) =
+        tokio::sync::mpsc::channel::<Share<patient::store::BulkBatch>>(1);
+    let (lab_shares, mut lab_queue) = tokio::sync::mpsc::channel::<Share<lab::store::BulkBatch>>(1);
+    let prepared = |e: tokio::task::JoinError| format!("preparing a batch failed: {e}");
     let tenant = o.tenant.clone();
+    let patient_store = store.clone();
     let patient_writer = tokio::spawn(async move {
-        while let Some((at, patients, records)) = patient_queue.recv().await {
-            store
-                .bulk_load(&mut tx, &tenant, &patients, &records)
+        while let Some((at, batch)) = patient_queue.recv().await {
+            let batch = batch.await.map_err(prepared)?;
+            patient_store
+                .bulk_write(&mut tx, &tenant, &batch)
                 .await
                 .map_err(|e| {
                     format!(
@@ -450,13 +456,15 @@ pub async fn seed(
     });
     let tenant = o.tenant.clone();
     let lab_writer = tokio::spawn(async move {
-        while let Some((at, known, orders)) = lab_queue.recv().await {
-            lab::store::SqlLabStore::bulk_load(&mut lab_tx, &tenant, &known, &orders, now)
+        while let Some((at, batch)) = lab_queue.recv().await {
+            let batch = batch.await.map_err(prepared)?;
+            lab::store::SqlLabStore::bulk_write(&mut lab_tx, &tenant, &batch, now)
                 .await
                 .map_err(|e| format!("lab batch at {at}: {e}"))?;
         }
         Ok::<_, String>(lab_tx)
     });
+    let backend = db.backend();
     let (mut done, mut records_done, mut orders_done) = (0, 0, 0);
     while let Some(batch) = made.recv().await {
         let b = batch?;
@@ -471,11 +479,15 @@ pub async fn seed(
             .iter()
             .map(|p| (p.id, p.mrn.as_str().to_owned()))
             .collect();
-        if patient_shares
-            .send((b.first, b.patients, b.records))
-            .await
-            .is_err()
-            || lab_shares.send((b.first, known, b.orders)).await.is_err()
+        let (store, tenant) = (store.clone(), o.tenant.clone());
+        let people =
+            tokio::task::spawn_blocking(move || store.bulk_batch(&tenant, b.patients, b.records));
+        let tenant = o.tenant.clone();
+        let orders = tokio::task::spawn_blocking(move || {
+            lab::store::SqlLabStore::bulk_batch(backend, &tenant, known, b.orders, now)
+        });
+        if patient_shares.send((b.first, people)).await.is_err()
+            || lab_shares.send((b.first, orders)).await.is_err()
         {
             break;
         }

@@ -63,15 +63,24 @@ impl CopyRows {
     }
 }
 
-/// Sends each table's rows with its `COPY` statement, in order, on `conn`.
-pub async fn send_all(
-    conn: &mut PgConnection,
-    tables: impl IntoIterator<Item = (&CopyRows, &str)>,
-) -> Result<(), sqlx::Error> {
-    for (rows, statement) in tables {
-        rows.send(&mut *conn, statement).await?;
+/// Tables' rows, each with its `COPY` statement, encoded and ready to send: a load encodes
+/// one batch on a thread of its own while the previous one is being sent, so that neither
+/// the server nor the encoder waits for the other.
+#[derive(Debug, Default)]
+pub struct CopyLoad(Vec<(CopyRows, &'static str)>);
+
+impl CopyLoad {
+    pub fn new(tables: impl IntoIterator<Item = (CopyRows, &'static str)>) -> Self {
+        Self(tables.into_iter().collect())
     }
-    Ok(())
+
+    /// Sends each table's rows, in order, on `conn`.
+    pub async fn send(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        for (rows, statement) in &self.0 {
+            rows.send(&mut *conn, statement).await?;
+        }
+        Ok(())
+    }
 }
 
 impl CopyValue for &str {

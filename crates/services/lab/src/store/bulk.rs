@@ -10,10 +10,10 @@ use kernel::TenantId;
 use kernel::ids::PatientId;
 use sqlx::AssertSqlSafe;
 use store::bulk::{placeholders, rows_per_statement};
-use store::copy_text::{self, CopyRows, JsonText};
-use store::{DbError, Tx, on_tx};
+use store::copy_text::{CopyLoad, CopyRows, JsonText};
+use store::{Backend, DbError, Tx, on_tx};
 
-/// The tables [`SqlLabStore::bulk_load`] fills: a load into them while they are empty sets
+/// The tables [`SqlLabStore::bulk_write`] fills: a load into them while they are empty sets
 /// their indexes aside (`store::DeferredIndexes`).
 pub const BULK_TABLES: [&str; 5] = [
     "lab_patients",
@@ -23,20 +23,55 @@ pub const BULK_TABLES: [&str; 5] = [
     "specimens",
 ];
 
+/// A batch of [`SqlLabStore::bulk_write`], prepared by [`SqlLabStore::bulk_batch`].
+#[derive(Debug)]
+pub enum BulkBatch {
+    /// On PostgreSQL: the `COPY` rows, encoded already.
+    Copy(CopyLoad),
+    /// On SQLite: the rows, for INSERTs.
+    Rows {
+        patients: Vec<(PatientId, String)>,
+        orders: Vec<LabOrder>,
+    },
+}
+
 impl SqlLabStore {
-    /// The lab learns of `patients` (id and MRN), as `patient.created.v1` would have told
-    /// it, and holds `orders` as placed (with whatever results they carry), in `tx`, a
-    /// transaction of `tenant`'s that the caller commits.
-    pub async fn bulk_load(
+    /// Prepares what the lab learns of `patients` (id and MRN), as `patient.created.v1`
+    /// would have told it, and `orders` as placed (with whatever results they carry), for
+    /// [`Self::bulk_write`] on `backend`: on PostgreSQL this encodes every row, work for a
+    /// thread other than the one that writes.
+    pub fn bulk_batch(
+        backend: Backend,
+        tenant: &TenantId,
+        patients: Vec<(PatientId, String)>,
+        orders: Vec<LabOrder>,
+        at: DateTime<Utc>,
+    ) -> BulkBatch {
+        match backend {
+            Backend::Postgres => BulkBatch::Copy(encode_copy(tenant, &patients, &orders, at)),
+            Backend::Sqlite => BulkBatch::Rows { patients, orders },
+        }
+    }
+
+    /// Writes `batch` in `tx`, a transaction of `tenant`'s that the caller commits. On
+    /// PostgreSQL by `COPY`, which `tx` may use only as the schema's owner: PostgreSQL
+    /// refuses it under row-level security.
+    pub async fn bulk_write(
         tx: &mut Tx,
         tenant: &TenantId,
-        patients: &[(PatientId, String)],
-        orders: &[LabOrder],
+        batch: &BulkBatch,
         at: DateTime<Utc>,
     ) -> Result<(), WriteError> {
-        if let Tx::Postgres(t) = tx {
-            return copy(t, tenant, patients, orders, at).await;
-        }
+        let (patients, orders) = match (batch, &mut *tx) {
+            (BulkBatch::Copy(load), Tx::Postgres(t)) => {
+                load.send(t).await.map_err(DbError::from)?;
+                return Ok(());
+            }
+            (BulkBatch::Rows { patients, orders }, Tx::Sqlite(_)) => (patients, orders),
+            _ => {
+                return Err(DbError::Invariant("a bulk batch prepared for another backend").into());
+            }
+        };
         for chunk in patients.chunks(rows_per_statement(tx.backend())) {
             let sql = format!(
                 "INSERT INTO lab_patients (tenant_id, patient_id, mrn, registered_at) VALUES {}",
@@ -76,16 +111,14 @@ const COPY_RESULTS: &str = "COPY lab_results (result_id, tenant_id, test_id, ord
 const COPY_SPECIMENS: &str = "COPY specimens (specimen_id, tenant_id, order_id, specimen_type,
     collected_at, collected_by, received_at, condition) FROM STDIN";
 
-/// On PostgreSQL, the same rows by `COPY`, one statement per table instead of a few per
-/// order (which `tx` may use only as the schema's owner: PostgreSQL refuses it under
-/// row-level security).
-async fn copy(
-    conn: &mut sqlx::PgConnection,
+/// The `COPY` rows of the lab's share, one statement per table instead of a few
+/// statements per order.
+fn encode_copy(
     tenant: &TenantId,
     patients: &[(PatientId, String)],
     orders: &[LabOrder],
     at: DateTime<Utc>,
-) -> Result<(), WriteError> {
+) -> CopyLoad {
     let tenant = tenant.as_str();
     let mut known = CopyRows::with_capacity(patients.len() * 80);
     for (id, mrn) in patients {
@@ -171,17 +204,11 @@ async fn copy(
                 .end_row();
         }
     }
-    copy_text::send_all(
-        conn,
-        [
-            (&known, COPY_PATIENTS),
-            (&placed, COPY_ORDERS),
-            (&tests, COPY_TESTS),
-            (&results, COPY_RESULTS),
-            (&specimens, COPY_SPECIMENS),
-        ],
-    )
-    .await
-    .map_err(DbError::from)?;
-    Ok(())
+    CopyLoad::new([
+        (known, COPY_PATIENTS),
+        (placed, COPY_ORDERS),
+        (tests, COPY_TESTS),
+        (results, COPY_RESULTS),
+        (specimens, COPY_SPECIMENS),
+    ])
 }

@@ -2,7 +2,7 @@
 //! saved whole, with the events its change produced, in one transaction.
 
 mod bulk;
-pub use bulk::BULK_TABLES;
+pub use bulk::{BULK_TABLES, BulkBatch};
 pub(crate) mod direct;
 pub mod hl7;
 mod rows;

@@ -14,10 +14,10 @@ use kernel::TenantId;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use store::bulk::{placeholders as values, rows_per_statement};
-use store::copy_text::{self, CopyRows, JsonText};
-use store::{DbError, Tx, on_tx};
+use store::copy_text::{CopyLoad, CopyRows, JsonText};
+use store::{Backend, DbError, Tx, on_tx};
 
-/// The tables [`SqlPatientStore::bulk_load`] fills: a load into them while they are empty
+/// The tables [`SqlPatientStore::bulk_write`] fills: a load into them while they are empty
 /// sets their indexes aside (`store::DeferredIndexes`).
 pub const BULK_TABLES: [&str; 4] = [
     "patients",
@@ -39,19 +39,52 @@ const COPY_RECORDS: &str = "COPY medical_records (record_id, tenant_id, patient_
     record_date, provider_id, diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by)
     FROM STDIN";
 
+/// A batch of [`SqlPatientStore::bulk_write`], prepared by [`SqlPatientStore::bulk_batch`].
+#[derive(Debug)]
+pub enum BulkBatch {
+    /// On PostgreSQL: the `COPY` rows, sealed and encoded already.
+    Copy(CopyLoad),
+    /// On SQLite: the rows, for multi-row INSERTs.
+    Rows {
+        patients: Vec<Patient>,
+        records: Vec<MedicalRecord>,
+    },
+}
+
 impl SqlPatientStore {
-    /// Writes `patients` and `records` in `tx`, a transaction of `tenant`'s (the caller
-    /// commits it, after as many loads as it likes).
-    pub async fn bulk_load(
+    /// Prepares `patients` and `records` for [`Self::bulk_write`]: on PostgreSQL this seals
+    /// and encodes every row, work for a thread other than the one that writes.
+    pub fn bulk_batch(
+        &self,
+        tenant: &TenantId,
+        patients: Vec<Patient>,
+        records: Vec<MedicalRecord>,
+    ) -> BulkBatch {
+        match self.db().backend() {
+            Backend::Postgres => BulkBatch::Copy(self.encode_copy(tenant, &patients, &records)),
+            Backend::Sqlite => BulkBatch::Rows { patients, records },
+        }
+    }
+
+    /// Writes `batch` in `tx`, a transaction of `tenant`'s (the caller commits it, after as
+    /// many batches as it likes). On PostgreSQL by `COPY`, which `tx` may use only as the
+    /// schemas' owner: PostgreSQL refuses it under row-level security.
+    pub async fn bulk_write(
         &self,
         tx: &mut Tx,
         tenant: &TenantId,
-        patients: &[Patient],
-        records: &[MedicalRecord],
+        batch: &BulkBatch,
     ) -> Result<(), WriteError> {
-        if let Tx::Postgres(t) = tx {
-            return self.copy(t, tenant, patients, records).await;
-        }
+        let (patients, records) = match (batch, &mut *tx) {
+            (BulkBatch::Copy(load), Tx::Postgres(t)) => {
+                load.send(t).await.map_err(DbError::from)?;
+                return Ok(());
+            }
+            (BulkBatch::Rows { patients, records }, Tx::Sqlite(_)) => (patients, records),
+            _ => {
+                return Err(DbError::Invariant("a bulk batch prepared for another backend").into());
+            }
+        };
         let rows = rows_per_statement(tx.backend());
         for chunk in patients.chunks(rows) {
             self.patients(tx, chunk).await?;
@@ -64,15 +97,13 @@ impl SqlPatientStore {
         Ok(())
     }
 
-    /// On PostgreSQL, the same rows by `COPY` (which `tx` may use only as the schemas'
-    /// owner: PostgreSQL refuses it under row-level security), one statement per table.
-    async fn copy(
+    /// The `COPY` rows of `patients` and `records`, one statement per table.
+    fn encode_copy(
         &self,
-        conn: &mut sqlx::PgConnection,
         tenant: &TenantId,
         patients: &[Patient],
         records: &[MedicalRecord],
-    ) -> Result<(), WriteError> {
+    ) -> CopyLoad {
         let mut people = CopyRows::with_capacity(patients.len() * 400);
         let mut places = CopyRows::with_capacity(patients.len() * 150);
         let mut cover = CopyRows::with_capacity(patients.len() * 150);
@@ -149,18 +180,12 @@ impl SqlPatientStore {
                 .value(&r.created_by)
                 .end_row();
         }
-        copy_text::send_all(
-            conn,
-            [
-                (&people, COPY_PATIENTS),
-                (&places, COPY_ADDRESSES),
-                (&cover, COPY_INSURANCE),
-                (&visits, COPY_RECORDS),
-            ],
-        )
-        .await
-        .map_err(DbError::from)?;
-        Ok(())
+        CopyLoad::new([
+            (people, COPY_PATIENTS),
+            (places, COPY_ADDRESSES),
+            (cover, COPY_INSURANCE),
+            (visits, COPY_RECORDS),
+        ])
     }
 
     async fn patients(&self, tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {

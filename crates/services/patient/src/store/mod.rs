@@ -4,7 +4,7 @@
 #[macro_use]
 mod statements;
 mod bulk;
-pub use bulk::BULK_TABLES;
+pub use bulk::{BULK_TABLES, BulkBatch};
 mod registration;
 mod rows;
 mod sealing;
