@@ -277,12 +277,18 @@ fn run(
 /// The file exists (migrations made it, in WAL mode, which the file keeps); the settings
 /// are those of the sqlx connections ([`crate::Db::connect_sqlite`]).
 fn open(path: &Path) -> rusqlite::Result<Connection> {
+    open_with(path, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+}
+
+/// A rusqlite connection to the file at `path`, waiting for locks as the sqlx connections
+/// do, with `pragmas` run on it.
+pub(crate) fn open_with(path: &Path, pragmas: &str) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(crate::db::BUSY_TIMEOUT)?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    conn.execute_batch(pragmas)?;
     Ok(conn)
 }
 
@@ -292,11 +298,12 @@ pub fn time(t: DateTime<Utc>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Db, Scope, on_tx};
 
-    async fn db(name: &str) -> (Db, PathBuf) {
+    /// A database of one table `t (id BLOB PRIMARY KEY, at TEXT NOT NULL, n INTEGER)`.
+    pub(crate) async fn db(name: &str) -> (Db, PathBuf) {
         let dir = std::env::temp_dir().join(format!("store-{name}-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = Db::connect_sqlite(dir.join("t.db"), 2).await.unwrap();
@@ -307,7 +314,7 @@ mod tests {
         (db, dir)
     }
 
-    fn sqlite(db: &Db) -> &crate::SqliteDb {
+    pub(crate) fn sqlite(db: &Db) -> &crate::SqliteDb {
         match db {
             Db::Sqlite(s) => s,
             Db::Postgres(_) => unreachable!(),

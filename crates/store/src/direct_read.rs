@@ -15,7 +15,7 @@
 //! blobs, times as RFC 3339 text; rusqlite's `uuid` and `chrono` conversions read both).
 
 use crate::DbError;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -60,13 +60,7 @@ impl DirectReads {
 /// Opened read-write so that the WAL's shared memory works as for any connection, and then
 /// refused every write (`query_only`): a direct read cannot change the database.
 fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(crate::db::BUSY_TIMEOUT)?;
-    conn.execute_batch("PRAGMA query_only = ON;")?;
-    Ok(conn)
+    crate::direct::open_with(path, "PRAGMA query_only = ON;")
 }
 
 impl crate::SqliteDb {
@@ -89,25 +83,12 @@ impl crate::SqliteDb {
 
 #[cfg(test)]
 mod tests {
+    use crate::direct::tests::sqlite;
     use crate::{Db, SqliteDb};
     use rusqlite::OptionalExtension;
 
     async fn db(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("store-{name}-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Db::connect_sqlite(dir.join("t.db"), 2).await.unwrap();
-        sqlx::raw_sql("CREATE TABLE t (id BLOB PRIMARY KEY, at TEXT NOT NULL, n INTEGER)")
-            .execute(&**sqlite(&db))
-            .await
-            .unwrap();
-        db
-    }
-
-    fn sqlite(db: &Db) -> &SqliteDb {
-        match db {
-            Db::Sqlite(s) => s,
-            Db::Postgres(_) => unreachable!(),
-        }
+        crate::direct::tests::db(name).await.0
     }
 
     fn n_of(db: &SqliteDb, id: uuid::Uuid) -> Option<i64> {
