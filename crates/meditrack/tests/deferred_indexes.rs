@@ -63,14 +63,20 @@ async fn run(tx: &mut Tx, sql: &str) -> Result<(), sqlx::Error> {
     .map(|_| ()))
 }
 
-async fn indexes_set_aside_for_a_load_come_back_as_they_were(t: TestDatabase) {
-    let db = setup(&t).await;
-    let before = catalog(&db).await;
+/// A transaction that has set aside the indexes of the freshly made, empty tables.
+async fn set_aside_in_empty_tables(db: &Db) -> (Tx, DeferredIndexes) {
     let mut tx = db.begin().await.unwrap();
     let deferred = DeferredIndexes::set_aside(&mut tx, &TABLES)
         .await
         .unwrap()
         .expect("empty tables");
+    (tx, deferred)
+}
+
+async fn indexes_set_aside_for_a_load_come_back_as_they_were(t: TestDatabase) {
+    let db = setup(&t).await;
+    let before = catalog(&db).await;
+    let (mut tx, deferred) = set_aside_in_empty_tables(&db).await;
     // The two secondary indexes, and on PostgreSQL the foreign key; never a primary key or
     // a unique constraint.
     let expected = match db.backend() {
@@ -122,11 +128,7 @@ async fn indexes_set_aside_for_a_load_come_back_as_they_were(t: TestDatabase) {
 async fn a_load_that_breaks_a_unique_index_fails_and_leaves_the_indexes(t: TestDatabase) {
     let db = setup(&t).await;
     let before = catalog(&db).await;
-    let mut tx = db.begin().await.unwrap();
-    let deferred = DeferredIndexes::set_aside(&mut tx, &TABLES)
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut tx, deferred) = set_aside_in_empty_tables(&db).await;
     run(
         &mut tx,
         "INSERT INTO parents (id, name) VALUES (1, 'a');

@@ -5,7 +5,43 @@
 //! square of the count: 75 % of a 500-row insert, profiled), while `?` it binds in order.
 //! A statement that uses these lists on SQLite must therefore use `?` for every parameter.
 
-use crate::Backend;
+use crate::copy_text::CopyLoad;
+use crate::{Backend, DbError, Tx};
+
+/// A batch of a bulk load, prepared (on a thread other than the writer's, since that is
+/// CPU work) for the backend it goes to: on PostgreSQL its `COPY` rows, encoded already;
+/// on SQLite the rows `R` themselves, for multi-row INSERTs.
+#[derive(Debug)]
+pub enum Batch<R> {
+    Copy(CopyLoad),
+    Rows(R),
+}
+
+impl<R> Batch<R> {
+    /// `rows` for `backend`, encoded by `encode` on PostgreSQL.
+    pub fn prepare(backend: Backend, rows: R, encode: impl FnOnce(&R) -> CopyLoad) -> Self {
+        match backend {
+            Backend::Postgres => Batch::Copy(encode(&rows)),
+            Backend::Sqlite => Batch::Rows(rows),
+        }
+    }
+
+    /// Sends a `COPY` batch in `tx` (which only a schema owner's transaction may do:
+    /// PostgreSQL refuses `COPY FROM` under row-level security) and returns `None`; returns
+    /// the rows of any other batch, for the caller to insert.
+    pub async fn copy_or_rows(&self, tx: &mut Tx) -> Result<Option<&R>, DbError> {
+        match (self, tx) {
+            (Batch::Copy(load), Tx::Postgres(t)) => {
+                load.send(t).await?;
+                Ok(None)
+            }
+            (Batch::Rows(rows), Tx::Sqlite(_)) => Ok(Some(rows)),
+            _ => Err(DbError::Invariant(
+                "a bulk batch prepared for another backend",
+            )),
+        }
+    }
+}
 
 /// Rows per statement: 20 columns of these stay under PostgreSQL's 65,535 bind parameters
 /// and SQLite's 32,766.

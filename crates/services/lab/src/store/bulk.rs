@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use kernel::TenantId;
 use kernel::ids::PatientId;
 use sqlx::AssertSqlSafe;
-use store::bulk::{placeholders, rows_per_statement};
+use store::bulk::{Batch, placeholders, rows_per_statement};
 use store::copy_text::{CopyLoad, CopyRows, JsonText};
 use store::{Backend, DbError, Tx, on_tx};
 
@@ -23,17 +23,8 @@ pub const BULK_TABLES: [&str; 5] = [
     "specimens",
 ];
 
-/// A batch of [`SqlLabStore::bulk_write`], prepared by [`SqlLabStore::bulk_batch`].
-#[derive(Debug)]
-pub enum BulkBatch {
-    /// On PostgreSQL: the `COPY` rows, encoded already.
-    Copy(CopyLoad),
-    /// On SQLite: the rows, for INSERTs.
-    Rows {
-        patients: Vec<(PatientId, String)>,
-        orders: Vec<LabOrder>,
-    },
-}
+/// A batch of [`SqlLabStore::bulk_write`]: patients (id and MRN) and orders.
+pub type BulkBatch = Batch<(Vec<(PatientId, String)>, Vec<LabOrder>)>;
 
 impl SqlLabStore {
     /// Prepares what the lab learns of `patients` (id and MRN), as `patient.created.v1`
@@ -47,30 +38,20 @@ impl SqlLabStore {
         orders: Vec<LabOrder>,
         at: DateTime<Utc>,
     ) -> BulkBatch {
-        match backend {
-            Backend::Postgres => BulkBatch::Copy(encode_copy(tenant, &patients, &orders, at)),
-            Backend::Sqlite => BulkBatch::Rows { patients, orders },
-        }
+        Batch::prepare(backend, (patients, orders), |(p, o)| {
+            encode_copy(tenant, p, o, at)
+        })
     }
 
-    /// Writes `batch` in `tx`, a transaction of `tenant`'s that the caller commits. On
-    /// PostgreSQL by `COPY`, which `tx` may use only as the schema's owner: PostgreSQL
-    /// refuses it under row-level security.
+    /// Writes `batch` in `tx`, a transaction of `tenant`'s that the caller commits.
     pub async fn bulk_write(
         tx: &mut Tx,
         tenant: &TenantId,
         batch: &BulkBatch,
         at: DateTime<Utc>,
     ) -> Result<(), WriteError> {
-        let (patients, orders) = match (batch, &mut *tx) {
-            (BulkBatch::Copy(load), Tx::Postgres(t)) => {
-                load.send(t).await.map_err(DbError::from)?;
-                return Ok(());
-            }
-            (BulkBatch::Rows { patients, orders }, Tx::Sqlite(_)) => (patients, orders),
-            _ => {
-                return Err(DbError::Invariant("a bulk batch prepared for another backend").into());
-            }
+        let Some((patients, orders)) = batch.copy_or_rows(tx).await? else {
+            return Ok(());
         };
         for chunk in patients.chunks(rows_per_statement(tx.backend())) {
             let sql = format!(

@@ -13,9 +13,9 @@ use crate::domain::name::search_key;
 use kernel::TenantId;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use store::bulk::{placeholders as values, rows_per_statement};
+use store::bulk::{Batch, placeholders as values, rows_per_statement};
 use store::copy_text::{CopyLoad, CopyRows, JsonText};
-use store::{Backend, DbError, Tx, on_tx};
+use store::{DbError, Tx, on_tx};
 
 /// The tables [`SqlPatientStore::bulk_write`] fills: a load into them while they are empty
 /// sets their indexes aside (`store::DeferredIndexes`).
@@ -39,17 +39,8 @@ const COPY_RECORDS: &str = "COPY medical_records (record_id, tenant_id, patient_
     record_date, provider_id, diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by)
     FROM STDIN";
 
-/// A batch of [`SqlPatientStore::bulk_write`], prepared by [`SqlPatientStore::bulk_batch`].
-#[derive(Debug)]
-pub enum BulkBatch {
-    /// On PostgreSQL: the `COPY` rows, sealed and encoded already.
-    Copy(CopyLoad),
-    /// On SQLite: the rows, for multi-row INSERTs.
-    Rows {
-        patients: Vec<Patient>,
-        records: Vec<MedicalRecord>,
-    },
-}
+/// A batch of [`SqlPatientStore::bulk_write`]: patients and their medical records.
+pub type BulkBatch = Batch<(Vec<Patient>, Vec<MedicalRecord>)>;
 
 impl SqlPatientStore {
     /// Prepares `patients` and `records` for [`Self::bulk_write`]: on PostgreSQL this seals
@@ -60,30 +51,21 @@ impl SqlPatientStore {
         patients: Vec<Patient>,
         records: Vec<MedicalRecord>,
     ) -> BulkBatch {
-        match self.db().backend() {
-            Backend::Postgres => BulkBatch::Copy(self.encode_copy(tenant, &patients, &records)),
-            Backend::Sqlite => BulkBatch::Rows { patients, records },
-        }
+        Batch::prepare(self.db().backend(), (patients, records), |(p, r)| {
+            self.encode_copy(tenant, p, r)
+        })
     }
 
     /// Writes `batch` in `tx`, a transaction of `tenant`'s (the caller commits it, after as
-    /// many batches as it likes). On PostgreSQL by `COPY`, which `tx` may use only as the
-    /// schemas' owner: PostgreSQL refuses it under row-level security.
+    /// many batches as it likes).
     pub async fn bulk_write(
         &self,
         tx: &mut Tx,
         tenant: &TenantId,
         batch: &BulkBatch,
     ) -> Result<(), WriteError> {
-        let (patients, records) = match (batch, &mut *tx) {
-            (BulkBatch::Copy(load), Tx::Postgres(t)) => {
-                load.send(t).await.map_err(DbError::from)?;
-                return Ok(());
-            }
-            (BulkBatch::Rows { patients, records }, Tx::Sqlite(_)) => (patients, records),
-            _ => {
-                return Err(DbError::Invariant("a bulk batch prepared for another backend").into());
-            }
+        let Some((patients, records)) = batch.copy_or_rows(tx).await? else {
+            return Ok(());
         };
         let rows = rows_per_statement(tx.backend());
         for chunk in patients.chunks(rows) {
