@@ -46,6 +46,9 @@ pub struct SqliteDb {
     pub(crate) writer: Arc<Writer>,
     pub(crate) direct: crate::direct::DirectConn,
     pub(crate) reads: crate::direct_read::DirectReads,
+    /// Held for its thread, which ends when the last clone of this is dropped.
+    #[cfg_attr(not(test), allow(dead_code))]
+    checkpoints: Arc<crate::checkpointer::Checkpointer>,
 }
 
 impl std::ops::Deref for SqliteDb {
@@ -60,6 +63,11 @@ impl SqliteDb {
     /// Write transactions committed so far, each for a group of writers.
     pub fn group_commits(&self) -> u64 {
         self.writer.commits()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn last_checkpoint(&self) -> Option<(i64, i64)> {
+        self.checkpoints.last()
     }
 }
 
@@ -170,6 +178,12 @@ impl Db {
             // FULL: a commit is on disk before we answer "accepted", even across power loss.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Checkpoints run on a thread of their own (`crate::checkpointer`); a commit
+            // runs one only if the WAL outgrows this.
+            .pragma(
+                "wal_autocheckpoint",
+                crate::checkpointer::BACKSTOP_PAGES.to_string(),
+            )
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
@@ -182,7 +196,11 @@ impl Db {
         Ok(Db::Sqlite(SqliteDb {
             writer: Writer::new(pool.clone(), BUSY_TIMEOUT),
             direct: crate::direct::DirectConn::new(path.clone()),
-            reads: crate::direct_read::DirectReads::new(path),
+            reads: crate::direct_read::DirectReads::new(path.clone()),
+            checkpoints: Arc::new(crate::checkpointer::Checkpointer::start(
+                path,
+                crate::checkpointer::INTERVAL,
+            )),
             pool,
         }))
     }

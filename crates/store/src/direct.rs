@@ -277,7 +277,13 @@ fn run(
 /// The file exists (migrations made it, in WAL mode, which the file keeps); the settings
 /// are those of the sqlx connections ([`crate::Db::connect_sqlite`]).
 fn open(path: &Path) -> rusqlite::Result<Connection> {
-    open_with(path, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+    let conn = open_with(path, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        crate::checkpointer::BACKSTOP_PAGES,
+    )?;
+    Ok(conn)
 }
 
 /// A rusqlite connection to the file at `path`, waiting for locks as the sqlx connections

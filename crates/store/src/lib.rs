@@ -8,6 +8,7 @@
 
 pub mod app_role;
 pub mod bulk;
+mod checkpointer;
 pub mod copy_text;
 pub mod db;
 pub mod deferred_indexes;
