@@ -171,31 +171,47 @@ impl PatientWithListsRow {
     }
 
     pub fn into_patient(self, cipher: &FieldCipher) -> Result<Patient, DbError> {
-        let addresses: Vec<AddressRow> =
-            serde_json::from_str(&self.addresses).map_err(|_| broken("stored addresses"))?;
-        let insurance: Vec<InsuranceRow> =
-            serde_json::from_str(&self.insurance).map_err(|_| broken("stored insurance"))?;
-        self.patient.into_patient(
-            cipher,
-            addresses.into_iter().map(Into::into).collect(),
-            insurance.into_iter().map(Into::into).collect(),
-        )
+        let (addresses, insurance) = lists(&self.addresses, &self.insurance)?;
+        self.patient.into_patient(cipher, addresses, insurance)
     }
 }
 
-/// `SELECT` of a patient's columns and of its addresses and insurance as JSON arrays in
-/// `position` order, from `patients` filtered by `filter`: one statement instead of three.
+/// A patient's addresses and insurance from the JSON arrays [`patient_with_lists`] reads,
+/// each in `position` order.
+fn lists(addresses: &str, insurance: &str) -> Result<(Vec<Address>, Vec<Insurance>), DbError> {
+    let mut addresses: Vec<AddressRow> =
+        serde_json::from_str(addresses).map_err(|_| broken("stored addresses"))?;
+    let mut insurance: Vec<InsuranceRow> =
+        serde_json::from_str(insurance).map_err(|_| broken("stored insurance"))?;
+    addresses.sort_by_key(|a| a.position);
+    insurance.sort_by_key(|i| i.position);
+    Ok((
+        addresses.into_iter().map(Into::into).collect(),
+        insurance.into_iter().map(Into::into).collect(),
+    ))
+}
+
+/// `SELECT` of a patient's columns and of its addresses and insurance as JSON arrays, each
+/// element with its `position`, from `patients` filtered by `filter`: one statement
+/// instead of three. The lists are put in order once parsed
+/// ([`PatientWithListsRow::into_patient`]): on SQLite an aggregate's `ORDER BY` builds a
+/// temporary b-tree, with a page cache of its own, for each list of each read (3 % of the
+/// hub's CPU under GET patient).
 pub fn patient_with_lists(backend: Backend, filter: &str) -> String {
     let list = |columns: &str, table: &str| {
-        let pairs: Vec<String> = columns.split(", ").map(|c| format!("'{c}', {c}")).collect();
+        let pairs: Vec<String> = columns
+            .split(", ")
+            .chain(["position"])
+            .map(|c| format!("'{c}', {c}"))
+            .collect();
         let pairs = pairs.join(", ");
         match backend {
             // Over no rows json_group_array gives `[]`, json_agg NULL.
             Backend::Sqlite => format!(
-                "(SELECT json_group_array(json_object({pairs}) ORDER BY position) FROM {table} WHERE {table}.patient_id = patients.patient_id)"
+                "(SELECT json_group_array(json_object({pairs})) FROM {table} WHERE {table}.patient_id = patients.patient_id)"
             ),
             Backend::Postgres => format!(
-                "(SELECT COALESCE(json_agg(json_build_object({pairs}) ORDER BY position), '[]')::text FROM {table} WHERE {table}.patient_id = patients.patient_id)"
+                "(SELECT COALESCE(json_agg(json_build_object({pairs})), '[]')::text FROM {table} WHERE {table}.patient_id = patients.patient_id)"
             ),
         }
     };
@@ -231,6 +247,8 @@ pub struct AddressRow {
     country: String,
     #[serde(deserialize_with = "flag")]
     is_primary: bool,
+    #[sqlx(default)]
+    position: i32,
 }
 
 pub const ADDRESS_COLUMNS: &str =
@@ -263,6 +281,8 @@ pub struct InsuranceRow {
     termination_date: Option<NaiveDate>,
     #[serde(deserialize_with = "flag")]
     is_primary: bool,
+    #[sqlx(default)]
+    position: i32,
 }
 
 pub const INSURANCE_COLUMNS: &str = "policy_number, payer_id, payer_name, group_number, policy_holder_name, relationship_to_insured, effective_date, termination_date, is_primary";
@@ -416,4 +436,37 @@ pub struct IdempotencyRow {
     pub operation: String,
     pub request_digest: String,
     pub resource_id: Uuid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_insurance_come_in_position_order_whatever_order_the_json_has() {
+        let address = |city: &str, position: i32| {
+            format!(
+                r#"{{"address_type":"HOME","street_line1":"1 Main St","street_line2":null,"city":"{city}","state":"MA","zip_code":"02101","country":"US","is_primary":0,"position":{position}}}"#
+            )
+        };
+        let policy = |number: &str, position: i32| {
+            format!(
+                r#"{{"policy_number":"{number}","payer_id":"P1","payer_name":"Payer","group_number":null,"policy_holder_name":null,"relationship_to_insured":null,"effective_date":"2024-01-01","termination_date":null,"is_primary":1,"position":{position}}}"#
+            )
+        };
+        let (addresses, insurance) = lists(
+            &format!(
+                "[{},{},{}]",
+                address("C", 2),
+                address("A", 0),
+                address("B", 1)
+            ),
+            &format!("[{},{}]", policy("second", 1), policy("first", 0)),
+        )
+        .unwrap();
+        let cities: Vec<&str> = addresses.iter().map(|a| a.city.as_str()).collect();
+        assert_eq!(cities, ["A", "B", "C"]);
+        let numbers: Vec<&str> = insurance.iter().map(|i| i.policy_number.as_str()).collect();
+        assert_eq!(numbers, ["first", "second"]);
+    }
 }
