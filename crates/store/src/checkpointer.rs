@@ -133,11 +133,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn committed_pages_reach_the_database_file_without_a_writer_copying_them() {
+    async fn commits_checkpoint_only_past_the_backstop_and_the_thread_copies_their_pages() {
         let (db, dir) = db("checkpoint-thread").await;
         let sqlite = sqlite(&db);
-        // More pages than SQLite's default autocheckpoint (1,000), which would have made
-        // this commit copy them itself.
+        // More pages than SQLite's default autocheckpoint (1,000).
         sqlite
             .write_direct(|tx| {
                 let blob = vec![7u8; 3000];
@@ -178,7 +177,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_thread_ends_when_its_database_is_dropped() {
+    async fn the_thread_ends_when_its_checkpointer_is_dropped() {
         let (db, dir) = db("checkpoint-stop").await;
         let checkpointer = Checkpointer::start(dir.join("t.db"), Duration::from_millis(10));
         let state = Arc::downgrade(&checkpointer.state);
