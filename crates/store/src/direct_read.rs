@@ -79,6 +79,52 @@ impl crate::SqliteDb {
         }
         Ok(result?)
     }
+
+    /// A read transaction on a pooled connection, for point reads that must see one
+    /// snapshot: see [`Snapshot`].
+    pub fn snapshot(&self) -> Result<Snapshot, DbError> {
+        let conn = self.reads.take()?;
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        Ok(Snapshot {
+            conn: Some(conn),
+            reads: self.reads.clone(),
+        })
+    }
+}
+
+/// Point reads that must agree with each other (an order and its children, read to be
+/// changed and written back at the version read), on one pooled connection in one read
+/// transaction: every statement sees the snapshot the first one saw. Deref to the
+/// connection; the transaction ends when this is dropped. Held across `.await`s only by
+/// code whose awaits are reads on it, so a worker thread never waits on another task.
+#[derive(Debug)]
+pub struct Snapshot {
+    conn: Option<Connection>,
+    reads: DirectReads,
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("a snapshot's connection until it is dropped")
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            // Only reads ran: ending the transaction either way releases the snapshot.
+            && conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+                .is_ok()
+        {
+            self.reads.give_back(conn);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -158,5 +204,30 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n_of(sqlite(&db), id), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_reads_as_of_its_first_read_until_it_is_dropped() {
+        let db = db("direct-read-snapshot").await;
+        let insert = |n: i64| {
+            sqlx::query("INSERT INTO t (id, at, n) VALUES ($1, '2026-01-01T00:00:00Z', $2)")
+                .bind(uuid::Uuid::now_v7())
+                .bind(n)
+        };
+        insert(1).execute(&**sqlite(&db)).await.unwrap();
+        let count = |c: &rusqlite::Connection| {
+            c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        let snapshot = sqlite(&db).snapshot().unwrap();
+        assert_eq!(count(&snapshot), 1);
+        insert(2).execute(&**sqlite(&db)).await.unwrap();
+        // A commit after the snapshot's first read is not in it...
+        assert_eq!(count(&snapshot), 1);
+        // ...but a read outside it sees the commit,
+        assert_eq!(sqlite(&db).read_direct(|c| Ok(count(c))).unwrap(), 2);
+        drop(snapshot);
+        // and so does the next snapshot.
+        assert_eq!(count(&sqlite(&db).snapshot().unwrap()), 2);
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod results;
 use crate::domain::{CriticalLimits, LabOrder};
 use crate::store::direct::{MessageWrite, write_message};
 use crate::store::hl7::{MessageRecord, Unmatched, earlier_ack, insert_unmatched, record_message};
+use crate::store::lookup::Lookups;
 use crate::store::{WriteError, update_order};
 use chrono::{DateTime, Utc};
 use events::lab::LabCriticalResultV1;
@@ -22,7 +23,8 @@ use hl7v2::{Batch, Hl7Error, Message, decode, parse, parse_batch};
 use kernel::ids::CorrelationId;
 use kernel::{Clock, TenantId};
 use std::sync::Arc;
-use store::{Db, DbError, Scope, Tx};
+use store::direct_read::Snapshot;
+use store::{Db, DbError, Scope, SqliteDb, Tx};
 use uuid::Uuid;
 
 pub const MESSAGES: &str = "meditrack_hl7_messages_total";
@@ -119,36 +121,36 @@ impl Intake {
             // message and leave it unacknowledged.
             let inbound = interpret(&message);
             // On SQLite, a message that only reads until it writes (results, patients)
-            // reads in a read transaction, beside the writers, and writes in one direct
-            // write; orders are created as they are read, in a writer's turn.
-            let direct = match &self.db {
+            // reads in a snapshot of direct reads (`store::lookup`), beside the writers,
+            // and writes in one direct write; orders are created as they are read, in a
+            // writer's turn.
+            let mut reads = match &self.db {
                 Db::Sqlite(db)
                     if matches!(inbound, Ok(Inbound::Results(_) | Inbound::Patient(_))) =>
                 {
-                    Some(db)
+                    Reads::Snapshot(db.snapshot()?, db)
                 }
-                _ => None,
+                _ => Reads::Tx(self.db.begin_in(scope).await?),
             };
-            let mut tx = if direct.is_some() {
-                self.db.read_in(scope).await?
-            } else {
-                self.db.begin_in(scope).await?
-            };
-            if let (Some(sender), Some(control)) = (&header.sender, &header.control_id)
-                && let Some(ack) = earlier_ack(&mut tx, &self.tenant, sender, control).await?
-            {
-                metrics::counter!(MESSAGES, "outcome" => "duplicate").increment(1);
-                return Ok(ack.into_bytes());
+            if let (Some(sender), Some(control)) = (&header.sender, &header.control_id) {
+                let earlier = match &mut reads {
+                    Reads::Tx(tx) => tx.earlier_ack(&self.tenant, sender, control).await?,
+                    Reads::Snapshot(s, _) => s.earlier_ack(&self.tenant, sender, control).await?,
+                };
+                if let Some(ack) = earlier {
+                    metrics::counter!(MESSAGES, "outcome" => "duplicate").increment(1);
+                    return Ok(ack.into_bytes());
+                }
             }
             let id = Uuid::now_v7();
             let applied = match inbound {
                 Err(e) => Err(e),
-                Ok(inbound) => self.apply(&mut tx, id, &message, inbound, now).await?,
+                Ok(inbound) => self.apply(&mut reads, id, &message, inbound, now).await?,
             };
             let applied = match applied {
                 Ok(a) => a,
                 Err(e) => {
-                    drop(tx);
+                    drop(reads);
                     return self.reject(Some(&message), &text, &e, now).await;
                 }
             };
@@ -181,25 +183,28 @@ impl Intake {
                 .iter()
                 .filter(|e| e.event_type == LabCriticalResultV1::EVENT_TYPE)
                 .count();
-            let finished = if let Some(db) = direct {
-                tx.commit().await?;
-                let m = MessageWrite {
-                    changed: applied.changed,
-                    record,
-                    unmatched: applied.unmatched,
-                    events: applied.events,
-                };
-                // What `finish` writes, as one direct write (`store::direct`).
-                db.write_direct(move |tx| write_message(tx, &m)).await
-            } else {
-                self.finish(
-                    tx,
-                    &record,
-                    &applied.unmatched,
-                    &applied.events,
-                    &applied.changed,
-                )
-                .await
+            let finished = match reads {
+                Reads::Snapshot(snapshot, db) => {
+                    drop(snapshot);
+                    let m = MessageWrite {
+                        changed: applied.changed,
+                        record,
+                        unmatched: applied.unmatched,
+                        events: applied.events,
+                    };
+                    // What `finish` writes, as one direct write (`store::direct`).
+                    db.write_direct(move |tx| write_message(tx, &m)).await
+                }
+                Reads::Tx(tx) => {
+                    self.finish(
+                        tx,
+                        &record,
+                        &applied.unmatched,
+                        &applied.events,
+                        &applied.changed,
+                    )
+                    .await
+                }
             };
             match finished {
                 // An order changed since it was read (a result submitted meanwhile).
@@ -310,7 +315,7 @@ impl Intake {
 
     async fn apply(
         &self,
-        tx: &mut Tx,
+        reads: &mut Reads<'_>,
         message_id: Uuid,
         message: &Message,
         inbound: Inbound,
@@ -324,16 +329,31 @@ impl Intake {
             occurred_at: now,
         };
         let sender = Header::of(message).sender.unwrap_or_default();
-        match inbound {
-            Inbound::Results(r) => {
-                results::apply(tx, &self.tenant, &self.limits, &meta, &sender, r, now).await
+        let (tenant, limits) = (&self.tenant, &self.limits);
+        match (inbound, reads) {
+            (Inbound::Results(r), Reads::Tx(tx)) => {
+                results::apply(tx, tenant, limits, &meta, &sender, r, now).await
             }
-            Inbound::Orders(o) => {
-                orders::apply(tx, &self.tenant, &meta, (message_id, &sender), o, now).await
+            (Inbound::Results(r), Reads::Snapshot(s, _)) => {
+                results::apply(s, tenant, limits, &meta, &sender, r, now).await
             }
-            Inbound::Patient(p) => Ok(patients::apply(&meta, message_id, &sender, p)),
+            (Inbound::Orders(o), Reads::Tx(tx)) => {
+                orders::apply(tx, tenant, &meta, (message_id, &sender), o, now).await
+            }
+            (Inbound::Orders(_), Reads::Snapshot(..)) => Err(DbError::Invariant(
+                "orders are created as they are read, in a writer's transaction",
+            )),
+            (Inbound::Patient(p), _) => Ok(patients::apply(&meta, message_id, &sender, p)),
         }
     }
+}
+
+/// Where a message's reads run: in the transaction that then writes what it did (orders,
+/// and every message on PostgreSQL), or on SQLite in a snapshot of direct reads, its
+/// changes written afterwards as one direct write at the versions read.
+enum Reads<'a> {
+    Tx(Tx),
+    Snapshot(Snapshot, &'a SqliteDb),
 }
 
 #[derive(Debug, Default)]

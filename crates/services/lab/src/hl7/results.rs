@@ -8,24 +8,22 @@
 use super::Applied;
 use crate::app::{available_event, critical_events};
 use crate::domain::{AbnormalFlag, CriticalLimits, LabOrder, SubmittedResult, Transition};
-use crate::store::hl7::{
-    Unmatched, UnmatchedObservation, open_orders_of, order_by_number, patient_by_mrn,
-};
-use crate::store::load_order;
+use crate::store::hl7::{Unmatched, UnmatchedObservation};
+use crate::store::lookup::Lookups;
 use chrono::{DateTime, Utc};
 use events::{EventEnvelope, EventMeta};
 use hl7v2::Hl7Error;
 use hl7v2::messages::{ObservationResult, ReportedOrder, ResultMessage};
 use kernel::TenantId;
 use kernel::ids::LabOrderId;
-use store::{DbError, Tx};
+use store::DbError;
 use uuid::Uuid;
 
 /// Matches the message's results to orders and applies them to the orders in memory:
 /// reads only. What changed is in [`Applied::changed`], written afterwards from the
 /// versions read here.
 pub(super) async fn apply(
-    tx: &mut Tx,
+    tx: &mut impl Lookups,
     tenant: &TenantId,
     limits: &CriticalLimits,
     meta: &EventMeta,
@@ -51,7 +49,7 @@ pub(super) async fn apply(
             })
             .map(|i| i.id.clone());
         let patient = match &mrn {
-            Some(m) => patient_by_mrn(tx, tenant, m).await?,
+            Some(m) => tx.patient_by_mrn(tenant, m).await?,
             None => None,
         };
         let order = find_order(tx, tenant, &group, patient).await?;
@@ -122,7 +120,7 @@ pub(super) async fn apply(
 
 /// The order a result group answers, if one can be told for sure.
 async fn find_order(
-    tx: &mut Tx,
+    tx: &mut impl Lookups,
     tenant: &TenantId,
     group: &ReportedOrder,
     patient: Option<Uuid>,
@@ -131,16 +129,16 @@ async fn find_order(
         // Ours: the order id, or `<order id>-<n>` as we number each test we send.
         let id = placer.get(..36).and_then(|s| s.parse::<LabOrderId>().ok());
         if let Some(id) = id
-            && let Some(o) = load_order(tx, tenant, id).await?
+            && let Some(o) = tx.order(tenant, id).await?
         {
             return Ok(Some(o));
         }
-        if let Some(o) = order_by_number(tx, tenant, "placer_order", placer).await? {
+        if let Some(o) = tx.order_by_number(tenant, "placer_order", placer).await? {
             return Ok(Some(o));
         }
     }
     if let Some(filler) = &group.filler_order
-        && let Some(o) = order_by_number(tx, tenant, "filler_order", filler).await?
+        && let Some(o) = tx.order_by_number(tenant, "filler_order", filler).await?
     {
         return Ok(Some(o));
     }
@@ -149,7 +147,8 @@ async fn find_order(
     };
     // By patient and test: only when exactly one open order of theirs has the test.
     let codes = group_codes(group);
-    let mut candidates: Vec<LabOrder> = open_orders_of(tx, tenant, patient)
+    let mut candidates: Vec<LabOrder> = tx
+        .open_orders_of(tenant, patient)
         .await?
         .into_iter()
         .filter(|o| {

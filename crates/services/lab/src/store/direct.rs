@@ -163,7 +163,7 @@ fn insert_unmatched(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::{NewLabOrder, Specimen, SpecimenType};
     use crate::store::{LabStore, SqlLabStore};
@@ -174,7 +174,7 @@ mod tests {
     use store::{Db, Scope};
     use uuid::Uuid;
 
-    fn placed() -> LabOrder {
+    pub(crate) fn placed() -> LabOrder {
         LabOrder::place(
             LabOrderId::new(),
             TenantId::parse("t").unwrap(),
@@ -198,7 +198,7 @@ mod tests {
         )
     }
 
-    fn collected(before: &LabOrder, by: &str) -> LabOrder {
+    pub(crate) fn collected(before: &LabOrder, by: &str) -> LabOrder {
         let mut after = before.clone();
         let specimen = Specimen {
             id: Uuid::now_v7(),

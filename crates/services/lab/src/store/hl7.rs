@@ -113,6 +113,9 @@ impl From<UnmatchedRow> for Unmatched {
     }
 }
 
+pub(super) const EARLIER_ACK: &str =
+    "SELECT ack FROM hl7_messages WHERE tenant_id = $1 AND sender = $2 AND control_id = $3";
+
 /// The ACK a message from `sender` with `control_id` was answered with, if it came before.
 pub async fn earlier_ack(
     tx: &mut Tx,
@@ -120,14 +123,12 @@ pub async fn earlier_ack(
     sender: &str,
     control_id: &str,
 ) -> Result<Option<String>, DbError> {
-    Ok(on_tx!(tx, |c| sqlx::query_scalar(
-        "SELECT ack FROM hl7_messages WHERE tenant_id = $1 AND sender = $2 AND control_id = $3"
-    )
-    .bind(tenant.as_str())
-    .bind(sender)
-    .bind(control_id)
-    .fetch_optional(c)
-    .await)?)
+    Ok(on_tx!(tx, |c| sqlx::query_scalar(EARLIER_ACK)
+        .bind(tenant.as_str())
+        .bind(sender)
+        .bind(control_id)
+        .fetch_optional(c)
+        .await)?)
 }
 
 pub(super) const INSERT_MESSAGE: &str = "INSERT INTO hl7_messages (message_id, tenant_id, sender, control_id, message_type, received_at, status,
@@ -183,6 +184,11 @@ pub async fn insert_unmatched(
     Ok(())
 }
 
+/// The rows of orders with the number bound as `$2` in `column` (the tenant `$1`).
+pub(super) fn order_by_number_sql(column: &'static str) -> String {
+    format!("SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND {column} = $2")
+}
+
 /// The order with this external number in `column` (`placer_order`, `filler_order`).
 pub async fn order_by_number(
     tx: &mut Tx,
@@ -190,8 +196,7 @@ pub async fn order_by_number(
     column: &'static str,
     number: &str,
 ) -> Result<Option<LabOrder>, DbError> {
-    let sql =
-        format!("SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND {column} = $2");
+    let sql = order_by_number_sql(column);
     let rows: Vec<OrderRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
         .bind(tenant.as_str())
         .bind(number)
@@ -204,20 +209,29 @@ pub async fn order_by_number(
     Ok(hydrate(tx, rows).await?.into_iter().next())
 }
 
+pub(super) const PATIENT_BY_MRN: &str =
+    "SELECT patient_id FROM lab_patients WHERE tenant_id = $1 AND mrn = $2";
+
 /// The patient the lab knows by this MRN.
 pub async fn patient_by_mrn(
     tx: &mut Tx,
     tenant: &TenantId,
     mrn: &str,
 ) -> Result<Option<Uuid>, DbError> {
-    Ok(on_tx!(tx, |c| sqlx::query_scalar(
-        "SELECT patient_id FROM lab_patients WHERE tenant_id = $1 AND mrn = $2"
-    )
-    .bind(tenant.as_str())
-    .bind(mrn)
-    .fetch_optional(c)
-    .await)?)
+    Ok(on_tx!(tx, |c| sqlx::query_scalar(PATIENT_BY_MRN)
+        .bind(tenant.as_str())
+        .bind(mrn)
+        .fetch_optional(c)
+        .await)?)
 }
+
+/// The rows of a patient's open orders (`$2`, the tenant `$1`), oldest first.
+pub(super) static OPEN_ORDERS_OF: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND patient_id = $2
+           AND status IN ('PENDING', 'COLLECTED', 'IN_PROGRESS') ORDER BY ordered_at LIMIT 50"
+    )
+});
 
 /// A patient's orders still being worked on, oldest first.
 pub async fn open_orders_of(
@@ -225,15 +239,13 @@ pub async fn open_orders_of(
     tenant: &TenantId,
     patient: Uuid,
 ) -> Result<Vec<LabOrder>, DbError> {
-    let sql = format!(
-        "SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND patient_id = $2
-           AND status IN ('PENDING', 'COLLECTED', 'IN_PROGRESS') ORDER BY ordered_at LIMIT 50"
-    );
-    let rows: Vec<OrderRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-        .bind(tenant.as_str())
-        .bind(patient)
-        .fetch_all(c)
-        .await)?;
+    let rows: Vec<OrderRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(
+        OPEN_ORDERS_OF.as_str()
+    ))
+    .bind(tenant.as_str())
+    .bind(patient)
+    .fetch_all(c)
+    .await)?;
     hydrate(tx, rows).await
 }
 

@@ -5,6 +5,7 @@ mod bulk;
 pub use bulk::{BULK_TABLES, BulkBatch};
 pub(crate) mod direct;
 pub mod hl7;
+pub(crate) mod lookup;
 mod rows;
 mod sql;
 

@@ -89,6 +89,87 @@ pub struct SpecimenRow {
     condition: Option<String>,
 }
 
+/// Rows of direct reads on SQLite ([`store::SqliteDb::snapshot`]), their columns in the
+/// order the `*_COLUMNS` constants list them.
+impl OrderRow {
+    pub fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let codes: String = r.get(8)?;
+        let codes = serde_json::from_str(&codes).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        Ok(Self {
+            order_id: r.get(0)?,
+            tenant_id: r.get(1)?,
+            patient_id: r.get(2)?,
+            mrn: r.get(3)?,
+            ordering_provider_id: r.get(4)?,
+            ordering_provider_name: r.get(5)?,
+            priority: r.get(6)?,
+            status: r.get(7)?,
+            diagnosis_codes: Json(codes),
+            ordered_at: r.get(9)?,
+            collected_at: r.get(10)?,
+            received_at: r.get(11)?,
+            reported_at: r.get(12)?,
+            cancelled_at: r.get(13)?,
+            cancel_reason: r.get(14)?,
+            awaiting_preauthorization: r.get(15)?,
+            preauthorization: r.get(16)?,
+            filler_order: r.get(17)?,
+            placer_order: r.get(18)?,
+            version: r.get(19)?,
+            updated_at: r.get(20)?,
+        })
+    }
+}
+
+impl TestRow {
+    pub fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            test_id: r.get(0)?,
+            order_id: r.get(1)?,
+            test_code: r.get(2)?,
+            test_name: r.get(3)?,
+            loinc_code: r.get(4)?,
+            status: r.get(5)?,
+        })
+    }
+}
+
+impl ResultRow {
+    pub fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            result_id: r.get(0)?,
+            test_id: r.get(1)?,
+            result_value: r.get(2)?,
+            result_unit: r.get(3)?,
+            reference_range: r.get(4)?,
+            abnormal_flag: r.get(5)?,
+            performed_by: r.get(6)?,
+            performed_at: r.get(7)?,
+            recorded_at: r.get(8)?,
+            verified_by: r.get(9)?,
+            verified_at: r.get(10)?,
+            correction: r.get(11)?,
+            critical_flag: r.get(12)?,
+        })
+    }
+}
+
+impl SpecimenRow {
+    pub fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            specimen_id: r.get(0)?,
+            order_id: r.get(1)?,
+            specimen_type: r.get(2)?,
+            collected_at: r.get(3)?,
+            collected_by: r.get(4)?,
+            received_at: r.get(5)?,
+            condition: r.get(6)?,
+        })
+    }
+}
+
 impl TestRow {
     pub fn id(&self) -> Uuid {
         self.test_id

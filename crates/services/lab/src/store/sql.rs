@@ -73,6 +73,10 @@ impl LabStore for SqlLabStore {
     }
 
     async fn order(&self, tenant: &TenantId, id: LabOrderId) -> Result<Option<LabOrder>, DbError> {
+        if let Db::Sqlite(db) = &self.db {
+            // Four point reads in one snapshot, on this thread (see `lookup`).
+            return super::lookup::Lookups::order(&mut db.snapshot()?, tenant, id).await;
+        }
         let mut tx = self.db.read_in(Scope::Tenant(tenant)).await?;
         let order = load_order(&mut tx, tenant, id).await?;
         tx.commit().await?;
@@ -238,19 +242,24 @@ pub(crate) async fn update_order(
     save_children(tx, o, Some(before)).await
 }
 
+/// An order's row by its id, bound as `$2` (the tenant `$1`).
+pub(super) static ORDER_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND order_id = $2")
+});
+
 /// The order with its children, read in `tx`.
 pub(crate) async fn load_order(
     tx: &mut Tx,
     tenant: &TenantId,
     id: LabOrderId,
 ) -> Result<Option<LabOrder>, DbError> {
-    let sql =
-        format!("SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND order_id = $2");
-    let row: Option<OrderRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-        .bind(tenant.as_str())
-        .bind(id.as_uuid())
-        .fetch_optional(c)
-        .await)?;
+    let row: Option<OrderRow> = on_tx!(&mut *tx, |c| sqlx::query_as(AssertSqlSafe(
+        ORDER_BY_ID.as_str()
+    ))
+    .bind(tenant.as_str())
+    .bind(id.as_uuid())
+    .fetch_optional(c)
+    .await)?;
     Ok(hydrate(tx, row.into_iter().collect())
         .await?
         .into_iter()
@@ -404,18 +413,37 @@ pub(super) async fn hydrate(tx: &mut Tx, rows: Vec<OrderRow>) -> Result<Vec<LabO
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
-    let tests: Vec<TestRow> = children(tx, TEST_COLUMNS, "lab_tests", "position", &ids).await?;
-    let results: Vec<ResultRow> =
-        children(tx, RESULT_COLUMNS, "lab_results", "test_id, revision", &ids).await?;
-    let specimens: Vec<SpecimenRow> = children(
-        tx,
-        SPECIMEN_COLUMNS,
-        "specimens",
-        "collected_at, specimen_id",
-        &ids,
-    )
-    .await?;
-    let (mut tests, mut results, mut specimens) = (tests, results, specimens);
+    let [tests, results, specimens] = children_sql(ids.len());
+    let tests: Vec<TestRow> = children(tx, &tests, &ids).await?;
+    let results: Vec<ResultRow> = children(tx, &results, &ids).await?;
+    let specimens: Vec<SpecimenRow> = children(tx, &specimens, &ids).await?;
+    assemble_all(rows, tests, results, specimens)
+}
+
+/// The `SELECT`s of the tests, results and specimens of `n` orders, whose ids are bound
+/// as `$1` to `$n`: each in the order its rows belong in an order.
+pub(super) fn children_sql(n: usize) -> [String; 3] {
+    let placeholders: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    let placeholders = placeholders.join(", ");
+    let select = |columns: &str, table: &str, order_by: &str| {
+        format!(
+            "SELECT {columns} FROM {table} WHERE order_id IN ({placeholders}) ORDER BY order_id, {order_by}"
+        )
+    };
+    [
+        select(TEST_COLUMNS, "lab_tests", "position"),
+        select(RESULT_COLUMNS, "lab_results", "test_id, revision"),
+        select(SPECIMEN_COLUMNS, "specimens", "collected_at, specimen_id"),
+    ]
+}
+
+/// Orders from their rows and all their children's rows, read in one transaction.
+pub(super) fn assemble_all(
+    rows: Vec<OrderRow>,
+    mut tests: Vec<TestRow>,
+    mut results: Vec<ResultRow>,
+    mut specimens: Vec<SpecimenRow>,
+) -> Result<Vec<LabOrder>, DbError> {
     rows.into_iter()
         .map(|row| {
             let id = row.order_id;
@@ -433,26 +461,15 @@ pub(super) async fn hydrate(tx: &mut Tx, rows: Vec<OrderRow>) -> Result<Vec<LabO
         .collect()
 }
 
-async fn children<R>(
-    tx: &mut Tx,
-    columns: &str,
-    table: &str,
-    order_by: &str,
-    ids: &[Uuid],
-) -> Result<Vec<R>, DbError>
+async fn children<R>(tx: &mut Tx, sql: &str, ids: &[Uuid]) -> Result<Vec<R>, DbError>
 where
     R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
         + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
         + Send
         + Unpin,
 {
-    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT {columns} FROM {table} WHERE order_id IN ({}) ORDER BY order_id, {order_by}",
-        placeholders.join(", ")
-    );
     let rows = on_tx!(tx, |c| {
-        let mut q = sqlx::query_as::<_, R>(AssertSqlSafe(sql.as_str()));
+        let mut q = sqlx::query_as::<_, R>(AssertSqlSafe(sql));
         for id in ids {
             q = q.bind(*id);
         }
