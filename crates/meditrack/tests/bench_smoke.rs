@@ -64,6 +64,8 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
         assert!(s["p95Ms"].as_f64().unwrap() > 0.0, "{s}");
     }
     assert_eq!(report["seededPatients"], 200);
+    // Two orders per seeded patient for the HL7 results, placed through the API.
+    assert_eq!(report["hl7Orders"], 400);
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
     let capacity: Vec<&str> = report["capacity"]
         .as_array()

@@ -8,6 +8,7 @@ use super::load::{self, Measured};
 use super::scenarios::{self, World};
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -163,12 +164,14 @@ OBX|1|NM|2345-7^Glucose^LN||{value}|mg/dL|70-99|{flag}|||F|||20260101080000\r"
 
 /// ORU^R01 messages over `connections` MLLP connections, each sending the next once the
 /// last is acknowledged (after commit). Every message has its own control id and goes
-/// to one of `orders` in turn; an ACK other than AA counts as an error.
+/// to the next of `orders` (`sent` counts the messages of earlier runs, so a run starts
+/// where the last ended); an ACK other than AA counts as an error.
 pub async fn hl7(
     w: Window,
     connections: usize,
     addr: &str,
     orders: Arc<Vec<String>>,
+    sent: Arc<AtomicUsize>,
 ) -> Result<Measured, String> {
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -182,7 +185,7 @@ pub async fn hl7(
     Ok(
         load::closed(connections, w.warmup, w.duration, move |c, n| {
             let client = clients[c].clone();
-            let order = orders[n as usize % orders.len()].clone();
+            let order = orders[sent.fetch_add(1, Ordering::Relaxed) % orders.len()].clone();
             let control = format!("B{}-{n}", &run[run.len() - 12..]);
             async move {
                 let message = oru(&control, &order, 60 + n % 80);

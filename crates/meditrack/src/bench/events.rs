@@ -135,16 +135,9 @@ pub async fn wait_live(
     Ok(())
 }
 
-/// Waits until the consumers stop handling (no change for a second, at most a minute),
-/// then reports what they did since `before`, counting from `started`.
-pub async fn settle(
-    client: &reqwest::Client,
-    base: &str,
-    before: &Reading,
-    started: Instant,
-    backbone: &'static str,
-    load: String,
-) -> Result<EventsResult, String> {
+/// What the consumers have handled once they stop (no change for a second, at most a
+/// minute).
+pub async fn quiet(client: &reqwest::Client, base: &str) -> Result<Reading, String> {
     let mut last = read(client, base).await?;
     let mut quiet_since = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -156,6 +149,19 @@ pub async fn settle(
         }
         last = now;
     }
+    Ok(last)
+}
+
+/// Waits until the consumers stop handling ([`quiet`]), then reports what they did since `before`, counting from `started`.
+pub async fn settle(
+    client: &reqwest::Client,
+    base: &str,
+    before: &Reading,
+    started: Instant,
+    backbone: &'static str,
+    load: String,
+) -> Result<EventsResult, String> {
+    let last = quiet(client, base).await?;
     // The quiet second at the end is not the consumers' time.
     let seconds = (started.elapsed().as_secs_f64() - 1.0).max(1e-3);
     let delta = last.since(before);

@@ -276,7 +276,12 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = main.started.as_ref().map(|s| s.hub.memory());
     let client = crate::bench_client(&main.config)?;
-    let world = Arc::new(prepare(&main.base, client, &main.seed).await?);
+    let hl7_orders = if o.wants("hl7") && main.hl7.is_some() {
+        hl7_orders_for(main.seed.patients)
+    } else {
+        0
+    };
+    let world = Arc::new(prepare(&main.base, client, &main.seed, hl7_orders).await?);
 
     let mut results = Vec::new();
     for s in ALL.iter().filter(|s| o.wants(s.name)) {
@@ -383,12 +388,13 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
     }
     if let Some(hl7) = main.hl7.as_ref().filter(|_| o.wants("hl7")) {
         let orders = Arc::new(world.hl7_orders.clone());
+        let sent = Arc::default();
         for connections in [1, o.hl7_connections] {
             let w = Window {
                 workers: connections,
                 ..o.window()
             };
-            let m = capacity::hl7(w, connections, hl7, orders.clone()).await?;
+            let m = capacity::hl7(w, connections, hl7, orders.clone(), Arc::clone(&sent)).await?;
             capacity.push(progress(closed(
                 if connections == 1 {
                     "hl7-oru-1"
@@ -441,6 +447,7 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
                          workers (connections), latency from each request's send, HdrHistogram",
         seeded_patients,
         seeded_lab_orders,
+        hl7_orders: world.hl7_orders.len(),
         seed_rate_per_second,
         warmup_seconds: o.warmup.as_secs_f64(),
         duration_seconds: o.duration.as_secs_f64(),
@@ -494,7 +501,7 @@ async fn scaling(
 ) -> Result<SearchScaling, String> {
     let large = seeded_hub(o, &dir.join("scaling"), patients).await?;
     let client = crate::bench_client(&large.config)?;
-    let world = Arc::new(prepare(&large.hub.base, client, &large.seed).await?);
+    let world = Arc::new(prepare(&large.hub.base, client, &large.seed, 0).await?);
     let mut pairs = Vec::new();
     for s in ALL.iter().filter(|s| s.name.starts_with("search-")) {
         let (mut at_small, mut at_large) = (Vec::new(), Vec::new());
@@ -546,12 +553,14 @@ fn closed(name: &'static str, what: &'static str, w: Window, m: &Measured) -> Sc
     result(&s, None, Some(w.workers), m)
 }
 
-/// Ids the scenarios use: seeded patients (found by their MRNs) and the seeded orders
-/// still pending (found on the work list), half for REST results and half for HL7.
+/// Ids the scenarios use: seeded patients (found by their MRNs), the seeded orders still
+/// pending (found on the work list) for REST results, and `hl7_orders` orders placed now
+/// for HL7 results.
 async fn prepare(
     base: &str,
     client: reqwest::Client,
     o: &crate::seed::SeedOptions,
+    hl7_orders: usize,
 ) -> Result<World, String> {
     let get = |path: String| {
         let client = client.clone();
@@ -597,34 +606,75 @@ async fn prepare(
         }
     }
     // Too few patients for seeded orders (tiny smoke runs): place some.
-    while pending.len() < 20 {
-        let order: serde_json::Value = client
-            .post(format!("{base}/api/v1/lab/orders"))
-            .json(&scenarios::lab_order(
-                &patients[pending.len() % patients.len()],
-            ))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let id = order["id"]
-            .as_str()
-            .ok_or_else(|| format!("a lab order was not created: {order}"))?;
-        pending.push(id.to_owned());
+    if pending.len() < 20 {
+        let more = place_orders(base, &client, &patients, 20 - pending.len()).await?;
+        pending.extend(more);
     }
-    let (orders, hl7_orders): (Vec<_>, Vec<_>) = pending
-        .into_iter()
-        .enumerate()
-        .partition(|(i, _)| i % 2 == 0);
+    // HL7 results each for an order of their own, as a laboratory sends them: sent round
+    // after round to the few seeded orders, every message was the next correction of an
+    // order with hundreds of results already, each read whole to add one (see README).
+    let hl7_orders = place_orders(base, &client, &patients, hl7_orders).await?;
+    // Their events handled before anything is measured.
+    events::quiet(&client, base).await?;
     Ok(World {
         base: base.to_owned(),
         client,
         patients,
         mrns,
-        orders: orders.into_iter().map(|(_, id)| id).collect(),
-        hl7_orders: hl7_orders.into_iter().map(|(_, id)| id).collect(),
+        orders: pending,
+        hl7_orders,
         last_names: crate::seed::LAST.to_vec(),
     })
+}
+
+/// Orders placed for the HL7 scenarios: two per seeded patient, at most 20,000, enough
+/// for a result each at 1,000 messages/s through both runs.
+fn hl7_orders_for(patients: u64) -> usize {
+    usize::try_from(patients.saturating_mul(2))
+        .unwrap_or(usize::MAX)
+        .clamp(20, 20_000)
+}
+
+/// Places `count` glucose orders for `patients` in turn through the API, on 16
+/// connections; their ids.
+async fn place_orders(
+    base: &str,
+    client: &reqwest::Client,
+    patients: &[String],
+    count: usize,
+) -> Result<Vec<String>, String> {
+    const CONNECTIONS: usize = 16;
+    let placers: Vec<_> = (0..CONNECTIONS.min(count))
+        .map(|first| {
+            let (client, base) = (client.clone(), base.to_owned());
+            let patients: Vec<String> = (first..count)
+                .step_by(CONNECTIONS)
+                .map(|i| patients[i % patients.len()].clone())
+                .collect();
+            tokio::spawn(async move {
+                let mut ids = Vec::with_capacity(patients.len());
+                for patient in patients {
+                    let order: serde_json::Value = client
+                        .post(format!("{base}/api/v1/lab/orders"))
+                        .json(&scenarios::lab_order(&patient))
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .json()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let id = order["id"]
+                        .as_str()
+                        .ok_or_else(|| format!("a lab order was not created: {order}"))?;
+                    ids.push(id.to_owned());
+                }
+                Ok::<_, String>(ids)
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(count);
+    for placer in placers {
+        ids.extend(placer.await.map_err(|e| e.to_string())??);
+    }
+    Ok(ids)
 }

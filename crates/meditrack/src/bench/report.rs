@@ -188,6 +188,8 @@ pub struct Report {
     pub load_generator: &'static str,
     pub seeded_patients: u64,
     pub seeded_lab_orders: u64,
+    /// Orders placed for the HL7 scenarios, which send each its result in turn.
+    pub hl7_orders: usize,
     /// `None` for a hub given by `--url`: the harness did not seed it.
     pub seed_rate_per_second: Option<f64>,
     pub warmup_seconds: f64,
@@ -279,6 +281,12 @@ impl Report {
             self.duration_seconds,
             self.load_generator,
         );
+        if self.hl7_orders > 0 {
+            md.push_str(&format!(
+                "HL7 results go to {} orders placed for them, one result to each in turn.\n\n",
+                self.hl7_orders
+            ));
+        }
         if !self.scenarios.is_empty() {
             md.push_str("## SLA scenarios (open loop, 000 §9.1)\n\n");
             table(&mut md, &self.scenarios, "offered /s");
