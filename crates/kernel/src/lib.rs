@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod lab_request;
 pub mod paging;
+pub mod person;
 pub mod principal;
 pub mod role;
 pub mod sensitive;

@@ -526,6 +526,34 @@ PV1|1|I|2000^2012^01\r"
         ("AE", "PID-7"),
         "{ack}"
     );
+    // What the patient service would refuse is refused here, naming the component,
+    // rather than accepted and then dead-lettered on the way to it.
+    let refused = [
+        (
+            adt("A-5", "A04", "Short", "").replace("ADT-10001", "AB1"),
+            "PID-3",
+        ),
+        (
+            adt("A-6", "A04", "Future", "").replace("19610615", "29990101"),
+            "PID-7",
+        ),
+        (adt("A-7", "A04", &"L".repeat(101), ""), "PID-5"),
+    ];
+    for (message, location) in refused {
+        let ack = send(&app, &message).await;
+        assert_eq!(
+            (code(&ack), err_location(&ack).as_str()),
+            ("AE", location),
+            "{ack}"
+        );
+        assert!(!ack.contains("AB1") && !ack.contains("LLLL"), "{ack}");
+    }
+    let handed_on = lab_event_types(&app)
+        .await
+        .into_iter()
+        .filter(|t| t == "lab.adt.received.v1")
+        .count();
+    assert_eq!(handed_on, 3);
 }
 
 async fn nothing_of_a_messages_content_reaches_the_logs(app: TestApp) {

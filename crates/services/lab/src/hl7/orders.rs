@@ -60,7 +60,14 @@ pub(super) async fn apply(
                         remember_patient(tx, tenant, id.as_uuid(), mrn, now).await?;
                         let info = message.patient.as_ref();
                         match info.map(|p| {
-                            super::patients::reported(message_id, sender, "ORM", p, Some(id))
+                            super::patients::reported(
+                                message_id,
+                                sender,
+                                "ORM",
+                                p,
+                                Some(id),
+                                now.date_naive(),
+                            )
                         }) {
                             Some(Ok(event)) => {
                                 let key = format!("adt:{tenant}");
