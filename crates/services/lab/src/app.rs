@@ -183,17 +183,22 @@ impl<S: LabStore> LabService<S> {
         self.read(ctx, Permission::LabResultRead, id).await
     }
 
-    /// The order, as `permission` lets the caller read it, recorded as read.
+    /// The order, as `permission` lets the caller read it, recorded as read. A PATIENT
+    /// reads their own results once verified: a preliminary value may yet be corrected,
+    /// and is for their care team to interpret first.
     async fn read(
         &self,
         ctx: &Context,
         permission: Permission,
         id: LabOrderId,
     ) -> Result<LabOrder, OrderError> {
-        let order = self.load(ctx, permission, id).await?;
+        let mut order = self.load(ctx, permission, id).await?;
         self.audit
             .record(vec![ctx.record(AuditAction::Read, &order, self.now())])
             .await?;
+        if let Ok(Scope::Patient(_)) = ctx.authorize(permission) {
+            order.withhold_unverified();
+        }
         Ok(order)
     }
 

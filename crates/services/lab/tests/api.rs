@@ -14,6 +14,7 @@ testkit::on_both_backends!(
     critical_results_raise_one_event_each,
     bad_input_names_the_field_and_stores_nothing,
     each_role_reaches_only_what_it_may,
+    a_patient_sees_their_results_once_verified,
     a_change_to_an_order_writes_only_the_results_it_changed,
 );
 
@@ -570,6 +571,51 @@ async fn each_role_reaches_only_what_it_may(app: TestApp) {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// A patient reads their own results once verified; a correction still waiting leaves
+/// them the value it corrects, while staff see it at once.
+async fn a_patient_sees_their_results_once_verified(app: TestApp) {
+    let s = staff(&app);
+    let id = place(&app, &s, "ROUTINE").await;
+    let own = client_with(&app.token(&["PATIENT"], TEST_TENANT, Some(&uuid_of_patient())));
+    let submit = |value: &'static str| {
+        post(
+            &s.tech,
+            app.url(RESULTS),
+            json!({"orderId": id, "results": [result("GLU", value, "H")]}),
+        )
+    };
+    let verify = || {
+        post(
+            &s.supervisor,
+            app.url(&format!("{RESULTS}/{id}/verify")),
+            json!({}),
+        )
+    };
+    let seen = |c: &reqwest::Client| {
+        let (c, url) = (c.clone(), app.url(&format!("{RESULTS}/{id}")));
+        async move {
+            let (status, body) = get(&c, url).await;
+            assert_eq!(status, 200, "{body}");
+            body["tests"][0]["result"]["value"]
+                .as_str()
+                .map(str::to_owned)
+        }
+    };
+    assert_eq!(submit("182").await.0, 200);
+    assert_eq!(seen(&own).await, None);
+    assert_eq!(seen(&s.doctor).await.as_deref(), Some("182"));
+    assert_eq!(verify().await.0, 200);
+    assert_eq!(seen(&own).await.as_deref(), Some("182"));
+    assert_eq!(submit("128").await.0, 200);
+    assert_eq!(seen(&own).await.as_deref(), Some("182"));
+    assert_eq!(seen(&s.doctor).await.as_deref(), Some("128"));
+    let (status, order) = get(&own, app.url(&format!("{ORDERS}/{id}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(order["tests"][0]["history"], json!([]), "{order}");
+    assert_eq!(verify().await.0, 200);
+    assert_eq!(seen(&own).await.as_deref(), Some("128"));
 }
 
 /// Stored results refuse to be rewritten (an update of one fails the statement).

@@ -276,6 +276,14 @@ impl LabOrder {
         self.updated_at = now;
     }
 
+    /// Leaves out of each test the results not verified yet, as the order is shown to
+    /// the patient: a correction waiting for verification leaves the value it corrects.
+    pub fn withhold_unverified(&mut self) {
+        for test in &mut self.tests {
+            test.results.retain(ResultRevision::is_final);
+        }
+    }
+
     /// The first test with `code`, not cancelled.
     pub fn test(&self, code: &str) -> Option<&LabTest> {
         self.tests
