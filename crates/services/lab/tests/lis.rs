@@ -1,7 +1,8 @@
 //! The whole loop with a laboratory, on both backends: an order placed through REST goes
 //! out as an ORM to a (test) LIS over MLLP; the LIS answers with an ORU naming our order;
 //! the result lands on the order and on the patient's timeline, and being critical, raises
-//! `lab.critical.result.v1`. An LIS that refuses an order gets it dead-lettered.
+//! `lab.critical.result.v1`; an order cancelled afterwards is cancelled at the LIS. An LIS
+//! that refuses an order gets it dead-lettered.
 
 #![allow(clippy::unwrap_used)]
 
@@ -173,6 +174,61 @@ OBX|1|NM|2823-3^Potassium^LN||7.2|mmol/L|3.5-5.1|HH|||F\r",
     .await;
     assert_eq!(results["status"], "COMPLETED");
     assert_eq!(results["tests"][0]["result"]["value"], "7.2");
+
+    // An order cancelled after it went out is cancelled at the LIS too: each of its tests
+    // by the placer number it was sent with.
+    let order = json!({
+        "patientId": pid, "mrn": p["mrn"],
+        "tests": [{"testCode": "K", "testName": "Potassium"}, {"testCode": "NA", "testName": "Sodium"}],
+        "orderingProviderId": "NPI1", "orderingProviderName": "Synthetic Provider"
+    });
+    let (status, o) = json(
+        doctor
+            .post(app.url("/api/v1/lab/orders"))
+            .json(&order)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{o}");
+    let id = o["id"].as_str().unwrap().to_owned();
+    let placed = received(&mut rx).await;
+    assert_eq!(
+        hl7v2::parse(&placed)
+            .unwrap()
+            .find("ORC")
+            .unwrap()
+            .field(1)
+            .raw(),
+        "NW"
+    );
+    let (status, cancelled) = json(
+        doctor
+            .post(app.url(&format!("/api/v1/lab/orders/{id}/cancel")))
+            .json(&json!({"reason": "drawn in error"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let ca = received(&mut rx).await;
+    let m = hl7v2::parse(&ca).unwrap();
+    let orcs: Vec<(String, Option<String>)> = m
+        .segments()
+        .iter()
+        .filter(|s| s.id() == "ORC")
+        .map(|s| (s.field(1).raw().to_owned(), s.field(2).component(1).text()))
+        .collect();
+    assert_eq!(
+        orcs,
+        [
+            ("CA".to_owned(), Some(format!("{id}-1"))),
+            ("CA".to_owned(), Some(format!("{id}-2")))
+        ],
+        "{ca}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
