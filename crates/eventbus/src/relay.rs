@@ -4,8 +4,8 @@
 
 use crate::{BoxFuture, BusError, EventSink, Record};
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 use store::{Db, Scope, Tx, execute, on_tx};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -13,6 +13,12 @@ use uuid::Uuid;
 pub const PUBLISHED: &str = "meditrack_outbox_published_total";
 pub const PUBLISH_LATENCY: &str = "meditrack_outbox_publish_latency_seconds";
 pub const BACKLOG: &str = "meditrack_outbox_backlog";
+pub const PURGED: &str = "meditrack_outbox_purged_total";
+
+/// How often published rows past their retention are looked for, and how many of the
+/// oldest rows one look considers (`store::outbox::purge_published`).
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+const PURGE_WINDOW: i64 = 1_000;
 
 /// An outbox row to publish: position, topic, key, event id, envelope, created at.
 type Pending = (i64, String, String, Uuid, String, DateTime<Utc>);
@@ -34,6 +40,8 @@ pub struct OutboxRelay {
     db: Db,
     sink: Arc<dyn EventSink>,
     batch: i64,
+    /// When published rows are next purged; at the relay's first round.
+    next_purge: Arc<std::sync::Mutex<Instant>>,
 }
 
 impl std::fmt::Debug for OutboxRelay {
@@ -52,11 +60,14 @@ impl OutboxRelay {
             db,
             sink,
             batch: 500,
+            next_purge: Arc::new(std::sync::Mutex::new(Instant::now())),
         }
     }
 
-    /// Publishes one batch; returns how many events it published.
+    /// Publishes one batch; returns how many events it published. Now and then, first
+    /// deletes published rows past their retention ([`Self::purge_when_due`]).
     pub async fn publish_pending(&self) -> Result<usize, BusError> {
+        self.purge_when_due().await;
         // A plain read first: an idle relay must not take the write lock every few ms.
         // The relay publishes every tenant's events, so it reads across tenants.
         let sql = crate::capped_count("outbox WHERE published_at IS NULL");
@@ -103,6 +114,42 @@ impl OutboxRelay {
         })?;
         tx.commit().await?;
         Ok(self.published(&rows, now))
+    }
+
+    /// Deletes published rows older than `store::outbox::keep_published`, the oldest
+    /// window of them: every [`PURGE_EVERY`], and at the next round again while a window
+    /// comes back wholly deleted. A failure is logged and waits for the next time; it
+    /// does not hold up publishing. On PostgreSQL every process's relay may do it: the
+    /// deletes are of rows nobody reads again.
+    async fn purge_when_due(&self) {
+        let now = Instant::now();
+        let due = |next: &Instant| now >= *next;
+        if !due(&self
+            .next_purge
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+        {
+            return;
+        }
+        let before = Utc::now() - store::outbox::keep_published();
+        let next = match store::outbox::purge_published(&self.db, before, PURGE_WINDOW).await {
+            Ok(purged) => {
+                metrics::counter!(PURGED, "service" => self.service).increment(purged);
+                if purged == PURGE_WINDOW as u64 {
+                    now
+                } else {
+                    now + PURGE_EVERY
+                }
+            }
+            Err(e) => {
+                tracing::warn!(service = self.service, error = %e, "purging published outbox rows failed");
+                now + PURGE_EVERY
+            }
+        };
+        *self
+            .next_purge
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = next;
     }
 
     /// [`Self::publish_pending`] on SQLite: the batch is read beside the writers and marked

@@ -78,6 +78,7 @@ testkit::on_both_databases!(
     an_event_published_twice_is_delivered_once,
     lag_and_replay_follow_the_committed_position,
     the_relay_publishes_committed_outbox_rows_in_order_exactly_once,
+    published_rows_leave_the_outbox_after_their_retention_and_unpublished_ones_stay,
     writers_do_not_wait_while_the_relay_publishes,
     lag_counts_stop_at_the_cap,
     a_group_of_several_topics_receives_them_in_log_order_up_to_its_batch,
@@ -268,6 +269,75 @@ async fn the_relay_publishes_committed_outbox_rows_in_order_exactly_once(db: Tes
         .collect();
     assert_eq!(ids, written);
     assert!(got.iter().all(|d| d.key == patient.to_string()));
+    service.close().await;
+}
+
+/// Published rows go once past `store::outbox::keep_published`, the oldest first, a
+/// window at a time; rows not yet published stay whatever their age.
+async fn published_rows_leave_the_outbox_after_their_retention_and_unpublished_ones_stay(
+    db: TestDatabase,
+) {
+    let log = Arc::new(log(&db).await);
+    let service = Db::connect("patient", &config(&db)).await.unwrap();
+    store::migrate(&service, &[store::outbox::MIGRATIONS])
+        .await
+        .unwrap();
+    let patient = kernel::ids::PatientId::new();
+    let append = |n: i64| {
+        let service = service.clone();
+        async move {
+            let mut tx = service.begin().await.unwrap();
+            store::outbox::append(&mut tx, &[updated(patient, n)])
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    for n in 0..5 {
+        append(n).await;
+    }
+    let relay = OutboxRelay::new("patient", service.clone(), log.clone());
+    assert_eq!(relay.publish_pending().await.unwrap(), 5);
+    append(5).await;
+    let left = || async { store::outbox::read(&service, 0, 100).await.unwrap().len() };
+    // Published minutes ago: within their retention.
+    let retention_ago = chrono::Utc::now() - store::outbox::keep_published();
+    assert_eq!(
+        store::outbox::purge_published(&service, retention_ago, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    // As if their week had passed: the window of the oldest three goes whole, then the
+    // other two published; the unpublished one stays.
+    let later = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    let purged = |window| store::outbox::purge_published(&service, later, window);
+    assert_eq!(purged(3).await.unwrap(), 3);
+    assert_eq!(left().await, 3);
+    assert_eq!(purged(100).await.unwrap(), 2);
+    let rows = store::outbox::read(&service, 0, 100).await.unwrap();
+    let versions: Vec<i64> = rows
+        .iter()
+        .map(|r| r.envelope.0.payload["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [5]);
+
+    // A relay purges on its own: rows published more than the retention ago go at its
+    // first round.
+    assert_eq!(relay.publish_pending().await.unwrap(), 1);
+    let mut tx = service.begin_in(store::Scope::AllTenants).await.unwrap();
+    store::execute!(
+        &mut tx,
+        sqlx::query("UPDATE outbox SET published_at = $1")
+            .bind(retention_ago - chrono::TimeDelta::hours(1))
+    )
+    .unwrap();
+    tx.commit().await.unwrap();
+    append(6).await;
+    let fresh = OutboxRelay::new("patient", service.clone(), log.clone());
+    assert_eq!(fresh.publish_pending().await.unwrap(), 1);
+    let rows = store::outbox::read(&service, 0, 100).await.unwrap();
+    assert_eq!(rows.len(), 1, "only the row published just now is left");
     service.close().await;
 }
 

@@ -186,3 +186,35 @@ pub async fn read(db: &crate::Db, after: i64, limit: i64) -> Result<Vec<OutboxRo
     tx.commit().await?;
     Ok(rows)
 }
+
+/// How long a published event stays in its service's outbox. The backbone holds it after
+/// that, for its topic's retention (000 §3.1); in the outbox it only waited to be
+/// published, and kept for good, every change a service ever made would stay in its
+/// database a second time.
+pub fn keep_published() -> chrono::TimeDelta {
+    chrono::TimeDelta::days(7)
+}
+
+/// Deletes the rows published before `before` among the `window` oldest rows, every
+/// tenant's; how many. Only the oldest rows are looked at: published rows leave from the
+/// front, so the statement costs the same however large the outbox, and a call that
+/// deletes the whole window says there may be more.
+pub async fn purge_published(
+    db: &crate::Db,
+    before: DateTime<Utc>,
+    window: i64,
+) -> Result<u64, DbError> {
+    let mut tx = db.begin_in(crate::Scope::AllTenants).await?;
+    let purged = crate::execute!(
+        &mut tx,
+        sqlx::query(
+            "DELETE FROM outbox WHERE position IN (
+                SELECT position FROM (SELECT position, published_at FROM outbox ORDER BY position LIMIT $2) AS oldest
+                WHERE published_at < $1)",
+        )
+        .bind(before)
+        .bind(window)
+    )?;
+    tx.commit().await?;
+    Ok(purged)
+}
