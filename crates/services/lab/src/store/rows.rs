@@ -46,7 +46,7 @@ pub struct OrderRow {
 
 pub const TEST_COLUMNS: &str = "test_id, order_id, test_code, test_name, loinc_code, status";
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct TestRow {
     test_id: Uuid,
     pub order_id: Uuid,
@@ -58,7 +58,7 @@ pub struct TestRow {
 
 pub const RESULT_COLUMNS: &str = "result_id, test_id, result_value, result_unit, reference_range, abnormal_flag, performed_by, performed_at, recorded_at, verified_by, verified_at, correction, critical_flag";
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct ResultRow {
     result_id: Uuid,
     pub test_id: Uuid,
@@ -78,7 +78,7 @@ pub struct ResultRow {
 pub const SPECIMEN_COLUMNS: &str =
     "specimen_id, order_id, specimen_type, collected_at, collected_by, received_at, condition";
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct SpecimenRow {
     specimen_id: Uuid,
     pub order_id: Uuid,
@@ -87,6 +87,33 @@ pub struct SpecimenRow {
     collected_by: String,
     received_at: Option<DateTime<Utc>>,
     condition: Option<String>,
+}
+
+/// An order's row with its children's rows as JSON arrays, read in one statement on
+/// PostgreSQL ([`super::sql::ORDER_WITH_CHILDREN`]).
+#[derive(Debug, sqlx::FromRow)]
+pub struct OrderWithChildrenRow {
+    #[sqlx(flatten)]
+    pub order: OrderRow,
+    tests: String,
+    results: String,
+    specimens: String,
+}
+
+impl OrderWithChildrenRow {
+    pub fn into_order(self) -> Result<LabOrder, DbError> {
+        let tests = parse_list("stored tests", &self.tests)?;
+        let results = parse_list("stored results", &self.results)?;
+        let specimens = parse_list("stored specimens", &self.specimens)?;
+        assemble(self.order, tests, results, specimens)
+    }
+}
+
+fn parse_list<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    json: &str,
+) -> Result<Vec<T>, DbError> {
+    serde_json::from_str(json).map_err(|_| broken(what))
 }
 
 /// Rows of direct reads on SQLite ([`store::SqliteDb::snapshot`]), their columns in the
