@@ -48,6 +48,19 @@ pub enum HandlerError {
     Permanent(String),
 }
 
+/// `event`'s tenant and payload as `P`: an event that has neither as it should never will,
+/// so either failing is permanent (dead-lettered at once).
+pub fn parse<P: serde::de::DeserializeOwned + events::EventPayload>(
+    event: &EventEnvelope,
+) -> Result<(TenantId, P), HandlerError> {
+    let payload = serde_json::from_value(event.payload.clone()).map_err(|_| {
+        HandlerError::Permanent(format!("the payload does not match {}", P::EVENT_TYPE))
+    })?;
+    let tenant = TenantId::parse(&event.tenant_id)
+        .map_err(|_| HandlerError::Permanent("the tenant id is not valid".to_owned()))?;
+    Ok((tenant, payload))
+}
+
 impl From<store::DbError> for HandlerError {
     fn from(e: store::DbError) -> Self {
         HandlerError::Transient(e.to_string())

@@ -63,16 +63,7 @@ impl<P: DeserializeOwned + EventPayload + Send + Sync> Handler for Apply<P> {
         tx: &'a mut Tx,
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        let parsed = serde_json::from_value::<P>(event.payload.clone())
-            .map_err(|_| {
-                HandlerError::Permanent(format!("the payload does not match {}", P::EVENT_TYPE))
-            })
-            .and_then(|p| {
-                TenantId::parse(&event.tenant_id)
-                    .map(|t| (t, p))
-                    .map_err(|_| HandlerError::Permanent("the tenant id is not valid".to_owned()))
-            });
-        match parsed {
+        match eventbus::consumer::parse::<P>(event) {
             Ok((tenant, payload)) => (self.0)(tx, event, tenant, payload),
             Err(e) => Box::pin(async move { Err(e) }),
         }

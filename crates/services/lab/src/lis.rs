@@ -16,7 +16,6 @@ use eventbus::{EventSink, EventSource};
 use events::lab::{LabTestCancelledV1, LabTestOrderedV1};
 use events::{EventEnvelope, EventPayload};
 use hl7v2::build::{OrderPatient, OrderStyle, OrderTest, OutboundOrder, cancel_order, new_order};
-use kernel::TenantId;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{Db, Tx};
@@ -64,71 +63,47 @@ struct SendOrder(LisSettings);
 
 struct SendCancellation(LisSettings);
 
-/// The patient as the LIS knows them: by MRN, else by our id. The lab holds patients by
-/// reference (id and MRN); demographics stay with the patient service.
-fn patient(mrn: &str, id: impl ToString) -> OrderPatient {
-    OrderPatient {
-        id: if mrn.is_empty() {
-            id.to_string()
-        } else {
-            mrn.to_owned()
-        },
-        family: String::new(),
-        given: String::new(),
-        birth_date: None,
-        sex: None,
-    }
-}
-
-/// ORC-7's priority: `S` stat, `A` as soon as possible (urgent), `R` routine.
-fn priority(p: &str) -> String {
-    match p {
-        "STAT" => "S",
-        "URGENT" => "A",
-        _ => "R",
-    }
-    .to_owned()
-}
-
-/// The cancellation of `o`, as stored: the same order and tests as its `NW`.
+/// The cancellation of `o`, as stored: the message of its `NW` with ORC-1 `CA`.
 pub fn cancellation_for(event: &EventEnvelope, o: &LabOrder, settings: &LisSettings) -> Vec<u8> {
-    let order = OutboundOrder {
-        control_id: event.event_id.to_string(),
-        sent_at: chrono::Utc::now(),
-        sending_facility: settings.facility.clone(),
-        receiving_application: "LIS".to_owned(),
-        receiving_facility: String::new(),
-        patient: patient(o.mrn.as_deref().unwrap_or_default(), o.patient_id),
-        placer_order: o.id.to_string(),
-        priority: priority(o.priority.as_str()),
-        tests: o
-            .tests
-            .iter()
-            .map(|t| OrderTest {
-                code: t.test_code.clone(),
-                name: t.test_name.clone(),
-                loinc: t.loinc_code.clone(),
-            })
-            .collect(),
-        provider_id: o.ordering_provider_id.clone(),
-        provider_name: o.ordering_provider_name.clone(),
-        diagnoses: o.diagnosis_codes.clone(),
-        ordered_at: o.ordered_at,
-    };
+    let order = outbound(event, &crate::app::ordered_event(o), settings);
     cancel_order(&order, settings.style).encode().into_bytes()
 }
 
 /// The message for an order: what the LIS needs to run it and to answer with its id.
 pub fn message_for(event: &EventEnvelope, o: &LabTestOrderedV1, settings: &LisSettings) -> Vec<u8> {
-    let order = OutboundOrder {
+    new_order(&outbound(event, o, settings), settings.style)
+        .encode()
+        .into_bytes()
+}
+
+/// What the LIS is sent about order `o`, in a message whose control id is `event`'s id.
+fn outbound(event: &EventEnvelope, o: &LabTestOrderedV1, settings: &LisSettings) -> OutboundOrder {
+    OutboundOrder {
         control_id: event.event_id.to_string(),
         sent_at: chrono::Utc::now(),
         sending_facility: settings.facility.clone(),
         receiving_application: "LIS".to_owned(),
         receiving_facility: String::new(),
-        patient: patient(&o.mrn, o.patient_id),
+        // The lab holds patients by reference (id and MRN); demographics stay with the
+        // patient service.
+        patient: OrderPatient {
+            id: if o.mrn.is_empty() {
+                o.patient_id.to_string()
+            } else {
+                o.mrn.clone()
+            },
+            family: String::new(),
+            given: String::new(),
+            birth_date: None,
+            sex: None,
+        },
         placer_order: o.order_id.to_string(),
-        priority: priority(&o.priority),
+        priority: match o.priority.as_str() {
+            "STAT" => "S",
+            "URGENT" => "A",
+            _ => "R",
+        }
+        .to_owned(),
         tests: o
             .tests
             .iter()
@@ -142,8 +117,7 @@ pub fn message_for(event: &EventEnvelope, o: &LabTestOrderedV1, settings: &LisSe
         provider_name: o.ordering_provider_name.clone(),
         diagnoses: o.diagnosis_codes.clone(),
         ordered_at: o.ordered_at,
-    };
-    new_order(&order, settings.style).encode().into_bytes()
+    }
 }
 
 impl Handler for SendOrder {
@@ -158,12 +132,7 @@ impl Handler for SendOrder {
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let order: LabTestOrderedV1 =
-                serde_json::from_value(event.payload.clone()).map_err(|_| {
-                    HandlerError::Permanent(
-                        "the payload does not match lab.test.ordered.v1".to_owned(),
-                    )
-                })?;
+            let (_, order) = eventbus::consumer::parse::<LabTestOrderedV1>(event)?;
             let message = message_for(event, &order, &self.0);
             deliver(&self.0, message).await
         })
@@ -182,15 +151,7 @@ impl Handler for SendCancellation {
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let cancelled: LabTestCancelledV1 = serde_json::from_value(event.payload.clone())
-                .map_err(|_| {
-                    HandlerError::Permanent(
-                        "the payload does not match lab.test.cancelled.v1".to_owned(),
-                    )
-                })?;
-            let tenant = TenantId::parse(&event.tenant_id).map_err(|_| {
-                HandlerError::Permanent("the event's tenant id is not valid".to_owned())
-            })?;
+            let (tenant, cancelled) = eventbus::consumer::parse::<LabTestCancelledV1>(event)?;
             let order = crate::store::load_order(tx, &tenant, cancelled.order_id)
                 .await?
                 .ok_or_else(|| HandlerError::Permanent("the cancelled order is gone".to_owned()))?;

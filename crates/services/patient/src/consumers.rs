@@ -14,7 +14,6 @@ use eventbus::{EventSink, EventSource};
 use events::lab::{LabAdtReceivedV1, LabCriticalResultV1, LabResultsAvailableV1};
 use events::pharmacy::PrescriptionFilledV1;
 use events::{EventEnvelope, EventPayload};
-use kernel::TenantId;
 use kernel::ids::{PatientId, TimelineEntryId};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -89,12 +88,8 @@ impl<P: DeserializeOwned + EventPayload + Send + Sync> Handler for ToTimeline<P>
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let payload: P = serde_json::from_value(event.payload.clone()).map_err(|_| {
-                HandlerError::Permanent(format!("the payload does not match {}", P::EVENT_TYPE))
-            })?;
+            let (tenant, payload) = eventbus::consumer::parse::<P>(event)?;
             let (patient, at, what) = (self.0)(payload);
-            let tenant = TenantId::parse(&event.tenant_id)
-                .map_err(|_| HandlerError::Permanent("the tenant id is not valid".to_owned()))?;
             // The entry takes the event's id: one event, one entry, however often it comes.
             let entry = TimelineEntry {
                 id: TimelineEntryId::from_uuid(event.event_id.as_uuid()),
@@ -127,14 +122,7 @@ impl Handler for FromAdt {
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let payload: LabAdtReceivedV1 =
-                serde_json::from_value(event.payload.clone()).map_err(|_| {
-                    HandlerError::Permanent(
-                        "the payload does not match lab.adt.received.v1".to_owned(),
-                    )
-                })?;
-            let tenant = TenantId::parse(&event.tenant_id)
-                .map_err(|_| HandlerError::Permanent("the tenant id is not valid".to_owned()))?;
+            let (tenant, payload) = eventbus::consumer::parse::<LabAdtReceivedV1>(event)?;
             self.0
                 .apply_adt(tenant, event.correlation_id, &payload)
                 .await
