@@ -89,6 +89,21 @@ async fn postgres_an_order_goes_to_the_lis_and_its_result_comes_back_to_the_time
     round_trip(app, rx).await;
 }
 
+/// Places `order` through the API; its id.
+async fn place(app: &TestApp, doctor: &reqwest::Client, order: &Value) -> String {
+    let (status, o) = json(
+        doctor
+            .post(app.url("/api/v1/lab/orders"))
+            .json(order)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{o}");
+    o["id"].as_str().unwrap().to_owned()
+}
+
 async fn round_trip(app: TestApp, mut rx: mpsc::UnboundedReceiver<String>) {
     let body = json!({"firstName": "Loop", "lastName": "Closed", "dateOfBirth": "1970-01-01"});
     let (_, p) = json(app.post_json("/api/v1/patients", &body).await).await;
@@ -101,17 +116,7 @@ async fn round_trip(app: TestApp, mut rx: mpsc::UnboundedReceiver<String>) {
         "orderingProviderId": "NPI1", "orderingProviderName": "Synthetic Provider",
         "diagnosisCodes": ["E87.5"]
     });
-    let (status, o) = json(
-        doctor
-            .post(app.url("/api/v1/lab/orders"))
-            .json(&order)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 201, "{o}");
-    let id = o["id"].as_str().unwrap().to_owned();
+    let id = place(&app, &doctor, &order).await;
 
     let orm = received(&mut rx).await;
     let m = hl7v2::parse(&orm).unwrap();
@@ -182,17 +187,7 @@ OBX|1|NM|2823-3^Potassium^LN||7.2|mmol/L|3.5-5.1|HH|||F\r",
         "tests": [{"testCode": "K", "testName": "Potassium"}, {"testCode": "NA", "testName": "Sodium"}],
         "orderingProviderId": "NPI1", "orderingProviderName": "Synthetic Provider"
     });
-    let (status, o) = json(
-        doctor
-            .post(app.url("/api/v1/lab/orders"))
-            .json(&order)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 201, "{o}");
-    let id = o["id"].as_str().unwrap().to_owned();
+    let id = place(&app, &doctor, &order).await;
     let placed = received(&mut rx).await;
     assert_eq!(
         hl7v2::parse(&placed)

@@ -212,24 +212,29 @@ pub(crate) mod tests {
         after
     }
 
+    /// An ORU from `LIS^LAB` with `control` as its MSH-10, applied and answered AA.
+    pub(crate) fn applied(tenant: &TenantId, control: &str) -> MessageRecord {
+        MessageRecord {
+            id: Uuid::now_v7(),
+            tenant: tenant.clone(),
+            sender: Some("LIS^LAB".into()),
+            control_id: Some(control.into()),
+            message_type: Some("ORU^R01".into()),
+            received_at: Utc::now(),
+            status: "APPLIED",
+            ack_code: "AA",
+            error_code: None,
+            error_location: None,
+            error_text: None,
+            raw: "MSH|...".into(),
+            ack: format!("MSA|AA|{control}"),
+        }
+    }
+
     fn message(o: &LabOrder, control: &str, before: &LabOrder, after: LabOrder) -> MessageWrite {
         MessageWrite {
             changed: vec![(before.clone(), after)],
-            record: MessageRecord {
-                id: Uuid::now_v7(),
-                tenant: o.tenant.clone(),
-                sender: Some("LIS^LAB".into()),
-                control_id: Some(control.into()),
-                message_type: Some("ORU^R01".into()),
-                received_at: Utc::now(),
-                status: "APPLIED",
-                ack_code: "AA",
-                error_code: None,
-                error_location: None,
-                error_text: None,
-                raw: "MSH|...".into(),
-                ack: "MSA|AA".into(),
-            },
+            record: applied(&o.tenant, control),
             unmatched: vec![],
             events: vec![],
         }

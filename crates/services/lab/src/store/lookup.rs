@@ -201,8 +201,8 @@ fn hydrate(c: &Connection, rows: Vec<OrderRow>) -> Result<Vec<LabOrder>, DbError
 mod tests {
     use super::*;
     use crate::domain::{AbnormalFlag, CriticalLimits, LabTest, SubmittedResult, TestStatus};
-    use crate::store::direct::tests::{collected, placed};
-    use crate::store::hl7::{MessageRecord, record_message};
+    use crate::store::direct::tests::{applied, collected, placed};
+    use crate::store::hl7::record_message;
     use crate::store::{LabStore, SqlLabStore, remember_patient};
     use chrono::Utc;
     use store::{Db, Scope};
@@ -277,22 +277,9 @@ mod tests {
         )
         .await
         .unwrap();
-        let record = MessageRecord {
-            id: Uuid::now_v7(),
-            tenant: tenant.clone(),
-            sender: Some("LIS^LAB".into()),
-            control_id: Some("C1".into()),
-            message_type: Some("ORU^R01".into()),
-            received_at: Utc::now(),
-            status: "APPLIED",
-            ack_code: "AA",
-            error_code: None,
-            error_location: None,
-            error_text: None,
-            raw: "MSH|...".into(),
-            ack: "MSA|AA|C1".into(),
-        };
-        record_message(&mut tx, &record).await.unwrap();
+        record_message(&mut tx, &applied(&tenant, "C1"))
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
 
         async fn everything(
