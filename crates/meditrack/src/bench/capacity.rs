@@ -162,13 +162,16 @@ OBX|1|NM|2345-7^Glucose^LN||{value}|mg/dL|70-99|{flag}|||F|||20260101080000\r"
     .into_bytes()
 }
 
-/// ORU^R01 messages over `connections` MLLP connections, each sending the next once the
-/// last is acknowledged (after commit). Every message has its own control id and goes
-/// to the next of `orders` (`sent` counts the messages of earlier runs, so a run starts
-/// where the last ended); an ACK other than AA counts as an error.
+/// ORU^R01 messages over `connections` MLLP connections, each sending the next frame once
+/// the last is acknowledged (after commit): one message per frame, or with `batch` > 1 that
+/// many in a batch (BHS … BTS), answered by a batch of ACKs. Every message has its own
+/// control id and goes to the next of `orders` (`sent` counts the messages of earlier
+/// runs, so a run starts where the last ended); an ACK other than AA counts as an error.
+/// Throughput and errors count messages; latency is per frame.
 pub async fn hl7(
     w: Window,
     connections: usize,
+    batch: usize,
     addr: &str,
     orders: Arc<Vec<String>>,
     sent: Arc<AtomicUsize>,
@@ -182,29 +185,43 @@ pub async fn hl7(
     }
     let clients = Arc::new(clients);
     let run = uuid::Uuid::now_v7().simple().to_string();
-    Ok(
-        load::closed(connections, w.warmup, w.duration, move |c, n| {
-            let client = clients[c].clone();
-            let order = orders[sent.fetch_add(1, Ordering::Relaxed) % orders.len()].clone();
-            let control = format!("B{}-{n}", &run[run.len() - 12..]);
-            async move {
-                let message = oru(&control, &order, 60 + n % 80);
-                let ack = client
-                    .lock()
-                    .await
-                    .exchange(&message)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if ack.windows(4).any(|w| w == b"|AA|") {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "not accepted: {}",
-                        String::from_utf8_lossy(&ack).replace('\r', " | ")
-                    ))
-                }
+    let batch = batch.max(1);
+    let mut m = load::closed(connections, w.warmup, w.duration, move |c, n| {
+        let client = clients[c].clone();
+        let mut frame = Vec::new();
+        if batch > 1 {
+            frame.extend_from_slice(b"BHS|^~\\&|LIS|BENCHLAB\r");
+        }
+        for i in 0..batch as u64 {
+            let order = &orders[sent.fetch_add(1, Ordering::Relaxed) % orders.len()];
+            let control = format!("B{}-{n}-{i}", &run[run.len() - 12..]);
+            frame.extend(oru(&control, order, 60 + (n + i) % 80));
+        }
+        if batch > 1 {
+            frame.extend(format!("BTS|{batch}\r").into_bytes());
+        }
+        async move {
+            let ack = client
+                .lock()
+                .await
+                .exchange(&frame)
+                .await
+                .map_err(|e| e.to_string())?;
+            let accepted = ack.windows(4).filter(|w| w == b"|AA|").count();
+            if accepted == batch {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} of {batch} not accepted: {}",
+                    batch - accepted,
+                    String::from_utf8_lossy(&ack).replace('\r', " | ")
+                ))
             }
-        })
-        .await,
-    )
+        }
+    })
+    .await;
+    // A frame is `batch` messages, taken or not together.
+    m.completed *= batch as u64;
+    m.errors *= batch as u64;
+    Ok(m)
 }

@@ -290,7 +290,7 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
 
     let mut capacity = Vec::new();
     let mut ratios = Vec::new();
-    let mut events = None;
+    let mut events = Vec::new();
     if o.wants("capacity") {
         let w = o.window();
         let body = world.patient_json().await?;
@@ -340,17 +340,13 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
             w,
             &capacity::scenario(w, world.clone(), "post-patient").await,
         ));
-        events = Some(
+        events.push(
             events::settle(
                 &world.client,
                 &world.base,
                 &before,
                 writing,
-                if o.kafka_brokers.is_some() {
-                    "kafka"
-                } else {
-                    "embedded log"
-                },
+                backbone(o),
                 format!("post-patient, closed loop, {} workers", w.workers),
             )
             .await?,
@@ -389,22 +385,52 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
     if let Some(hl7) = main.hl7.as_ref().filter(|_| o.wants("hl7")) {
         let orders = Arc::new(world.hl7_orders.clone());
         let sent = Arc::default();
-        for connections in [1, o.hl7_connections] {
+        let runs = [
+            ("hl7-oru-1", 1, 1, "ORU^R01 over MLLP, ACK after commit"),
+            (
+                "hl7-oru-n",
+                o.hl7_connections,
+                1,
+                "ORU^R01 over MLLP, ACK after commit",
+            ),
+            (
+                "hl7-oru-batch",
+                o.hl7_connections,
+                HL7_BATCH,
+                "ORU^R01 in batches of 100 (BHS/BTS) over MLLP, ACKs after commit; \
+                 throughput in messages, latency per batch",
+            ),
+        ];
+        for (name, connections, batch, what) in runs {
             let w = Window {
                 workers: connections,
                 ..o.window()
             };
-            let m = capacity::hl7(w, connections, hl7, orders.clone(), Arc::clone(&sent)).await?;
-            capacity.push(progress(closed(
-                if connections == 1 {
-                    "hl7-oru-1"
-                } else {
-                    "hl7-oru-n"
-                },
-                "ORU^R01 over MLLP, ACK after commit",
+            let before = events::read(&world.client, &world.base).await?;
+            let sending = Instant::now();
+            let m = capacity::hl7(
                 w,
-                &m,
-            )));
+                connections,
+                batch,
+                hl7,
+                orders.clone(),
+                Arc::clone(&sent),
+            )
+            .await?;
+            capacity.push(progress(closed(name, what, w, &m)));
+            // The most events a run of this bench makes: each result completes its order.
+            if batch > 1 {
+                let load = format!("{name}, {connections} connections");
+                let e = events::settle(
+                    &world.client,
+                    &world.base,
+                    &before,
+                    sending,
+                    backbone(o),
+                    load,
+                );
+                events.push(e.await?);
+            }
         }
     }
     // Before the main hub stops: the search is measured on both hubs in turn.
@@ -436,11 +462,7 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
         started_at,
         commit: report::commit(),
         backend,
-        backbone: if o.kafka_brokers.is_some() {
-            "kafka"
-        } else {
-            "embedded log"
-        },
+        backbone: backbone(o),
         machine: Machine::this(),
         load_generator: "SLA scenarios: open loop at a fixed offered rate, latency from each request's scheduled time \
                          (no coordinated omission), HdrHistogram. Capacity and HL7: closed loops of a fixed number of \
@@ -459,6 +481,14 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
         events,
         search_scaling: scaling,
     })
+}
+
+fn backbone(o: &BenchOptions) -> &'static str {
+    if o.kafka_brokers.is_some() {
+        "kafka"
+    } else {
+        "embedded log"
+    }
 }
 
 /// Scenario `s` at its offered rate (or `--rate`), open loop.
@@ -626,6 +656,9 @@ async fn prepare(
         last_names: crate::seed::LAST.to_vec(),
     })
 }
+
+/// Messages per batch in `hl7-oru-batch` (its description says so too).
+const HL7_BATCH: usize = 100;
 
 /// Orders placed for the HL7 scenarios: two per seeded patient, at most 20,000, enough
 /// for a result each at 1,000 messages/s through both runs.

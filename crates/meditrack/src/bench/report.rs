@@ -203,7 +203,8 @@ pub struct Report {
     /// Closed loop: what the hub sustains, with the ceilings and HL7.
     pub capacity: Vec<ScenarioResult>,
     pub ratios: Vec<Ratio>,
-    pub events: Option<EventsResult>,
+    /// Events through the backbone during each write load that makes many.
+    pub events: Vec<EventsResult>,
     pub search_scaling: Option<SearchScaling>,
 }
 
@@ -283,7 +284,8 @@ impl Report {
         );
         if self.hl7_orders > 0 {
             md.push_str(&format!(
-                "HL7 results go to {} orders placed for them, one result to each in turn.\n\n",
+                "HL7 results go to {} orders placed for them, one result to each in turn \
+                 (a correction once every order has one).\n\n",
                 self.hl7_orders
             ));
         }
@@ -309,7 +311,7 @@ impl Report {
                 ));
             }
         }
-        if let Some(e) = &self.events {
+        for e in &self.events {
             md.push_str(&format!(
                 "\n## Events (outbox → {} → consumers)\n\nDuring {}: {} events handled in {:.1} s \
                  (**{:.0}/s** until the consumers caught up); end-to-end p50 {}, p95 {} \

@@ -18,6 +18,8 @@ testkit::on_both_backends!(
     bad_messages_get_ae_or_ar_naming_the_field_and_change_nothing,
     orders_from_an_ehr_are_placed_once_and_can_be_cancelled,
     a_batch_is_acknowledged_message_by_message,
+    a_batch_is_taken_in_order_each_message_seeing_those_before_it,
+    batches_for_one_order_sent_at_once_on_many_connections_all_land_once,
     adt_messages_register_and_update_patients_through_the_patient_service,
     nothing_of_a_messages_content_reaches_the_logs,
     results_for_one_order_sent_at_once_on_many_connections_all_land_once,
@@ -462,6 +464,144 @@ async fn a_batch_is_acknowledged_message_by_message(app: TestApp) {
     );
     let o = get(&app, &format!("/api/v1/lab/orders/{id}")).await;
     assert_eq!(o["tests"][0]["result"]["value"], "88");
+}
+
+/// Each ACK of a batch's ACK batch, as `MSA-2 MSA-1`, and the ACK messages themselves.
+fn batch_acks(ack: &str) -> (Vec<String>, Vec<String>) {
+    let parsed = hl7v2::parse_batch(ack).unwrap();
+    let codes = parsed
+        .messages
+        .iter()
+        .map(|m| {
+            let m = m.as_ref().unwrap();
+            let msa = m.find("MSA").unwrap();
+            format!("{} {}", msa.field(2).raw(), msa.field(1).raw())
+        })
+        .collect();
+    (codes, parsed.texts)
+}
+
+/// On SQLite a batch's results are written together, one commit for many messages; each
+/// message must still see what those before it did, as if each had been committed alone.
+async fn a_batch_is_taken_in_order_each_message_seeing_those_before_it(app: TestApp) {
+    let id = order(&app).await;
+    let path = format!("/api/v1/lab/orders/{id}");
+    let version = get(&app, &path).await["version"].as_i64().unwrap();
+    let orm = "MSH|^~\\&|EHR|CLINIC|MEDITRACK|LAB|20240102||ORM^O01|BO-1|P|2.3\r\
+PID|1||MRN-BATCHER^^^CLINIC^MR||Batcher^Bea||19900101|F\r\
+ORC|NW|EHR-777|||||^^^^^S||20240102101500|||NPI9^Doc^Ann\r\
+OBR|1|EHR-777||2345-7^Glucose^LN\r";
+    let for_placed = "MSH|^~\\&|LIS|CITYLAB|MEDITRACK|HOSP|20240315083000||ORU^R01|BO-2|P|2.5.1\r\
+PID|1||MRN-BATCHER^^^HOSP^MR||Batcher^Bea||19900101|F\r\
+OBR|1|EHR-777|F-BO-2^CITYLAB|2345-7^Glucose^LN|||20240315071500\r\
+OBX|1|NM|2345-7^Glucose^LN||77|mg/dL|70-99|N|||F\r";
+    let messages = [
+        oru("BA-1", &id, "612", "HH"),
+        oru("BA-2", &id, "101", "H"),
+        // Repeated within the batch: answered as the first time, no second effect.
+        oru("BA-1", &id, "612", "HH"),
+        "MSH|^~\\&|LIS|CITYLAB|MEDITRACK|HOSP|20240315083000||ORU^R01|BA-BAD|P|2.5.1\r".to_owned(),
+        // An order placed between the results, and a result for it right after.
+        orm.to_owned(),
+        for_placed.to_owned(),
+        oru("BA-3", &id, "99", "N"),
+    ];
+    let batch = format!(
+        "BHS|^~\\&|LIS\r{}BTS|{}\r",
+        messages.concat(),
+        messages.len()
+    );
+    let ack = send(&app, &batch).await;
+    let (codes, acks) = batch_acks(&ack);
+    assert_eq!(
+        codes,
+        [
+            "BA-1 AA",
+            "BA-2 AA",
+            "BA-1 AA",
+            "BA-BAD AE",
+            "BO-1 AA",
+            "BO-2 AA",
+            "BA-3 AA"
+        ],
+        "{ack}"
+    );
+    assert_eq!(acks[2], acks[0], "a repeat gets the first answer");
+
+    let o = get(&app, &path).await;
+    for test in 0..2 {
+        assert_eq!(
+            o["tests"][test]["history"].as_array().map(Vec::len),
+            Some(2),
+            "three results, the newest standing: {o}"
+        );
+    }
+    assert_eq!(o["tests"][0]["result"]["value"], "99", "{o}");
+    // Each message changed the order as the one before it left it (two changes each).
+    assert_eq!(o["version"].as_i64(), Some(version + 6), "{o}");
+    let lab = app.db("lab").await;
+    let placed: String = store::on_pool!(&lab, |c| sqlx::query_scalar(
+        "SELECT status FROM lab_orders WHERE placer_order = 'EHR-777'"
+    )
+    .fetch_one(c)
+    .await)
+    .unwrap();
+    let stored: i64 = store::on_pool!(&lab, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM hl7_messages WHERE control_id LIKE 'B%'"
+    )
+    .fetch_one(c)
+    .await)
+    .unwrap();
+    lab.close().await;
+    assert_eq!(
+        placed, "COMPLETED",
+        "the result found the order placed before it"
+    );
+    assert_eq!(stored, 6, "each message once, the repeat not again");
+
+    // The whole batch again: the same answers, nothing changed.
+    let again = send(&app, &batch).await;
+    assert_eq!(batch_acks(&again).1, acks);
+    assert_eq!(get(&app, &path).await["version"], o["version"]);
+}
+
+/// On PostgreSQL a batch is one transaction: one that finds its order changed by another
+/// connection's batch is rolled back and taken message by message, so none is lost or
+/// applied twice.
+async fn batches_for_one_order_sent_at_once_on_many_connections_all_land_once(app: TestApp) {
+    let id = order(&app).await;
+    let path = format!("/api/v1/lab/orders/{id}");
+    let version = get(&app, &path).await["version"].as_i64().unwrap();
+    let sends: Vec<_> = (0..4)
+        .map(|c| {
+            let messages: String = (0..5)
+                .map(|n| oru(&format!("RB-{c}-{n}"), &id, "101", "H"))
+                .collect();
+            let batch = format!("BHS|^~\\&|LIS\r{messages}BTS|5\r");
+            let address = addr(&app);
+            tokio::spawn(async move {
+                let acks = lab::mllp::send(&address, &[batch.into_bytes()], TIMEOUT)
+                    .await
+                    .unwrap();
+                String::from_utf8(acks[0].clone()).unwrap()
+            })
+        })
+        .collect();
+    for s in sends {
+        let ack = s.await.unwrap();
+        let (codes, _) = batch_acks(&ack);
+        assert!(codes.iter().all(|c| c.ends_with(" AA")), "{ack}");
+        assert_eq!(codes.len(), 5);
+    }
+    let o = get(&app, &path).await;
+    for test in 0..2 {
+        assert_eq!(
+            o["tests"][test]["history"].as_array().map(Vec::len),
+            Some(19),
+            "twenty results, the newest standing: {o}"
+        );
+    }
+    assert_eq!(o["version"].as_i64(), Some(version + 40), "{o}");
 }
 
 async fn adt_messages_register_and_update_patients_through_the_patient_service(app: TestApp) {

@@ -5,6 +5,7 @@
 //! the commit, there is no ACK and the sender sends again; if it dies after, the resend
 //! finds the first answer.
 
+mod batch;
 mod orders;
 mod patients;
 pub(crate) mod results;
@@ -15,8 +16,7 @@ use crate::store::hl7::{MessageRecord, Unmatched, earlier_ack, insert_unmatched,
 use crate::store::lookup::Lookups;
 use crate::store::{WriteError, update_order};
 use chrono::{DateTime, Utc};
-use events::lab::LabCriticalResultV1;
-use events::{EventEnvelope, EventMeta, EventPayload};
+use events::{EventEnvelope, EventMeta};
 use hl7v2::ack::{AckCode, acknowledge};
 use hl7v2::messages::{Inbound, interpret};
 use hl7v2::{Batch, Hl7Error, Message, decode, parse, parse_batch};
@@ -93,8 +93,7 @@ impl Intake {
             "BHS|^~\\&|{}|||||{now}\r",
             hl7v2::ack::DEFAULT_APPLICATION
         ));
-        for message in &batch.texts {
-            let ack = self.receive_one(message).await?;
+        for ack in self.receive_all(&batch.texts).await? {
             out.push_str(&String::from_utf8_lossy(&ack));
         }
         out.push_str(&format!("BTS|{}\r", batch.texts.len()));
@@ -154,57 +153,23 @@ impl Intake {
                     return self.reject(Some(&message), &text, &e, now).await;
                 }
             };
-            let ack = acknowledge(
-                Some(&message),
-                AckCode::Accept,
-                None,
-                &Uuid::now_v7().to_string(),
-                now,
-            );
-            let ack = ack.encode();
-            let record = MessageRecord {
-                id,
-                tenant: self.tenant.clone(),
-                sender: header.sender.clone(),
-                control_id: header.control_id.clone(),
-                message_type: header.message_type.clone(),
-                received_at: now,
-                status: applied.status,
-                ack_code: AckCode::Accept.as_str(),
-                error_code: None,
-                error_location: None,
-                error_text: None,
-                raw: text.clone(),
-                ack: ack.clone(),
-            };
+            let record = self.accepted(&message, &header, id, applied.status, &text, now);
+            let ack = record.ack.clone();
             let status = applied.status;
-            let critical = applied
-                .events
-                .iter()
-                .filter(|e| e.event_type == LabCriticalResultV1::EVENT_TYPE)
-                .count();
+            let critical = batch::critical(&applied.events);
+            let m = MessageWrite {
+                changed: applied.changed,
+                record,
+                unmatched: applied.unmatched,
+                events: applied.events,
+            };
             let finished = match reads {
                 Reads::Snapshot(snapshot, db) => {
                     drop(snapshot);
-                    let m = MessageWrite {
-                        changed: applied.changed,
-                        record,
-                        unmatched: applied.unmatched,
-                        events: applied.events,
-                    };
                     // What `finish` writes, as one direct write (`store::direct`).
                     db.write_direct(move |tx| write_message(tx, &m)).await
                 }
-                Reads::Tx(tx) => {
-                    self.finish(
-                        tx,
-                        &record,
-                        &applied.unmatched,
-                        &applied.events,
-                        &applied.changed,
-                    )
-                    .await
-                }
+                Reads::Tx(tx) => self.finish(tx, &m).await,
             };
             match finished {
                 // An order changed since it was read (a result submitted meanwhile).
@@ -229,37 +194,12 @@ impl Intake {
         }
     }
 
-    /// Writes what a message did, and the message: `false` (nothing written) when an
-    /// order in `changed` is no longer at the version it was read at.
-    async fn finish(
-        &self,
-        mut tx: Tx,
-        record: &MessageRecord,
-        unmatched: &[Unmatched],
-        events: &[EventEnvelope],
-        changed: &[(LabOrder, LabOrder)],
-    ) -> Result<bool, DbError> {
-        for (before, after) in changed {
-            match update_order(&mut tx, before, after).await {
-                Ok(()) => {}
-                Err(WriteError::Db(e)) => return Err(e),
-                Err(WriteError::VersionConflict) => return Ok(false),
-                Err(_) => {
-                    return Err(DbError::Invariant(
-                        "an order vanished while a message was applied",
-                    ));
-                }
-            }
+    /// Writes what a message did, and the message, and commits: `false` (nothing written)
+    /// when an order in `m.changed` is no longer at the version it was read at.
+    async fn finish(&self, mut tx: Tx, m: &MessageWrite) -> Result<bool, DbError> {
+        if !write_in(&mut tx, &self.tenant, m).await? {
+            return Ok(false);
         }
-        record_message(&mut tx, record).await?;
-        for u in unmatched {
-            let u = Unmatched {
-                message_id: record.id,
-                ..u.clone()
-            };
-            insert_unmatched(&mut tx, &self.tenant, &u).await?;
-        }
-        store::outbox::append(&mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -272,6 +212,67 @@ impl Intake {
         e: &Hl7Error,
         now: DateTime<Utc>,
     ) -> Result<Vec<u8>, DbError> {
+        let m = MessageWrite::alone(self.refused(message, text, e, now));
+        let tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
+        match self.finish(tx, &m).await {
+            Ok(_) => {}
+            // Rejected before under the same control id: the same answer stands.
+            Err(e) if e.unique_violation().is_some() => {
+                let mut tx = self.db.read_in(Scope::Tenant(&self.tenant)).await?;
+                if let (Some(s), Some(c)) = (&m.record.sender, &m.record.control_id)
+                    && let Some(earlier) = earlier_ack(&mut tx, &self.tenant, s, c).await?
+                {
+                    return Ok(earlier.into_bytes());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        refusal_counted(e);
+        Ok(m.record.ack.into_bytes())
+    }
+
+    /// The record of a message taken, with its AA.
+    fn accepted(
+        &self,
+        message: &Message,
+        header: &Header,
+        id: Uuid,
+        status: &'static str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> MessageRecord {
+        let ack = acknowledge(
+            Some(message),
+            AckCode::Accept,
+            None,
+            &Uuid::now_v7().to_string(),
+            now,
+        );
+        MessageRecord {
+            id,
+            tenant: self.tenant.clone(),
+            sender: header.sender.clone(),
+            control_id: header.control_id.clone(),
+            message_type: header.message_type.clone(),
+            received_at: now,
+            status,
+            ack_code: AckCode::Accept.as_str(),
+            error_code: None,
+            error_location: None,
+            error_text: None,
+            raw: text.to_owned(),
+            ack: ack.encode(),
+        }
+    }
+
+    /// The record of a message refused, with its AE or AR.
+    fn refused(
+        &self,
+        message: Option<&Message>,
+        text: &str,
+        e: &Hl7Error,
+        now: DateTime<Utc>,
+    ) -> MessageRecord {
         // Not even a header to read: rejected outright, not an error in its content.
         let code = match message {
             None => AckCode::Reject,
@@ -279,7 +280,7 @@ impl Intake {
         };
         let ack = acknowledge(message, code, Some(e), &Uuid::now_v7().to_string(), now).encode();
         let header = message.map(Header::of).unwrap_or_default();
-        let record = MessageRecord {
+        MessageRecord {
             id: Uuid::now_v7(),
             tenant: self.tenant.clone(),
             sender: header.sender,
@@ -292,25 +293,18 @@ impl Intake {
             error_location: e.location.as_ref().map(|l| l.to_string()),
             error_text: Some(e.message.chars().take(500).collect()),
             raw: text.to_owned(),
-            ack: ack.clone(),
-        };
-        let tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
-        match self.finish(tx, &record, &[], &[], &[]).await {
-            Ok(_) => {}
-            // Rejected before under the same control id: the same answer stands.
-            Err(e) if e.unique_violation().is_some() => {
-                let mut tx = self.db.read_in(Scope::Tenant(&self.tenant)).await?;
-                if let (Some(s), Some(c)) = (&record.sender, &record.control_id)
-                    && let Some(earlier) = earlier_ack(&mut tx, &self.tenant, s, c).await?
-                {
-                    return Ok(earlier.into_bytes());
-                }
-            }
-            Err(e) => return Err(e),
+            ack,
         }
-        metrics::counter!(MESSAGES, "outcome" => "rejected").increment(1);
-        tracing::info!(code = e.code.code(), location = ?e.location.as_ref().map(|l| l.to_string()), "HL7 message refused");
-        Ok(ack.into_bytes())
+    }
+
+    fn meta(&self, now: DateTime<Utc>) -> EventMeta {
+        EventMeta {
+            source: crate::SERVICE,
+            tenant: self.tenant.clone(),
+            correlation_id: CorrelationId::new(),
+            causation_id: None,
+            occurred_at: now,
+        }
     }
 
     async fn apply(
@@ -321,31 +315,84 @@ impl Intake {
         inbound: Inbound,
         now: DateTime<Utc>,
     ) -> Result<Result<Applied, Hl7Error>, DbError> {
-        let meta = EventMeta {
-            source: crate::SERVICE,
-            tenant: self.tenant.clone(),
-            correlation_id: CorrelationId::new(),
-            causation_id: None,
-            occurred_at: now,
-        };
-        let sender = Header::of(message).sender.unwrap_or_default();
-        let (tenant, limits) = (&self.tenant, &self.limits);
-        match (inbound, reads) {
-            (Inbound::Results(r), Reads::Tx(tx)) => {
-                results::apply(tx, tenant, limits, &meta, &sender, r, now).await
-            }
-            (Inbound::Results(r), Reads::Snapshot(s, _)) => {
-                results::apply(s, tenant, limits, &meta, &sender, r, now).await
-            }
-            (Inbound::Orders(o), Reads::Tx(tx)) => {
-                orders::apply(tx, tenant, &meta, (message_id, &sender), o, now).await
-            }
-            (Inbound::Orders(_), Reads::Snapshot(..)) => Err(DbError::Invariant(
-                "orders are created as they are read, in a writer's transaction",
-            )),
-            (Inbound::Patient(p), _) => Ok(patients::apply(&meta, message_id, &sender, p)),
+        match reads {
+            Reads::Tx(tx) => self.apply_in(tx, message_id, message, inbound, now).await,
+            Reads::Snapshot(s, _) => self.apply_read(s, message_id, message, inbound, now).await,
         }
     }
+
+    /// Applies a message in the transaction that will write what it did.
+    async fn apply_in(
+        &self,
+        tx: &mut Tx,
+        message_id: Uuid,
+        message: &Message,
+        inbound: Inbound,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Applied, Hl7Error>, DbError> {
+        match inbound {
+            Inbound::Orders(o) => {
+                let sender = Header::of(message).sender.unwrap_or_default();
+                let meta = self.meta(now);
+                orders::apply(tx, &self.tenant, &meta, (message_id, &sender), o, now).await
+            }
+            inbound => self.apply_read(tx, message_id, message, inbound, now).await,
+        }
+    }
+
+    /// Applies a message that only reads until it writes (results, patients).
+    async fn apply_read(
+        &self,
+        reads: &mut impl Lookups,
+        message_id: Uuid,
+        message: &Message,
+        inbound: Inbound,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Applied, Hl7Error>, DbError> {
+        let meta = self.meta(now);
+        let sender = Header::of(message).sender.unwrap_or_default();
+        match inbound {
+            Inbound::Results(r) => {
+                results::apply(reads, &self.tenant, &self.limits, &meta, &sender, r, now).await
+            }
+            Inbound::Patient(p) => Ok(patients::apply(&meta, message_id, &sender, p)),
+            Inbound::Orders(_) => Err(DbError::Invariant(
+                "orders are created as they are read, in a writer's transaction",
+            )),
+        }
+    }
+}
+
+/// Writes what a message did, and the message, in `tx`: `false` when an order in
+/// `m.changed` is no longer at the version it was read at (and `tx` must be rolled back).
+async fn write_in(tx: &mut Tx, tenant: &TenantId, m: &MessageWrite) -> Result<bool, DbError> {
+    for (before, after) in &m.changed {
+        match update_order(tx, before, after).await {
+            Ok(()) => {}
+            Err(WriteError::Db(e)) => return Err(e),
+            Err(WriteError::VersionConflict) => return Ok(false),
+            Err(_) => {
+                return Err(DbError::Invariant(
+                    "an order vanished while a message was applied",
+                ));
+            }
+        }
+    }
+    record_message(tx, &m.record).await?;
+    for u in &m.unmatched {
+        let u = Unmatched {
+            message_id: m.record.id,
+            ..u.clone()
+        };
+        insert_unmatched(tx, tenant, &u).await?;
+    }
+    store::outbox::append(tx, &m.events).await?;
+    Ok(true)
+}
+
+fn refusal_counted(e: &Hl7Error) {
+    metrics::counter!(MESSAGES, "outcome" => "rejected").increment(1);
+    tracing::info!(code = e.code.code(), location = ?e.location.as_ref().map(|l| l.to_string()), "HL7 message refused");
 }
 
 /// Where a message's reads run: in the transaction that then writes what it did (orders,

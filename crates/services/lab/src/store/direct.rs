@@ -25,6 +25,18 @@ pub(crate) struct MessageWrite {
     pub events: Vec<EventEnvelope>,
 }
 
+impl MessageWrite {
+    /// A message that changed nothing: refused, say.
+    pub fn alone(record: MessageRecord) -> Self {
+        MessageWrite {
+            changed: Vec::new(),
+            record,
+            unmatched: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
 /// Writes `m`; `false`, with nothing written, when an order is no longer at the version it
 /// was read at.
 pub(crate) fn write_message(tx: &Transaction<'_>, m: &MessageWrite) -> rusqlite::Result<bool> {

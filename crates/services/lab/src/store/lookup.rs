@@ -106,18 +106,20 @@ impl Lookups for Tx {
     }
 }
 
-/// The same statements as the sqlx path's, on the calling thread.
-impl Lookups for Snapshot {
+/// The same statements as the sqlx path's, on the calling thread, on a rusqlite
+/// connection: a snapshot's, or a direct write's transaction (which then sees what it
+/// wrote itself, as a batch's later messages must see its earlier ones). A `Direct` is
+/// not `Send` (it borrows the connection): for futures polled where they are made.
+pub(crate) struct Direct<'c>(pub &'c Connection);
+
+impl Lookups for Direct<'_> {
     async fn earlier_ack(
         &mut self,
         tenant: &TenantId,
         sender: &str,
         control_id: &str,
     ) -> Result<Option<String>, DbError> {
-        Ok(self
-            .prepare_cached(EARLIER_ACK)?
-            .query_row(params![tenant.as_str(), sender, control_id], |r| r.get(0))
-            .optional()?)
+        on::earlier_ack(self.0, tenant, sender, control_id)
     }
 
     async fn patient_by_mrn(
@@ -125,10 +127,7 @@ impl Lookups for Snapshot {
         tenant: &TenantId,
         mrn: &str,
     ) -> Result<Option<Uuid>, DbError> {
-        Ok(self
-            .prepare_cached(PATIENT_BY_MRN)?
-            .query_row(params![tenant.as_str(), mrn], |r| r.get(0))
-            .optional()?)
+        on::patient_by_mrn(self.0, tenant, mrn)
     }
 
     async fn order(
@@ -136,8 +135,7 @@ impl Lookups for Snapshot {
         tenant: &TenantId,
         id: LabOrderId,
     ) -> Result<Option<LabOrder>, DbError> {
-        let rows = orders(self, &ORDER_BY_ID, tenant, id.as_uuid())?;
-        Ok(hydrate(self, rows)?.pop())
+        on::order(self.0, tenant, id)
     }
 
     async fn order_by_number(
@@ -146,13 +144,7 @@ impl Lookups for Snapshot {
         column: &'static str,
         number: &str,
     ) -> Result<Option<LabOrder>, DbError> {
-        let rows = orders(self, &order_by_number_sql(column), tenant, number)?;
-        // A filler number is unique per laboratory; two orders holding one cannot be told
-        // apart.
-        if rows.len() != 1 {
-            return Ok(None);
-        }
-        Ok(hydrate(self, rows)?.pop())
+        on::order_by_number(self.0, tenant, column, number)
     }
 
     async fn open_orders_of(
@@ -160,8 +152,112 @@ impl Lookups for Snapshot {
         tenant: &TenantId,
         patient: Uuid,
     ) -> Result<Vec<LabOrder>, DbError> {
-        let rows = orders(self, &OPEN_ORDERS_OF, tenant, patient)?;
-        hydrate(self, rows)
+        on::open_orders_of(self.0, tenant, patient)
+    }
+}
+
+/// As [`Direct`]; each read runs at once, so the future holds no borrow of the
+/// connection across an await and is `Send` (a snapshot is read in async handlers).
+impl Lookups for Snapshot {
+    async fn earlier_ack(
+        &mut self,
+        tenant: &TenantId,
+        sender: &str,
+        control_id: &str,
+    ) -> Result<Option<String>, DbError> {
+        on::earlier_ack(self, tenant, sender, control_id)
+    }
+
+    async fn patient_by_mrn(
+        &mut self,
+        tenant: &TenantId,
+        mrn: &str,
+    ) -> Result<Option<Uuid>, DbError> {
+        on::patient_by_mrn(self, tenant, mrn)
+    }
+
+    async fn order(
+        &mut self,
+        tenant: &TenantId,
+        id: LabOrderId,
+    ) -> Result<Option<LabOrder>, DbError> {
+        on::order(self, tenant, id)
+    }
+
+    async fn order_by_number(
+        &mut self,
+        tenant: &TenantId,
+        column: &'static str,
+        number: &str,
+    ) -> Result<Option<LabOrder>, DbError> {
+        on::order_by_number(self, tenant, column, number)
+    }
+
+    async fn open_orders_of(
+        &mut self,
+        tenant: &TenantId,
+        patient: Uuid,
+    ) -> Result<Vec<LabOrder>, DbError> {
+        on::open_orders_of(self, tenant, patient)
+    }
+}
+
+/// The lookups on a rusqlite connection.
+mod on {
+    use super::*;
+
+    pub(super) fn earlier_ack(
+        c: &Connection,
+        tenant: &TenantId,
+        sender: &str,
+        control_id: &str,
+    ) -> Result<Option<String>, DbError> {
+        Ok(c.prepare_cached(EARLIER_ACK)?
+            .query_row(params![tenant.as_str(), sender, control_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub(super) fn patient_by_mrn(
+        c: &Connection,
+        tenant: &TenantId,
+        mrn: &str,
+    ) -> Result<Option<Uuid>, DbError> {
+        Ok(c.prepare_cached(PATIENT_BY_MRN)?
+            .query_row(params![tenant.as_str(), mrn], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub(super) fn order(
+        c: &Connection,
+        tenant: &TenantId,
+        id: LabOrderId,
+    ) -> Result<Option<LabOrder>, DbError> {
+        let rows = orders(c, &ORDER_BY_ID, tenant, id.as_uuid())?;
+        Ok(hydrate(c, rows)?.pop())
+    }
+
+    pub(super) fn order_by_number(
+        c: &Connection,
+        tenant: &TenantId,
+        column: &'static str,
+        number: &str,
+    ) -> Result<Option<LabOrder>, DbError> {
+        let rows = orders(c, &order_by_number_sql(column), tenant, number)?;
+        // A filler number is unique per laboratory; two orders holding one cannot be told
+        // apart.
+        if rows.len() != 1 {
+            return Ok(None);
+        }
+        Ok(hydrate(c, rows)?.pop())
+    }
+
+    pub(super) fn open_orders_of(
+        c: &Connection,
+        tenant: &TenantId,
+        patient: Uuid,
+    ) -> Result<Vec<LabOrder>, DbError> {
+        let rows = orders(c, &OPEN_ORDERS_OF, tenant, patient)?;
+        hydrate(c, rows)
     }
 }
 
