@@ -11,6 +11,7 @@ use kernel::TenantId;
 use kernel::ids::{LabOrderId, PatientId};
 use sqlx::types::Json;
 use store::DbError;
+use store::direct_read::{at, maybe_at};
 use uuid::Uuid;
 
 fn broken(what: &'static str) -> DbError {
@@ -134,18 +135,18 @@ impl OrderRow {
             priority: r.get(6)?,
             status: r.get(7)?,
             diagnosis_codes: Json(codes),
-            ordered_at: r.get(9)?,
-            collected_at: r.get(10)?,
-            received_at: r.get(11)?,
-            reported_at: r.get(12)?,
-            cancelled_at: r.get(13)?,
+            ordered_at: at(r, 9)?,
+            collected_at: maybe_at(r, 10)?,
+            received_at: maybe_at(r, 11)?,
+            reported_at: maybe_at(r, 12)?,
+            cancelled_at: maybe_at(r, 13)?,
             cancel_reason: r.get(14)?,
             awaiting_preauthorization: r.get(15)?,
             preauthorization: r.get(16)?,
             filler_order: r.get(17)?,
             placer_order: r.get(18)?,
             version: r.get(19)?,
-            updated_at: r.get(20)?,
+            updated_at: at(r, 20)?,
         })
     }
 }
@@ -173,10 +174,10 @@ impl ResultRow {
             reference_range: r.get(4)?,
             abnormal_flag: r.get(5)?,
             performed_by: r.get(6)?,
-            performed_at: r.get(7)?,
-            recorded_at: r.get(8)?,
+            performed_at: at(r, 7)?,
+            recorded_at: at(r, 8)?,
             verified_by: r.get(9)?,
-            verified_at: r.get(10)?,
+            verified_at: maybe_at(r, 10)?,
             correction: r.get(11)?,
             critical_flag: r.get(12)?,
         })
@@ -189,9 +190,9 @@ impl SpecimenRow {
             specimen_id: r.get(0)?,
             order_id: r.get(1)?,
             specimen_type: r.get(2)?,
-            collected_at: r.get(3)?,
+            collected_at: at(r, 3)?,
             collected_by: r.get(4)?,
-            received_at: r.get(5)?,
+            received_at: maybe_at(r, 5)?,
             condition: r.get(6)?,
         })
     }
