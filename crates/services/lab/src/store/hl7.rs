@@ -385,3 +385,52 @@ pub async fn mark_reconciled(
     )?;
     Ok(n == 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::StoreConfig;
+
+    /// On PostgreSQL a prepared statement sqlx caches on its connection settles on a generic
+    /// plan, and the one for this lookup, made while `hl7_messages` was empty, read every
+    /// message of the tenant once it was not (see `earlier_ack`).
+    #[tokio::test]
+    async fn the_earlier_ack_lookup_is_never_a_statement_cached_on_the_connection() {
+        let Some(database) = testkit::TestDatabase::postgres().await else {
+            return;
+        };
+        let config = StoreConfig {
+            data_dir: database.data_dir(),
+            database_url: database.url(),
+            max_connections: 1,
+        };
+        let db = Db::connect("lab", &config).await.unwrap();
+        store::migrate(&db, &crate::migrations()).await.unwrap();
+        let tenant = TenantId::parse("t").unwrap();
+        let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
+        for n in 0..8 {
+            let control = format!("C-{n}");
+            let ack = earlier_ack(&mut tx, &tenant, "LIS^LAB", &control).await;
+            assert_eq!(ack.unwrap(), None);
+        }
+        // A lookup that is cached, to show the check sees sqlx's statements.
+        assert_eq!(
+            patient_by_mrn(&mut tx, &tenant, "MRN-1").await.unwrap(),
+            None
+        );
+        assert_eq!(cached(&mut tx, "lab_patients").await, 1);
+        assert_eq!(cached(&mut tx, "hl7_messages").await, 0);
+    }
+
+    /// Statements prepared on the connection that read `table` by tenant.
+    async fn cached(tx: &mut Tx, table: &str) -> i64 {
+        let pattern = format!("%FROM {table} WHERE tenant_id%");
+        on_tx!(tx, |c| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_prepared_statements WHERE statement LIKE $1"
+        )
+        .bind(&pattern)
+        .fetch_one(c)
+        .await)
+        .unwrap()
+    }
+}
