@@ -1,12 +1,16 @@
 //! Events the lab service applies (000 §2.1.2, "Events Consumed"), each in the consumer's
 //! transaction with its inbox entry, so each takes effect exactly once:
 //! - `patient.created.v1`: the patient joins the lab's projection (for matching results);
+//!   orders the lab placed over HL7 under an id of its own for that MRN move to theirs;
 //! - `patient.labs.requested.v1`: an `order-labs` request becomes the lab order it names;
 //! - `insurance.preauth.approved.v1`: an order waiting for its pre-authorization may go on.
 
 use crate::app::ordered_event;
 use crate::domain::{LabOrder, NewLabOrder};
-use crate::store::{WriteError, insert_order, load_order, remember_patient, update_order};
+use crate::store::hl7::patient_by_mrn;
+use crate::store::{
+    WriteError, adopt_patient_id, insert_order, load_order, remember_patient, update_order,
+};
 use eventbus::BoxFuture;
 use eventbus::consumer::{Consumer, Handler, HandlerError};
 use eventbus::{EventSink, EventSource};
@@ -88,7 +92,22 @@ fn patient_created<'a>(
     p: PatientCreatedV1,
 ) -> BoxFuture<'a, Result<(), HandlerError>> {
     Box::pin(async move {
-        remember_patient(tx, &tenant, p.patient_id.as_uuid(), &p.mrn, p.registered_at).await?;
+        let id = p.patient_id.as_uuid();
+        match patient_by_mrn(tx, &tenant, &p.mrn).await? {
+            None => remember_patient(tx, &tenant, id, &p.mrn, p.registered_at).await?,
+            Some(known) if known == id => {}
+            // An HL7 order for this MRN came before this event did, and the lab gave the
+            // patient an id of its own (`hl7::orders`). An MRN never changes hands, so the
+            // id is the patient service's: the lab's orders move to it, and results matched
+            // by MRN from now on land there too.
+            Some(minted) => {
+                let moved = adopt_patient_id(tx, &tenant, minted, id, chrono::Utc::now()).await?;
+                tracing::info!(
+                    orders = moved,
+                    "orders placed over HL7 before the patient was heard of moved to the patient's id"
+                );
+            }
+        }
         Ok(())
     })
 }
@@ -165,4 +184,89 @@ fn preauth_approved<'a>(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::direct::tests::placed;
+    use kernel::ids::PatientId;
+    use store::{Scope, StoreConfig};
+    use testkit::TestDatabase;
+
+    testkit::on_both_databases!(
+        orders_placed_over_hl7_under_an_id_of_the_labs_move_to_the_patients_own
+    );
+
+    /// The patient service had the patient already; the lab, not yet told, took an ORM for
+    /// their MRN and gave them an id of its own. When `patient.created.v1` arrives, the
+    /// patient's id stands and the order goes with it; another patient's order stays.
+    async fn orders_placed_over_hl7_under_an_id_of_the_labs_move_to_the_patients_own(
+        database: TestDatabase,
+    ) {
+        let config = StoreConfig {
+            data_dir: database.data_dir(),
+            database_url: database.url(),
+            max_connections: 2,
+        };
+        let db = Db::connect("lab", &config).await.unwrap();
+        store::migrate(&db, &crate::migrations()).await.unwrap();
+        let tenant = TenantId::parse("t").unwrap();
+        let (minted, own) = (PatientId::new(), PatientId::new());
+        let mut theirs = placed();
+        theirs.patient_id = minted;
+        let other = placed();
+        let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
+        let at = chrono::Utc::now();
+        remember_patient(&mut tx, &tenant, minted.as_uuid(), "MRN-LAG-1", at)
+            .await
+            .unwrap();
+        insert_order(&mut tx, &theirs).await.unwrap();
+        insert_order(&mut tx, &other).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let created = PatientCreatedV1 {
+            patient_id: own,
+            mrn: "MRN-LAG-1".to_owned(),
+            registered_at: at,
+        };
+        let meta = EventMeta {
+            source: "patient",
+            tenant: tenant.clone(),
+            correlation_id: kernel::ids::CorrelationId::new(),
+            causation_id: None,
+            occurred_at: at,
+        };
+        let event = EventEnvelope::new(&meta, own, &created);
+        // Twice: the second finds the patient's own id and changes nothing.
+        for _ in 0..2 {
+            let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
+            patient_created(&mut tx, &event, tenant.clone(), created.clone())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+
+        let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
+        let known = patient_by_mrn(&mut tx, &tenant, "MRN-LAG-1").await.unwrap();
+        let moved = load_order(&mut tx, &tenant, theirs.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let kept = load_order(&mut tx, &tenant, other.id)
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(known, Some(own.as_uuid()));
+        assert_eq!(
+            (moved.patient_id, moved.version),
+            (own, theirs.version + 1),
+            "moved once, a new version"
+        );
+        assert_eq!(
+            (kept.patient_id, kept.version),
+            (other.patient_id, other.version)
+        );
+    }
 }

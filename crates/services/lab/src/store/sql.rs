@@ -333,6 +333,38 @@ pub(crate) async fn remember_patient(
     Ok(())
 }
 
+/// Gives the patient the lab knew as `minted` their own id `id`, in the projection and on
+/// each of their orders (a new version of each); the number of orders moved.
+pub(crate) async fn adopt_patient_id(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    minted: Uuid,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<u64, DbError> {
+    execute!(
+        &mut *tx,
+        sqlx::query(
+            "UPDATE lab_patients SET patient_id = $3 WHERE tenant_id = $1 AND patient_id = $2"
+        )
+        .bind(tenant.as_str())
+        .bind(minted)
+        .bind(id)
+    )?;
+    let moved = execute!(
+        &mut *tx,
+        sqlx::query(
+            "UPDATE lab_orders SET patient_id = $3, version = version + 1, updated_at = $4
+             WHERE tenant_id = $1 AND patient_id = $2"
+        )
+        .bind(tenant.as_str())
+        .bind(minted)
+        .bind(id)
+        .bind(at)
+    )?;
+    Ok(moved)
+}
+
 /// The children of `o` to write: each that is new or changed since `before`.
 pub(super) struct ChildWrites<'a> {
     /// With their positions.
