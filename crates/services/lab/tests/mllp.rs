@@ -39,6 +39,26 @@ async fn send(app: &TestApp, message: &str) -> String {
     String::from_utf8(acks[0].clone()).unwrap()
 }
 
+/// Sends each frame on a connection of its own, all at once; their ACKs, in order.
+async fn send_at_once(app: &TestApp, frames: impl Iterator<Item = String>) -> Vec<String> {
+    let sends: Vec<_> = frames
+        .map(|frame| {
+            let address = addr(app);
+            tokio::spawn(async move {
+                let acks = lab::mllp::send(&address, &[frame.into_bytes()], TIMEOUT)
+                    .await
+                    .unwrap();
+                String::from_utf8(acks[0].clone()).unwrap()
+            })
+        })
+        .collect();
+    let mut acks = Vec::with_capacity(sends.len());
+    for s in sends {
+        acks.push(s.await.unwrap());
+    }
+    acks
+}
+
 /// MSA-1 of an ACK.
 fn code(ack: &str) -> &str {
     ack.split('\r')
@@ -572,23 +592,13 @@ async fn batches_for_one_order_sent_at_once_on_many_connections_all_land_once(ap
     let id = order(&app).await;
     let path = format!("/api/v1/lab/orders/{id}");
     let version = get(&app, &path).await["version"].as_i64().unwrap();
-    let sends: Vec<_> = (0..4)
-        .map(|c| {
-            let messages: String = (0..5)
-                .map(|n| oru(&format!("RB-{c}-{n}"), &id, "101", "H"))
-                .collect();
-            let batch = format!("BHS|^~\\&|LIS\r{messages}BTS|5\r");
-            let address = addr(&app);
-            tokio::spawn(async move {
-                let acks = lab::mllp::send(&address, &[batch.into_bytes()], TIMEOUT)
-                    .await
-                    .unwrap();
-                String::from_utf8(acks[0].clone()).unwrap()
-            })
-        })
-        .collect();
-    for s in sends {
-        let ack = s.await.unwrap();
+    let batches = (0..4).map(|c| {
+        let messages: String = (0..5)
+            .map(|n| oru(&format!("RB-{c}-{n}"), &id, "101", "H"))
+            .collect();
+        format!("BHS|^~\\&|LIS\r{messages}BTS|5\r")
+    });
+    for ack in send_at_once(&app, batches).await {
         let (codes, _) = batch_acks(&ack);
         assert!(codes.iter().all(|c| c.ends_with(" AA")), "{ack}");
         assert_eq!(codes.len(), 5);
@@ -735,19 +745,8 @@ async fn results_for_one_order_sent_at_once_on_many_connections_all_land_once(ap
     let version = get(&app, &format!("/api/v1/lab/orders/{id}")).await["version"]
         .as_i64()
         .unwrap();
-    let sends: Vec<_> = (0..8)
-        .map(|n| {
-            let (address, message) = (addr(&app), oru(&format!("RACE-{n}"), &id, "101", "H"));
-            tokio::spawn(async move {
-                let acks = lab::mllp::send(&address, &[message.into_bytes()], TIMEOUT)
-                    .await
-                    .unwrap();
-                String::from_utf8(acks[0].clone()).unwrap()
-            })
-        })
-        .collect();
-    for s in sends {
-        let ack = s.await.unwrap();
+    let messages = (0..8).map(|n| oru(&format!("RACE-{n}"), &id, "101", "H"));
+    for ack in send_at_once(&app, messages).await {
         assert_eq!(code(&ack), "AA", "{ack}");
     }
     let o = get(&app, &format!("/api/v1/lab/orders/{id}")).await;

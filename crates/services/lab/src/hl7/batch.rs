@@ -290,7 +290,9 @@ impl Run for InWrite<'_, '_> {
         sender: &str,
         control_id: &str,
     ) -> Result<Option<String>, DbError> {
-        Direct(self.0).earlier_ack(tenant, sender, control_id).await
+        Direct(&**self.0)
+            .earlier_ack(tenant, sender, control_id)
+            .await
     }
 
     async fn apply(
@@ -302,7 +304,7 @@ impl Run for InWrite<'_, '_> {
         now: DateTime<Utc>,
     ) -> Result<Result<Applied, Hl7Error>, DbError> {
         intake
-            .apply_read(&mut Direct(self.0), id, message, inbound, now)
+            .apply_read(&mut Direct(&**self.0), id, message, inbound, now)
             .await
     }
 

@@ -13,7 +13,7 @@ pub(crate) mod results;
 use crate::domain::{CriticalLimits, LabOrder};
 use crate::store::direct::{MessageWrite, write_message};
 use crate::store::hl7::{MessageRecord, Unmatched, earlier_ack, insert_unmatched, record_message};
-use crate::store::lookup::Lookups;
+use crate::store::lookup::{Direct, Lookups};
 use crate::store::{WriteError, update_order};
 use chrono::{DateTime, Utc};
 use events::{EventEnvelope, EventMeta};
@@ -127,7 +127,7 @@ impl Intake {
                 Db::Sqlite(db)
                     if matches!(inbound, Ok(Inbound::Results(_) | Inbound::Patient(_))) =>
                 {
-                    Reads::Snapshot(db.snapshot()?, db)
+                    Reads::Snapshot(Direct(db.snapshot()?), db)
                 }
                 _ => Reads::Tx(self.db.begin_in(scope).await?),
             };
@@ -400,7 +400,7 @@ fn refusal_counted(e: &Hl7Error) {
 /// changes written afterwards as one direct write at the versions read.
 enum Reads<'a> {
     Tx(Tx),
-    Snapshot(Snapshot, &'a SqliteDb),
+    Snapshot(Direct<Snapshot>, &'a SqliteDb),
 }
 
 #[derive(Debug, Default)]

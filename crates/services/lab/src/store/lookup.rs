@@ -1,7 +1,7 @@
 //! The reads that take an HL7 message in: the answer it got if it came before, the patient
 //! by MRN, and the order its results are for (by our id, by a placer or filler number, or
 //! among the patient's open orders), with its children. They run in a sqlx transaction
-//! ([`Tx`]) or, on SQLite, as direct reads in one snapshot ([`Snapshot`]): through sqlx
+//! ([`Tx`]) or, on SQLite, as direct reads in one snapshot ([`Direct`]): through sqlx
 //! each of the half-dozen statements a results message reads is two trips to a
 //! connection's thread and back, which profiling put at a third of the hub's CPU under
 //! HL7 on one connection. Either way every read of a message sees one snapshot, and what
@@ -17,7 +17,7 @@ use crate::domain::LabOrder;
 use kernel::TenantId;
 use kernel::ids::LabOrderId;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use store::direct_read::Snapshot;
+use std::ops::Deref;
 use store::{DbError, Tx};
 use uuid::Uuid;
 
@@ -107,157 +107,69 @@ impl Lookups for Tx {
 }
 
 /// The same statements as the sqlx path's, on the calling thread, on a rusqlite
-/// connection: a snapshot's, or a direct write's transaction (which then sees what it
-/// wrote itself, as a batch's later messages must see its earlier ones). A `Direct` is
-/// not `Send` (it borrows the connection): for futures polled where they are made.
-pub(crate) struct Direct<'c>(pub &'c Connection);
+/// connection: a snapshot's (`Direct(db.snapshot()?)`), or a direct write's transaction
+/// (`Direct(&*tx)`, which then sees what that write wrote, as a batch's later messages
+/// must see its earlier ones). Each read runs at once, so a future holds no borrow of
+/// the connection across an await, and is `Send` when `C` is.
+pub(crate) struct Direct<C>(pub C);
 
-impl Lookups for Direct<'_> {
+impl<C: Deref<Target = Connection>> Lookups for Direct<C> {
     async fn earlier_ack(
         &mut self,
         tenant: &TenantId,
         sender: &str,
         control_id: &str,
     ) -> Result<Option<String>, DbError> {
-        on::earlier_ack(self.0, tenant, sender, control_id)
-    }
-
-    async fn patient_by_mrn(
-        &mut self,
-        tenant: &TenantId,
-        mrn: &str,
-    ) -> Result<Option<Uuid>, DbError> {
-        on::patient_by_mrn(self.0, tenant, mrn)
-    }
-
-    async fn order(
-        &mut self,
-        tenant: &TenantId,
-        id: LabOrderId,
-    ) -> Result<Option<LabOrder>, DbError> {
-        on::order(self.0, tenant, id)
-    }
-
-    async fn order_by_number(
-        &mut self,
-        tenant: &TenantId,
-        column: &'static str,
-        number: &str,
-    ) -> Result<Option<LabOrder>, DbError> {
-        on::order_by_number(self.0, tenant, column, number)
-    }
-
-    async fn open_orders_of(
-        &mut self,
-        tenant: &TenantId,
-        patient: Uuid,
-    ) -> Result<Vec<LabOrder>, DbError> {
-        on::open_orders_of(self.0, tenant, patient)
-    }
-}
-
-/// As [`Direct`]; each read runs at once, so the future holds no borrow of the
-/// connection across an await and is `Send` (a snapshot is read in async handlers).
-impl Lookups for Snapshot {
-    async fn earlier_ack(
-        &mut self,
-        tenant: &TenantId,
-        sender: &str,
-        control_id: &str,
-    ) -> Result<Option<String>, DbError> {
-        on::earlier_ack(self, tenant, sender, control_id)
-    }
-
-    async fn patient_by_mrn(
-        &mut self,
-        tenant: &TenantId,
-        mrn: &str,
-    ) -> Result<Option<Uuid>, DbError> {
-        on::patient_by_mrn(self, tenant, mrn)
-    }
-
-    async fn order(
-        &mut self,
-        tenant: &TenantId,
-        id: LabOrderId,
-    ) -> Result<Option<LabOrder>, DbError> {
-        on::order(self, tenant, id)
-    }
-
-    async fn order_by_number(
-        &mut self,
-        tenant: &TenantId,
-        column: &'static str,
-        number: &str,
-    ) -> Result<Option<LabOrder>, DbError> {
-        on::order_by_number(self, tenant, column, number)
-    }
-
-    async fn open_orders_of(
-        &mut self,
-        tenant: &TenantId,
-        patient: Uuid,
-    ) -> Result<Vec<LabOrder>, DbError> {
-        on::open_orders_of(self, tenant, patient)
-    }
-}
-
-/// The lookups on a rusqlite connection.
-mod on {
-    use super::*;
-
-    pub(super) fn earlier_ack(
-        c: &Connection,
-        tenant: &TenantId,
-        sender: &str,
-        control_id: &str,
-    ) -> Result<Option<String>, DbError> {
-        Ok(c.prepare_cached(EARLIER_ACK)?
+        Ok(self
+            .0
+            .prepare_cached(EARLIER_ACK)?
             .query_row(params![tenant.as_str(), sender, control_id], |r| r.get(0))
             .optional()?)
     }
 
-    pub(super) fn patient_by_mrn(
-        c: &Connection,
+    async fn patient_by_mrn(
+        &mut self,
         tenant: &TenantId,
         mrn: &str,
     ) -> Result<Option<Uuid>, DbError> {
-        Ok(c.prepare_cached(PATIENT_BY_MRN)?
+        Ok(self
+            .0
+            .prepare_cached(PATIENT_BY_MRN)?
             .query_row(params![tenant.as_str(), mrn], |r| r.get(0))
             .optional()?)
     }
 
-    pub(super) fn order(
-        c: &Connection,
+    async fn order(
+        &mut self,
         tenant: &TenantId,
         id: LabOrderId,
     ) -> Result<Option<LabOrder>, DbError> {
-        let rows = orders(c, &ORDER_BY_ID, tenant, id.as_uuid())?;
-        Ok(hydrate(c, rows)?.pop())
+        let rows = orders(&self.0, &ORDER_BY_ID, tenant, id.as_uuid())?;
+        Ok(hydrate(&self.0, rows)?.pop())
     }
 
-    pub(super) fn order_by_number(
-        c: &Connection,
+    async fn order_by_number(
+        &mut self,
         tenant: &TenantId,
         column: &'static str,
         number: &str,
     ) -> Result<Option<LabOrder>, DbError> {
-        let rows = orders(c, &order_by_number_sql(column), tenant, number)?;
+        let rows = orders(&self.0, &order_by_number_sql(column), tenant, number)?;
         // A filler number is unique per laboratory; two orders holding one cannot be told
         // apart.
         if rows.len() != 1 {
             return Ok(None);
         }
-        Ok(hydrate(c, rows)?.pop())
+        Ok(hydrate(&self.0, rows)?.pop())
     }
 
-    pub(super) fn open_orders_of(
-        c: &Connection,
+    async fn open_orders_of(
+        &mut self,
         tenant: &TenantId,
         patient: Uuid,
     ) -> Result<Vec<LabOrder>, DbError> {
-        let rows = orders(c, &OPEN_ORDERS_OF, tenant, patient)?;
-        hydrate(c, rows)
+        let rows = orders(&self.0, &OPEN_ORDERS_OF, tenant, patient)?;
+        hydrate(&self.0, rows)
     }
 }
 
@@ -413,7 +325,7 @@ mod tests {
         let Db::Sqlite(sqlite) = &db else {
             unreachable!()
         };
-        let mut snapshot = sqlite.snapshot().unwrap();
+        let mut snapshot = Direct(sqlite.snapshot().unwrap());
         assert_eq!(everything(&mut snapshot, &tenant, &order).await, expected);
         drop(snapshot);
         db.close().await;

@@ -75,7 +75,8 @@ impl LabStore for SqlLabStore {
     async fn order(&self, tenant: &TenantId, id: LabOrderId) -> Result<Option<LabOrder>, DbError> {
         if let Db::Sqlite(db) = &self.db {
             // Four point reads in one snapshot, on this thread (see `lookup`).
-            return super::lookup::Lookups::order(&mut db.snapshot()?, tenant, id).await;
+            let mut reads = super::lookup::Direct(db.snapshot()?);
+            return super::lookup::Lookups::order(&mut reads, tenant, id).await;
         }
         let mut tx = self.db.read_in(Scope::Tenant(tenant)).await?;
         let order = load_order(&mut tx, tenant, id).await?;
