@@ -93,20 +93,23 @@ fn patient_created<'a>(
 ) -> BoxFuture<'a, Result<(), HandlerError>> {
     Box::pin(async move {
         let id = p.patient_id.as_uuid();
+        if remember_patient(tx, &tenant, id, &p.mrn, p.registered_at).await? {
+            return Ok(());
+        }
         match patient_by_mrn(tx, &tenant, &p.mrn).await? {
-            None => remember_patient(tx, &tenant, id, &p.mrn, p.registered_at).await?,
-            Some(known) if known == id => {}
-            // An HL7 order for this MRN came before this event did, and the lab gave the
-            // patient an id of its own (`hl7::orders`). An MRN never changes hands, so the
-            // id is the patient service's: the lab's orders move to it, and results matched
-            // by MRN from now on land there too.
-            Some(minted) => {
+            Some(minted) if minted != id => {
+                // An HL7 order for this MRN came before this event did, and the lab gave
+                // the patient an id of its own (`hl7::orders`). An MRN never changes hands,
+                // so the id is the patient service's: the lab's orders move to it, and
+                // results matched by MRN from now on land there too.
                 let moved = adopt_patient_id(tx, &tenant, minted, id, chrono::Utc::now()).await?;
                 tracing::info!(
                     orders = moved,
                     "orders placed over HL7 before the patient was heard of moved to the patient's id"
                 );
             }
+            // Known already, by this id: a repeat.
+            _ => {}
         }
         Ok(())
     })

@@ -312,15 +312,16 @@ pub(crate) async fn load_order(
         .next())
 }
 
-/// Records a patient the lab has heard of; a repeat changes nothing.
+/// Records a patient the lab has heard of; a repeat changes nothing. `false` when the
+/// patient or the MRN was known already.
 pub(crate) async fn remember_patient(
     tx: &mut Tx,
     tenant: &TenantId,
     patient: Uuid,
     mrn: &str,
     at: DateTime<Utc>,
-) -> Result<(), DbError> {
-    execute!(
+) -> Result<bool, DbError> {
+    let n = execute!(
         tx,
         sqlx::query(
             "INSERT INTO lab_patients (tenant_id, patient_id, mrn, registered_at) VALUES ($1, $2, $3, $4)
@@ -331,7 +332,7 @@ pub(crate) async fn remember_patient(
         .bind(mrn)
         .bind(at)
     )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Gives the patient the lab knew as `minted` their own id `id`, in the projection and on
