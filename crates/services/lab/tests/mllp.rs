@@ -467,16 +467,7 @@ async fn a_batch_is_acknowledged_message_by_message(app: TestApp) {
         oru("B-3", "NOT-OURS", "99", "N")
     );
     let ack = send(&app, &batch).await;
-    let parsed = hl7v2::parse_batch(&ack).unwrap();
-    let codes: Vec<String> = parsed
-        .messages
-        .iter()
-        .map(|m| {
-            let m = m.as_ref().unwrap();
-            let msa = m.find("MSA").unwrap();
-            format!("{} {}", msa.field(2).raw(), msa.field(1).raw())
-        })
-        .collect();
+    let (codes, _) = batch_acks(&ack);
     assert_eq!(codes, ["B-1 AA", "B-2 AE", "B-3 AA"], "{ack}");
     assert!(
         ack.starts_with("FHS|") && ack.contains("\rBTS|3\r"),
