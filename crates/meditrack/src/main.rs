@@ -101,7 +101,7 @@ enum Command {
         rate: Option<f64>,
         /// Only these scenarios and phases, comma-separated (get-patient, post-patient,
         /// search-name, search-mrn, timeline, add-record, lab-order, lab-results,
-        /// get-results, lab-pending; capacity, hl7, scaling).
+        /// get-results, lab-pending; capacity, hl7, scaling, peer).
         #[arg(long, value_delimiter = ',')]
         scenarios: Vec<String>,
         /// Where the reports go.
@@ -131,6 +131,11 @@ enum Command {
         /// With --url: the seed the hub was seeded with.
         #[arg(long, default_value_t = 42, requires = "url")]
         seed: u64,
+        /// Also measure this other FHIR server (its base URL, e.g. http://127.0.0.1:8090)
+        /// beside the hub in alternating rounds: it is given as many patients through its
+        /// own API first (at most 20,000).
+        #[arg(long)]
+        fhir_peer: Option<String>,
     },
     /// HL7 v2 tools.
     Hl7 {
@@ -420,6 +425,7 @@ fn main() -> ExitCode {
                 url,
                 hl7,
                 seed,
+                fhir_peer,
             } => {
                 let options = meditrack::bench::BenchOptions {
                     patients,
@@ -440,6 +446,7 @@ fn main() -> ExitCode {
                         seed,
                         config: config.clone(),
                     }),
+                    fhir_peer,
                 };
                 let (report, path) = meditrack::bench::run(&options).await?;
                 print!("{}", report.markdown());

@@ -283,3 +283,141 @@ async fn a_run_on_postgresql_drops_the_databases_it_made() {
     assert_eq!(bench_databases(&admin).await, before);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A FHIR server in miniature for the peer phase: creates, reads by id, and a searchset
+/// for any search, with the patients it holds in memory. The real comparison is with a
+/// real server (bench/README.md); this keeps the harness's FHIR side from rotting.
+async fn fhir_stub() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use serde_json::{Value, json};
+    type Held = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+    let held = Held::default();
+    let app = axum::Router::new()
+        .route(
+            "/metadata",
+            get(|| async {
+                axum::Json(
+                    json!({"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1",
+                                  "software": {"name": "stub", "version": "0"}}),
+                )
+            }),
+        )
+        .route(
+            "/Patient",
+            get(|| async { axum::Json(json!({"resourceType": "Bundle", "type": "searchset"})) })
+                .post(|State(held): State<Held>, body: String| async move {
+                    let mut patient: Value = serde_json::from_str(&body).unwrap();
+                    let mut held = held.lock().unwrap();
+                    patient["id"] = json!(held.len().to_string());
+                    held.push(patient.clone());
+                    (StatusCode::CREATED, axum::Json(patient))
+                }),
+        )
+        .route(
+            "/Patient/{id}",
+            get(
+                |State(held): State<Held>, Path(id): Path<usize>| async move {
+                    match held.lock().unwrap().get(id) {
+                        Some(p) => Ok(axum::Json(p.clone())),
+                        None => Err(StatusCode::NOT_FOUND),
+                    }
+                },
+            ),
+        )
+        .with_state(held.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, held)
+}
+
+/// `--fhir-peer`: another FHIR server is filled through its API and measured beside the
+/// hub, and the report sets the two side by side.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fhir_peer_is_filled_and_measured_beside_the_hub() {
+    let (base, held) = fhir_stub().await;
+    let dir = temp_dir("bench-peer");
+    let out = dir.join("results");
+    let (run_dir, run_out, peer) = (dir.clone(), out.clone(), base.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "bench",
+                "--patients",
+                "150",
+                "--duration",
+                "1",
+                "--warmup",
+                "0",
+            ])
+            .args(["--rate", "10", "--workers", "2", "--rounds", "2"])
+            .args(["--scenarios", "peer", "--fhir-peer", &peer])
+            .args(["--out", run_out.to_str().unwrap()])
+            .env_remove("MEDITRACK_DATABASE_URL")
+            .current_dir(&run_dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Side by side with another FHIR server: stub 0 (FHIR 4.0.1) at {base}"
+        )),
+        "{stdout}"
+    );
+    let report = json_report(&out);
+    let peer = &report["peer"];
+    assert_eq!(peer["patients"], 150, "{peer}");
+    assert_eq!(peer["rounds"], 2, "{peer}");
+    let rows = peer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 7, "{peer}");
+    for r in rows {
+        assert_eq!(r["ourErrors"], 0, "{r}");
+        assert_eq!(r["theirErrors"], 0, "{r}");
+        assert!(r["ours"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["theirs"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // The fill and the create rounds went through the peer's API, each patient with the
+    // MRN the hub's seed gives the same patient.
+    let held = held.lock().unwrap();
+    assert!(held.len() > 150, "{}", held.len());
+    let mrns: std::collections::HashSet<&str> = held
+        .iter()
+        .map(|p| p["identifier"][0]["value"].as_str().unwrap())
+        .collect();
+    for i in 0..150 {
+        assert!(mrns.contains(format!("SD42{i:09}").as_str()), "{i}");
+    }
+    // Nothing else was measured.
+    assert!(report["scenarios"].as_array().unwrap().is_empty());
+    assert!(report["capacity"].as_array().unwrap().is_empty());
+    drop(held);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_peer_phase_without_a_peer_is_refused() {
+    let dir = temp_dir("bench-no-peer");
+    let run = Command::new(BIN)
+        .args(["bench", "--patients", "10", "--scenarios", "peer"])
+        .env_remove("MEDITRACK_DATABASE_URL")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("--fhir-peer"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}

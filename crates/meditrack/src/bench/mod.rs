@@ -6,6 +6,7 @@
 //! - events through outbox → backbone → consumers during the write load;
 //! - HL7 ORU^R01 over MLLP on one connection and on several;
 //! - search on a second hub seeded larger, for the p95 ratio;
+//! - with `--fhir-peer`, another FHIR server beside the hub in alternating rounds;
 //!
 //! and writes the report. See `bench/README.md`.
 
@@ -13,6 +14,7 @@ mod capacity;
 mod events;
 mod hub;
 mod load;
+mod peer;
 mod report;
 mod scenarios;
 
@@ -51,6 +53,8 @@ pub struct BenchOptions {
     pub scale_patients: Option<u64>,
     /// A running hub to measure instead of one the harness starts.
     pub given: Option<GivenHub>,
+    /// The base URL of another FHIR server to measure beside the hub.
+    pub fhir_peer: Option<String>,
 }
 
 /// A hub already running (`--url`), seeded beforehand with `meditrack seed --patients
@@ -66,7 +70,7 @@ pub struct GivenHub {
 }
 
 /// The parts `--scenarios` may name besides the scenarios themselves.
-const PHASES: [&str; 3] = ["capacity", "hl7", "scaling"];
+const PHASES: [&str; 4] = ["capacity", "hl7", "scaling", "peer"];
 
 impl BenchOptions {
     /// Refuses names that select nothing: a typo would otherwise measure nothing and say so
@@ -82,6 +86,9 @@ impl BenchOptions {
             return Err(
                 "--scale-patients seeds hubs of its own: it cannot be used with --url".to_owned(),
             );
+        }
+        if self.only.iter().any(|n| n == "peer") && self.fhir_peer.is_none() {
+            return Err("the peer phase measures the server --fhir-peer names: give it".to_owned());
         }
         if unknown.is_empty() {
             return Ok(());
@@ -382,6 +389,12 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
             capacity.extend([get, post, ceiling]);
         }
     }
+    let peer = match &o.fhir_peer {
+        Some(url) if o.wants("peer") => Some(progress_peer(
+            peer::compare(o, world.clone(), url, main.seed.seed).await?,
+        )),
+        _ => None,
+    };
     if let Some(hl7) = main.hl7.as_ref().filter(|_| o.wants("hl7")) {
         let orders = Arc::new(world.hl7_orders.clone());
         let sent = Arc::default();
@@ -480,6 +493,7 @@ async fn run_in(o: &BenchOptions, dir: &Path, started_at: String) -> Result<Repo
         ratios,
         events,
         search_scaling: scaling,
+        peer,
     })
 }
 
@@ -517,6 +531,19 @@ fn progress(r: ScenarioResult) -> ScenarioResult {
         "scenario done"
     );
     r
+}
+
+fn progress_peer(p: report::PeerComparison) -> report::PeerComparison {
+    for r in &p.rows {
+        tracing::info!(
+            measure = %r.measure,
+            meditrack = r.ours,
+            peer = r.theirs,
+            unit = r.unit,
+            "side by side"
+        );
+    }
+    p
 }
 
 /// Search p95 on a hub seeded with `patients` against the main hub's, in alternating

@@ -103,7 +103,7 @@ impl Ratio {
     }
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(super) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {
@@ -165,6 +165,65 @@ pub struct SearchScaling {
     pub pairs: Vec<ScalingPair>,
 }
 
+/// One measure taken of the hub and of the peer FHIR server in the same rounds.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerRow {
+    pub measure: String,
+    /// `/s` (a throughput: more is better), `ms` (a latency: less is better) or `%` (a
+    /// throughput as a share of the bare-axum ceiling of the same round).
+    pub unit: &'static str,
+    pub ours: f64,
+    pub theirs: f64,
+    pub our_errors: u64,
+    pub their_errors: u64,
+}
+
+/// Another FHIR server measured beside the hub (`--fhir-peer`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerComparison {
+    pub url: String,
+    /// What its CapabilityStatement says it is.
+    pub software: String,
+    /// Patients created in it through its API before the rounds.
+    pub patients: usize,
+    pub fill_per_second: f64,
+    pub rounds: usize,
+    pub rows: Vec<PeerRow>,
+}
+
+impl PeerComparison {
+    fn markdown(&self, md: &mut String) {
+        md.push_str(&format!(
+            "\n## Side by side with another FHIR server: {} at {}\n\n\
+             The peer was given {} synthetic patients through its FHIR API first ({:.0} creates/s \
+             on 16 connections); MediTrack holds its seeded ones. Each measure alternates between \
+             the two ({} rounds; a figure is the median of the rounds, errors their sum). MediTrack \
+             runs with authentication (a signed bearer token on every request) and its audit trail \
+             (every read committed to the trail before it is answered); the peer as it was started.\n\n\
+             | measure | MediTrack | peer | MediTrack ÷ peer | errors (MediTrack / peer) |\n|---|---|---|---|---|\n",
+            self.software, self.url, self.patients, self.fill_per_second, self.rounds
+        ));
+        for r in &self.rows {
+            let shown = |v: f64| match r.unit {
+                "%" => format!("{:.1} %", v * 100.0),
+                "ms" => format!("{v:.2} ms"),
+                _ => format!("{v:.0}/s"),
+            };
+            md.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {} / {} |\n",
+                r.measure,
+                shown(r.ours),
+                shown(r.theirs),
+                r.ours / r.theirs.max(1e-9),
+                r.our_errors,
+                r.their_errors
+            ));
+        }
+    }
+}
+
 /// The hub process itself.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -206,6 +265,8 @@ pub struct Report {
     /// Events through the backbone during each write load that makes many.
     pub events: Vec<EventsResult>,
     pub search_scaling: Option<SearchScaling>,
+    /// Another FHIR server measured beside the hub, when given.
+    pub peer: Option<PeerComparison>,
 }
 
 pub fn commit() -> String {
@@ -345,6 +406,9 @@ impl Report {
                     yes_no(Some(p.pass))
                 ));
             }
+        }
+        if let Some(peer) = &self.peer {
+            peer.markdown(&mut md);
         }
         match &self.hub {
             Some(hub) => md.push_str(&format!(

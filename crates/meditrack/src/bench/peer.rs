@@ -1,0 +1,351 @@
+//! Another FHIR server measured beside the hub in the same run (`--fhir-peer <base URL>`),
+//! so a claim that MediTrack is faster reads off one report rather than two runs on a
+//! machine whose speed drifts from minute to minute. The peer is given as many synthetic
+//! patients as the hub holds, through its own FHIR R4 REST API, and then both take the
+//! same kinds of request in alternating rounds: read by id, create, search by family-name
+//! prefix and by identifier. The peer is any server that answers `POST /Patient`,
+//! `GET /Patient/{id}` and `GET /Patient?family=…` / `?identifier=…`.
+
+use super::capacity::{self, Window};
+use super::load::{self, Load, Measured};
+use super::report::{PeerComparison, PeerRow, median};
+use super::scenarios::{ALL, World};
+use super::{BenchOptions, open_loop};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The identifier system of the peer's patients; their values are the MRNs the hub's seed
+/// gives the same patients, so the identifier search finds one patient on either side.
+const MRN_SYSTEM: &str = "urn:meditrack:bench:mrn";
+
+/// Patients the peer is given at most: about half a minute at the create rates measured
+/// for FHIR servers on this machine class.
+pub const MAX_PATIENTS: u64 = 20_000;
+
+/// Connections the peer is filled on.
+const FILLERS: u64 = 16;
+
+const FHIR_JSON: &str = "application/fhir+json";
+
+/// Patient `i` of `seed` as a FHIR R4 resource: the shape of the hub's seeded and POSTed
+/// patients (a name from the same surnames, a birth date, a phone, a home address), with
+/// the hub's MRN as its identifier.
+pub fn patient(i: u64, seed: u64) -> Value {
+    let family = crate::seed::LAST[(i % crate::seed::LAST.len() as u64) as usize];
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": MRN_SYSTEM, "value": crate::seed::mrn(i, seed)}],
+        "name": [{"family": family, "given": ["Bench"]}],
+        "gender": if i.is_multiple_of(2) { "female" } else { "male" },
+        "birthDate": "1980-05-05",
+        "telecom": [{"system": "phone", "value": "(555) 234-5678"}],
+        "address": [{"use": "home", "line": ["1 Bench Way"], "city": "Springfield",
+                     "state": "IL", "postalCode": "62701"}]
+    })
+}
+
+/// The peer, filled: the ids it gave its patients, and what it says it is.
+#[derive(Debug)]
+pub struct Peer {
+    base: String,
+    client: reqwest::Client,
+    ids: Vec<String>,
+    mrns: Vec<String>,
+    seed: u64,
+    /// `software.name` and `.version` of its CapabilityStatement, when it serves one.
+    pub software: String,
+    /// How long creating its patients took.
+    pub fill_seconds: f64,
+}
+
+impl Peer {
+    /// Creates `patients` (at most [`MAX_PATIENTS`]) patients of `seed` in the FHIR server
+    /// at `base`, on [`FILLERS`] connections.
+    pub async fn fill(base: &str, patients: u64, seed: u64) -> Result<Peer, String> {
+        let base = base.trim_end_matches('/').to_owned();
+        let client = reqwest::Client::new();
+        let software = software(&client, &base).await;
+        let patients = patients.clamp(1, MAX_PATIENTS);
+        let started = Instant::now();
+        let fillers: Vec<_> = (0..FILLERS.min(patients))
+            .map(|first| {
+                let (client, base) = (client.clone(), base.clone());
+                tokio::spawn(async move {
+                    let mut made = Vec::new();
+                    for i in (first..patients).step_by(FILLERS as usize) {
+                        let id = create(&client, &base, &patient(i, seed)).await?;
+                        made.push((i, id));
+                    }
+                    Ok::<_, String>(made)
+                })
+            })
+            .collect();
+        let mut made = Vec::with_capacity(patients as usize);
+        for filler in fillers {
+            made.extend(filler.await.map_err(|e| e.to_string())??);
+        }
+        let fill_seconds = started.elapsed().as_secs_f64();
+        made.sort_unstable_by_key(|(i, _)| *i);
+        let mrns = made
+            .iter()
+            .take(200)
+            .map(|(i, _)| crate::seed::mrn(*i, seed))
+            .collect();
+        Ok(Peer {
+            base,
+            client,
+            ids: made.into_iter().map(|(_, id)| id).collect(),
+            mrns,
+            seed,
+            software,
+            fill_seconds,
+        })
+    }
+
+    pub fn patients(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// One request of the hub's scenario `name` (get-patient, post-patient, search-name,
+    /// search-mrn), number `n`, as the FHIR API asks it.
+    pub async fn request(self: Arc<Self>, name: &'static str, n: u64) -> Result<(), String> {
+        let pick = |items: &[String]| items[(n as usize) % items.len()].clone();
+        let url = |path: String| format!("{}{path}", self.base);
+        let get = |path: String| {
+            self.client
+                .get(url(path))
+                .header(reqwest::header::ACCEPT, FHIR_JSON)
+                .send()
+        };
+        match name {
+            "get-patient" => expect(get(format!("/Patient/{}", pick(&self.ids))).await, 200).await,
+            "post-patient" => {
+                // Numbered past the fill's, so no two creates are the same patient.
+                create(
+                    &self.client,
+                    &self.base,
+                    &patient(MAX_PATIENTS + n, self.seed),
+                )
+                .await
+                .map(drop)
+            }
+            "search-name" => {
+                let last = crate::seed::LAST[(n as usize) % crate::seed::LAST.len()];
+                let prefix: String = last.chars().take(3).collect();
+                expect(
+                    get(format!("/Patient?family={prefix}&_count=20")).await,
+                    200,
+                )
+                .await
+            }
+            "search-mrn" => {
+                let mrn = pick(&self.mrns);
+                expect(
+                    get(format!("/Patient?identifier={MRN_SYSTEM}%7C{mrn}")).await,
+                    200,
+                )
+                .await
+            }
+            other => Err(format!("the peer has no scenario {other}")),
+        }
+    }
+
+    /// Scenario `name` on the peer, closed loop.
+    pub async fn closed(self: &Arc<Self>, w: Window, name: &'static str) -> Measured {
+        let peer = self.clone();
+        load::closed(w.workers, w.warmup, w.duration, move |_, n| {
+            peer.clone().request(name, n)
+        })
+        .await
+    }
+
+    /// Scenario `name` on the peer, open loop at `load`'s rate.
+    pub async fn open(self: &Arc<Self>, load: Load, name: &'static str) -> Measured {
+        let peer = self.clone();
+        load::run(load, move |n| peer.clone().request(name, n)).await
+    }
+}
+
+/// Fills the peer at `url` with as many patients as the hub holds (at most
+/// [`MAX_PATIENTS`]) and measures both in alternating rounds: read by id and its share of
+/// the bare-axum ceiling of the same round, create, and the two searches at the hub's
+/// scenario rate.
+pub async fn compare(
+    o: &BenchOptions,
+    world: Arc<World>,
+    url: &str,
+    seed: u64,
+) -> Result<PeerComparison, String> {
+    let peer = Arc::new(Peer::fill(url, o.patients, seed).await?);
+    let w = o.window();
+    let rounds = o.rounds.max(1);
+    let body = world.patient_json().await?;
+    let (mut ours, mut theirs, mut axums) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ours.push(capacity::scenario(w, world.clone(), "get-patient").await);
+        theirs.push(peer.closed(w, "get-patient").await);
+        axums.push(capacity::axum_ceiling(w, body.clone()).await?);
+    }
+    let throughput =
+        |runs: &[Measured]| median(&runs.iter().map(Measured::throughput).collect::<Vec<_>>());
+    let p95 = |runs: &[Measured]| median(&runs.iter().map(|m| m.ms(95.0)).collect::<Vec<_>>());
+    let errors = |runs: &[Measured]| runs.iter().map(|m| m.errors).sum::<u64>();
+    let share = |runs: &[Measured]| {
+        median(
+            &runs
+                .iter()
+                .zip(&axums)
+                .map(|(m, a)| m.throughput() / a.throughput().max(1e-9))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let row = |measure: String, unit, ours: f64, theirs: f64, e: (u64, u64)| PeerRow {
+        measure,
+        unit,
+        ours,
+        theirs,
+        our_errors: e.0,
+        their_errors: e.1,
+    };
+    let both = (errors(&ours), errors(&theirs));
+    let mut rows = vec![
+        row(
+            format!("read a patient by id, closed loop, {} workers", w.workers),
+            "/s",
+            throughput(&ours),
+            throughput(&theirs),
+            both,
+        ),
+        row("its p95".to_owned(), "ms", p95(&ours), p95(&theirs), both),
+        row(
+            "that read as a share of bare axum".to_owned(),
+            "%",
+            share(&ours),
+            share(&theirs),
+            both,
+        ),
+    ];
+    let (ours, theirs) = (
+        [capacity::scenario(w, world.clone(), "post-patient").await],
+        [peer.closed(w, "post-patient").await],
+    );
+    let both = (errors(&ours), errors(&theirs));
+    rows.push(row(
+        format!("create a patient, closed loop, {} workers", w.workers),
+        "/s",
+        throughput(&ours),
+        throughput(&theirs),
+        both,
+    ));
+    rows.push(row(
+        "its p95".to_owned(),
+        "ms",
+        p95(&ours),
+        p95(&theirs),
+        both,
+    ));
+    for s in ALL.iter().filter(|s| s.name.starts_with("search-")) {
+        let rate = o.rate.unwrap_or(s.rate);
+        let load = Load {
+            rate,
+            warmup: o.warmup,
+            duration: o.duration,
+            max_in_flight: 512,
+        };
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(open_loop(o, s, world.clone()).await);
+            theirs.push(peer.open(load, s.name).await);
+        }
+        let what = if s.name == "search-name" {
+            "search by family-name prefix"
+        } else {
+            "search by MRN (identifier)"
+        };
+        rows.push(row(
+            format!("{what}, p95 at {rate:.0}/s offered (open loop)"),
+            "ms",
+            median(&ours.iter().map(|r| r.p95_ms).collect::<Vec<_>>()),
+            p95(&theirs),
+            (ours.iter().map(|r| r.errors).sum(), errors(&theirs)),
+        ));
+    }
+    Ok(PeerComparison {
+        url: url.to_owned(),
+        software: peer.software.clone(),
+        patients: peer.patients(),
+        fill_per_second: peer.patients() as f64 / peer.fill_seconds.max(1e-9),
+        rounds,
+        rows,
+    })
+}
+
+async fn create(client: &reqwest::Client, base: &str, patient: &Value) -> Result<String, String> {
+    let r = client
+        .post(format!("{base}/Patient"))
+        .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
+        .header(reqwest::header::ACCEPT, FHIR_JSON)
+        .body(patient.to_string())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 201 {
+        return Err(format!("the peer's create answered {}", r.status()));
+    }
+    let created: Value = r.json().await.map_err(|e| e.to_string())?;
+    created["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "the peer's create returned no id".to_owned())
+}
+
+async fn expect(r: reqwest::Result<reqwest::Response>, status: u16) -> Result<(), String> {
+    let r = r.map_err(|e| e.to_string())?;
+    if r.status().as_u16() != status {
+        return Err(format!("status {}", r.status()));
+    }
+    // The request is not done until the answer is read.
+    r.bytes().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// What the server says it is (its CapabilityStatement's software), or "unknown".
+async fn software(client: &reqwest::Client, base: &str) -> String {
+    let statement: Option<Value> = async {
+        client
+            .get(format!("{base}/metadata"))
+            .header(reqwest::header::ACCEPT, FHIR_JSON)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+    .await;
+    let Some(s) = statement else {
+        return "unknown".to_owned();
+    };
+    let name = s["software"]["name"].as_str().unwrap_or("unknown");
+    match (s["software"]["version"].as_str(), s["fhirVersion"].as_str()) {
+        (Some(v), Some(f)) => format!("{name} {v} (FHIR {f})"),
+        (Some(v), None) => format!("{name} {v}"),
+        (None, Some(f)) => format!("{name} (FHIR {f})"),
+        (None, None) => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_patient_is_the_same_person_each_time_with_the_hubs_mrn() {
+        let p = patient(7, 42);
+        assert_eq!(p, patient(7, 42));
+        assert_eq!(p["identifier"][0]["value"], crate::seed::mrn(7, 42));
+        assert_eq!(p["name"][0]["family"], crate::seed::LAST[7]);
+        assert_ne!(p["identifier"], patient(8, 42)["identifier"]);
+    }
+}
