@@ -382,7 +382,9 @@ async fn a_fhir_peer_is_filled_and_measured_beside_the_hub() {
     assert_eq!(peer["patients"], 150, "{peer}");
     assert_eq!(peer["rounds"], 2, "{peer}");
     let rows = peer["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 7, "{peer}");
+    // Read, its p95 and share of bare axum; create and its p95; each search closed loop
+    // and at its rate.
+    assert_eq!(rows.len(), 9, "{peer}");
     for r in rows {
         assert_eq!(r["ourErrors"], 0, "{r}");
         assert_eq!(r["theirErrors"], 0, "{r}");

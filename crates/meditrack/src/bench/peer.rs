@@ -167,10 +167,56 @@ impl Peer {
     }
 }
 
+/// What one side did in one measure: the figure, and how many requests were answered and
+/// failed (a peer that cannot keep up shows as errors, and a figure over no answers is
+/// not shown).
+struct Side {
+    value: f64,
+    completed: u64,
+    errors: u64,
+}
+
+impl Side {
+    /// The median of `figure` over `runs`, with their answers and errors summed.
+    fn of(runs: &[Measured], figure: impl Fn(&Measured) -> f64) -> Side {
+        Side::with(runs, runs.iter().map(figure).collect())
+    }
+
+    /// The median of `values`, one per run of `runs`.
+    fn with(runs: &[Measured], values: Vec<f64>) -> Side {
+        Side {
+            value: median(&values),
+            completed: runs.iter().map(|m| m.completed).sum(),
+            errors: runs.iter().map(|m| m.errors).sum(),
+        }
+    }
+}
+
+fn row(measure: String, unit: &'static str, ours: Side, theirs: Side) -> PeerRow {
+    PeerRow {
+        measure,
+        unit,
+        ours: ours.value,
+        theirs: theirs.value,
+        our_completed: ours.completed,
+        our_errors: ours.errors,
+        their_completed: theirs.completed,
+        their_errors: theirs.errors,
+    }
+}
+
+fn throughput(m: &Measured) -> f64 {
+    m.throughput()
+}
+
+fn p95(m: &Measured) -> f64 {
+    m.ms(95.0)
+}
+
 /// Fills the peer at `url` with as many patients as the hub holds (at most
 /// [`MAX_PATIENTS`]) and measures both in alternating rounds: read by id and its share of
-/// the bare-axum ceiling of the same round, create, and the two searches at the hub's
-/// scenario rate.
+/// the bare-axum ceiling of the same round, create, and the two searches, closed loop and
+/// at the hub's scenario rates.
 pub async fn compare(
     o: &BenchOptions,
     world: Arc<World>,
@@ -187,65 +233,68 @@ pub async fn compare(
         theirs.push(peer.closed(w, "get-patient").await);
         axums.push(capacity::axum_ceiling(w, body.clone()).await?);
     }
-    let throughput =
-        |runs: &[Measured]| median(&runs.iter().map(Measured::throughput).collect::<Vec<_>>());
-    let p95 = |runs: &[Measured]| median(&runs.iter().map(|m| m.ms(95.0)).collect::<Vec<_>>());
-    let errors = |runs: &[Measured]| runs.iter().map(|m| m.errors).sum::<u64>();
+    // Each side's read as a share of the ceiling measured in its own round.
     let share = |runs: &[Measured]| {
-        median(
-            &runs
-                .iter()
-                .zip(&axums)
-                .map(|(m, a)| m.throughput() / a.throughput().max(1e-9))
-                .collect::<Vec<_>>(),
-        )
+        let shares = runs
+            .iter()
+            .zip(&axums)
+            .map(|(m, axum)| m.throughput() / axum.throughput().max(1e-9))
+            .collect();
+        Side::with(runs, shares)
     };
-    let row = |measure: String, unit, ours: f64, theirs: f64, e: (u64, u64)| PeerRow {
-        measure,
-        unit,
-        ours,
-        theirs,
-        our_errors: e.0,
-        their_errors: e.1,
-    };
-    let both = (errors(&ours), errors(&theirs));
+    let workers = w.workers;
     let mut rows = vec![
         row(
-            format!("read a patient by id, closed loop, {} workers", w.workers),
+            format!("read a patient by id, closed loop, {workers} workers"),
             "/s",
-            throughput(&ours),
-            throughput(&theirs),
-            both,
+            Side::of(&ours, throughput),
+            Side::of(&theirs, throughput),
         ),
-        row("its p95".to_owned(), "ms", p95(&ours), p95(&theirs), both),
+        row(
+            "its p95".to_owned(),
+            "ms",
+            Side::of(&ours, p95),
+            Side::of(&theirs, p95),
+        ),
         row(
             "that read as a share of bare axum".to_owned(),
             "%",
             share(&ours),
             share(&theirs),
-            both,
         ),
     ];
     let (ours, theirs) = (
         [capacity::scenario(w, world.clone(), "post-patient").await],
         [peer.closed(w, "post-patient").await],
     );
-    let both = (errors(&ours), errors(&theirs));
     rows.push(row(
-        format!("create a patient, closed loop, {} workers", w.workers),
+        format!("create a patient, closed loop, {workers} workers"),
         "/s",
-        throughput(&ours),
-        throughput(&theirs),
-        both,
+        Side::of(&ours, throughput),
+        Side::of(&theirs, throughput),
     ));
     rows.push(row(
         "its p95".to_owned(),
         "ms",
-        p95(&ours),
-        p95(&theirs),
-        both,
+        Side::of(&ours, p95),
+        Side::of(&theirs, p95),
     ));
     for s in ALL.iter().filter(|s| s.name.starts_with("search-")) {
+        let what = if s.name == "search-name" {
+            "search by family-name prefix"
+        } else {
+            "search by MRN (identifier)"
+        };
+        let (ours, theirs) = (
+            [capacity::scenario(w, world.clone(), s.name).await],
+            [peer.closed(w, s.name).await],
+        );
+        rows.push(row(
+            format!("{what}, closed loop, {workers} workers"),
+            "/s",
+            Side::of(&ours, throughput),
+            Side::of(&theirs, throughput),
+        ));
         let rate = o.rate.unwrap_or(s.rate);
         let load = Load {
             rate,
@@ -255,20 +304,23 @@ pub async fn compare(
         };
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            ours.push(open_loop(o, s, world.clone()).await);
+            let r = open_loop(o, s, world.clone()).await;
+            ours.push(Side {
+                value: r.p95_ms,
+                completed: r.completed,
+                errors: r.errors,
+            });
             theirs.push(peer.open(load, s.name).await);
         }
-        let what = if s.name == "search-name" {
-            "search by family-name prefix"
-        } else {
-            "search by MRN (identifier)"
-        };
         rows.push(row(
             format!("{what}, p95 at {rate:.0}/s offered (open loop)"),
             "ms",
-            median(&ours.iter().map(|r| r.p95_ms).collect::<Vec<_>>()),
-            p95(&theirs),
-            (ours.iter().map(|r| r.errors).sum(), errors(&theirs)),
+            Side {
+                value: median(&ours.iter().map(|r| r.value).collect::<Vec<_>>()),
+                completed: ours.iter().map(|r| r.completed).sum(),
+                errors: ours.iter().map(|r| r.errors).sum(),
+            },
+            Side::of(&theirs, p95),
         ));
     }
     Ok(PeerComparison {

@@ -175,8 +175,40 @@ pub struct PeerRow {
     pub unit: &'static str,
     pub ours: f64,
     pub theirs: f64,
+    /// Requests answered and failed on each side (summed over the rounds).
+    pub our_completed: u64,
     pub our_errors: u64,
+    pub their_completed: u64,
     pub their_errors: u64,
+}
+
+impl PeerRow {
+    /// `value` as the table shows it: not at all over no answers, and with its share of
+    /// errors when that is over the 0.5 % of 000 §9.3 (a side that could not keep up).
+    fn cell(&self, value: f64, completed: u64, errors: u64) -> String {
+        if completed == 0 {
+            return format!("no answers ({errors} errors)");
+        }
+        let shown = match self.unit {
+            "%" => format!("{:.1} %", value * 100.0),
+            "ms" => format!("{value:.2} ms"),
+            _ => format!("{value:.0}/s"),
+        };
+        let share = errors as f64 / (completed + errors) as f64;
+        if share >= 0.005 {
+            format!("{shown} ({:.1} % errors)", share * 100.0)
+        } else {
+            shown
+        }
+    }
+
+    fn ratio(&self) -> String {
+        if self.our_completed == 0 || self.their_completed == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.2}", self.ours / self.theirs.max(1e-9))
+        }
+    }
 }
 
 /// Another FHIR server measured beside the hub (`--fhir-peer`).
@@ -199,26 +231,20 @@ impl PeerComparison {
             "\n## Side by side with another FHIR server: {} at {}\n\n\
              The peer was given {} synthetic patients through its FHIR API first ({:.0} creates/s \
              on 16 connections); MediTrack holds its seeded ones. Each measure alternates between \
-             the two ({} rounds; a figure is the median of the rounds, errors their sum). MediTrack \
+             the two ({} rounds; a figure is the median of the rounds; more than 0.5 % errors is \
+             shown beside it). For throughput more is better, for p95 less. MediTrack \
              runs with authentication (a signed bearer token on every request) and its audit trail \
              (every read committed to the trail before it is answered); the peer as it was started.\n\n\
-             | measure | MediTrack | peer | MediTrack ÷ peer | errors (MediTrack / peer) |\n|---|---|---|---|---|\n",
+             | measure | MediTrack | peer | MediTrack ÷ peer |\n|---|---|---|---|\n",
             self.software, self.url, self.patients, self.fill_per_second, self.rounds
         ));
         for r in &self.rows {
-            let shown = |v: f64| match r.unit {
-                "%" => format!("{:.1} %", v * 100.0),
-                "ms" => format!("{v:.2} ms"),
-                _ => format!("{v:.0}/s"),
-            };
             md.push_str(&format!(
-                "| {} | {} | {} | {:.2} | {} / {} |\n",
+                "| {} | {} | {} | {} |\n",
                 r.measure,
-                shown(r.ours),
-                shown(r.theirs),
-                r.ours / r.theirs.max(1e-9),
-                r.our_errors,
-                r.their_errors
+                r.cell(r.ours, r.our_completed, r.our_errors),
+                r.cell(r.theirs, r.their_completed, r.their_errors),
+                r.ratio()
             ));
         }
     }
@@ -465,6 +491,28 @@ mod tests {
         assert!((r.value - 0.11).abs() < 1e-9, "{}", r.value);
         assert_eq!(r.pass, Some(false));
         assert_eq!(r.spread(), " (median of 3 rounds, 10–30 %)");
+    }
+
+    #[test]
+    fn a_peer_that_could_not_keep_up_shows_its_errors_and_no_figure_over_no_answers() {
+        let row = |theirs: f64, completed: u64, errors: u64| PeerRow {
+            measure: "search".to_owned(),
+            unit: "ms",
+            ours: 5.0,
+            theirs,
+            our_completed: 3000,
+            our_errors: 0,
+            their_completed: completed,
+            their_errors: errors,
+        };
+        let kept_up = row(2.5, 3000, 3);
+        assert_eq!(kept_up.cell(kept_up.theirs, 3000, 3), "2.50 ms");
+        assert_eq!(kept_up.ratio(), "2.00");
+        let behind = row(900.0, 900, 2100);
+        assert_eq!(behind.cell(900.0, 900, 2100), "900.00 ms (70.0 % errors)");
+        let none = row(0.0, 0, 3000);
+        assert_eq!(none.cell(0.0, 0, 3000), "no answers (3000 errors)");
+        assert_eq!(none.ratio(), "-");
     }
 
     #[test]
