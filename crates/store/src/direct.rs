@@ -318,6 +318,7 @@ pub(crate) fn open_with(path: &Path, pragmas: &str) -> rusqlite::Result<Connecti
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(crate::db::BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "cache_size", -crate::db::PAGE_CACHE_KIB)?;
     conn.execute_batch(pragmas)?;
     Ok(conn)
 }
@@ -372,6 +373,29 @@ pub(crate) mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         assert_eq!((read_id, read_at, n), (id, at, 7));
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Every kind of connection the hub holds keeps the small page cache (see
+    /// `PAGE_CACHE_KIB`): sqlx's, the direct writer's and a direct reader's.
+    #[tokio::test]
+    async fn every_connection_keeps_a_small_page_cache() {
+        let (db, dir) = db("page-cache").await;
+        let s = sqlite(&db);
+        let pooled: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&**s)
+            .await
+            .unwrap();
+        let written = s
+            .write_direct(|tx| tx.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0)))
+            .await
+            .unwrap();
+        let read = s
+            .read_direct(|c| c.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0)))
+            .unwrap();
+        let expected = -crate::db::PAGE_CACHE_KIB;
+        assert_eq!((pooled, written, read), (expected, expected, expected));
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
