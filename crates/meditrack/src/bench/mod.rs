@@ -507,19 +507,20 @@ fn backbone(o: &BenchOptions) -> &'static str {
 
 /// Scenario `s` at its offered rate (or `--rate`), open loop.
 async fn open_loop(o: &BenchOptions, s: &Scenario, world: Arc<World>) -> ScenarioResult {
-    let rate = o.rate.unwrap_or(s.rate);
+    let load = open_load(o, s);
     let name = s.name;
-    let measured = load::run(
-        Load {
-            rate,
-            warmup: o.warmup,
-            duration: o.duration,
-            max_in_flight: 512,
-        },
-        move |n| scenarios::request(world.clone(), name, n),
-    )
-    .await;
-    progress(result(s, Some(rate), None, &measured))
+    let measured = load::run(load, move |n| scenarios::request(world.clone(), name, n)).await;
+    progress(result(s, Some(load.rate), None, &measured))
+}
+
+/// How scenario `s` is offered: at its rate (or `--rate`) for the run's window.
+fn open_load(o: &BenchOptions, s: &Scenario) -> Load {
+    Load {
+        rate: o.rate.unwrap_or(s.rate),
+        warmup: o.warmup,
+        duration: o.duration,
+        max_in_flight: 512,
+    }
 }
 
 fn progress(r: ScenarioResult) -> ScenarioResult {

@@ -9,8 +9,8 @@
 use super::capacity::{self, Window};
 use super::load::{self, Load, Measured};
 use super::report::{PeerComparison, PeerRow, median};
-use super::scenarios::{ALL, World};
-use super::{BenchOptions, open_loop};
+use super::scenarios::{ALL, World, expect};
+use super::{BenchOptions, open_load, open_loop};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -205,10 +205,6 @@ fn row(measure: String, unit: &'static str, ours: Side, theirs: Side) -> PeerRow
     }
 }
 
-fn throughput(m: &Measured) -> f64 {
-    m.throughput()
-}
-
 fn p95(m: &Measured) -> f64 {
     m.ms(95.0)
 }
@@ -247,8 +243,8 @@ pub async fn compare(
         row(
             format!("read a patient by id, closed loop, {workers} workers"),
             "/s",
-            Side::of(&ours, throughput),
-            Side::of(&theirs, throughput),
+            Side::of(&ours, Measured::throughput),
+            Side::of(&theirs, Measured::throughput),
         ),
         row(
             "its p95".to_owned(),
@@ -270,8 +266,8 @@ pub async fn compare(
     rows.push(row(
         format!("create a patient, closed loop, {workers} workers"),
         "/s",
-        Side::of(&ours, throughput),
-        Side::of(&theirs, throughput),
+        Side::of(&ours, Measured::throughput),
+        Side::of(&theirs, Measured::throughput),
     ));
     rows.push(row(
         "its p95".to_owned(),
@@ -292,16 +288,11 @@ pub async fn compare(
         rows.push(row(
             format!("{what}, closed loop, {workers} workers"),
             "/s",
-            Side::of(&ours, throughput),
-            Side::of(&theirs, throughput),
+            Side::of(&ours, Measured::throughput),
+            Side::of(&theirs, Measured::throughput),
         ));
-        let rate = o.rate.unwrap_or(s.rate);
-        let load = Load {
-            rate,
-            warmup: o.warmup,
-            duration: o.duration,
-            max_in_flight: 512,
-        };
+        let load = open_load(o, s);
+        let rate = load.rate;
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             let r = open_loop(o, s, world.clone()).await;
@@ -350,16 +341,6 @@ async fn create(client: &reqwest::Client, base: &str, patient: &Value) -> Result
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| "the peer's create returned no id".to_owned())
-}
-
-async fn expect(r: reqwest::Result<reqwest::Response>, status: u16) -> Result<(), String> {
-    let r = r.map_err(|e| e.to_string())?;
-    if r.status().as_u16() != status {
-        return Err(format!("status {}", r.status()));
-    }
-    // The request is not done until the answer is read.
-    r.bytes().await.map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 /// What the server says it is (its CapabilityStatement's software), or "unknown".

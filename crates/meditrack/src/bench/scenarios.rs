@@ -109,10 +109,14 @@ pub const ALL: [Scenario; 10] = [
     },
 ];
 
-async fn expect(r: reqwest::Result<reqwest::Response>, status: u16) -> Result<(), String> {
+/// Whether the answer has `status`, once its body is read (the request is not done until
+/// the answer is).
+pub(super) async fn expect(
+    r: reqwest::Result<reqwest::Response>,
+    status: u16,
+) -> Result<(), String> {
     let r = r.map_err(|e| e.to_string())?;
     if r.status().as_u16() == status {
-        // Read the body: the request is not done until the answer is.
         r.bytes().await.map_err(|e| e.to_string())?;
         Ok(())
     } else {
