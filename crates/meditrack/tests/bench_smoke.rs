@@ -19,6 +19,17 @@ fn json_report(out: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
 }
 
+/// The run's standard output, once it is known to have succeeded (else both outputs).
+fn succeeded(run: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
     let dir = temp_dir("bench-smoke");
@@ -48,12 +59,7 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = succeeded(&run);
     assert!(stdout.contains("| get-patient"), "{stdout}");
     let report = json_report(&out);
     let scenarios = report["scenarios"].as_array().unwrap();
@@ -186,12 +192,7 @@ async fn a_running_hub_given_by_url_is_measured_as_it_is() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = succeeded(&run);
     assert!(
         stdout.contains("Not measured: the hub was given by `--url`"),
         "{stdout}"
@@ -365,12 +366,7 @@ async fn a_fhir_peer_is_filled_and_measured_beside_the_hub() {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = succeeded(&run);
     assert!(
         stdout.contains(&format!(
             "Side by side with another FHIR server: stub 0 (FHIR 4.0.1) at {base}"
