@@ -30,6 +30,13 @@ fn succeeded(run: &std::process::Output) -> String {
     stdout
 }
 
+/// The run's standard error, once it is known to have failed.
+fn refused(run: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(!run.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
     let dir = temp_dir("bench-smoke");
@@ -149,8 +156,7 @@ fn a_scenario_name_that_selects_nothing_is_refused_before_anything_runs() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success(), "{stderr}");
+    let stderr = refused(&run);
     assert!(stderr.contains("unknown scenario serach-mrn"), "{stderr}");
     assert!(
         stderr.contains("search-mrn"),
@@ -414,8 +420,7 @@ fn the_peer_phase_without_a_peer_is_refused() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success(), "{stderr}");
+    let stderr = refused(&run);
     assert!(stderr.contains("--fhir-peer"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -9,7 +9,7 @@
 use super::capacity::{self, Window};
 use super::load::{self, Load, Measured};
 use super::report::{PeerComparison, PeerRow, median};
-use super::scenarios::{ALL, World, expect};
+use super::scenarios::{ALL, World, expect, pick};
 use super::{BenchOptions, open_load, open_loop};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -74,8 +74,7 @@ impl Peer {
                 tokio::spawn(async move {
                     let mut made = Vec::new();
                     for i in (first..patients).step_by(FILLERS as usize) {
-                        let id = create(&client, &base, &patient(i, seed)).await?;
-                        made.push((i, id));
+                        made.push(create(&client, &base, &patient(i, seed)).await?);
                     }
                     Ok::<_, String>(made)
                 })
@@ -86,16 +85,14 @@ impl Peer {
             made.extend(filler.await.map_err(|e| e.to_string())??);
         }
         let fill_seconds = started.elapsed().as_secs_f64();
-        made.sort_unstable_by_key(|(i, _)| *i);
-        let mrns = made
-            .iter()
-            .take(200)
-            .map(|(i, _)| crate::seed::mrn(*i, seed))
+        // A fill succeeds whole or not at all, so patients 0.. are all there.
+        let mrns = (0..patients.min(200))
+            .map(|i| crate::seed::mrn(i, seed))
             .collect();
         Ok(Peer {
             base,
             client,
-            ids: made.into_iter().map(|(_, id)| id).collect(),
+            ids: made,
             mrns,
             seed,
             software,
@@ -110,7 +107,6 @@ impl Peer {
     /// One request of the hub's scenario `name` (get-patient, post-patient, search-name,
     /// search-mrn), number `n`, as the FHIR API asks it.
     pub async fn request(self: Arc<Self>, name: &'static str, n: u64) -> Result<(), String> {
-        let pick = |items: &[String]| items[(n as usize) % items.len()].clone();
         let url = |path: String| format!("{}{path}", self.base);
         let get = |path: String| {
             self.client
@@ -119,7 +115,9 @@ impl Peer {
                 .send()
         };
         match name {
-            "get-patient" => expect(get(format!("/Patient/{}", pick(&self.ids))).await, 200).await,
+            "get-patient" => {
+                expect(get(format!("/Patient/{}", pick(&self.ids, n))).await, 200).await
+            }
             "post-patient" => {
                 // Numbered past the fill's, so no two creates are the same patient.
                 create(
@@ -140,7 +138,7 @@ impl Peer {
                 .await
             }
             "search-mrn" => {
-                let mrn = pick(&self.mrns);
+                let mrn = pick(&self.mrns, n);
                 expect(
                     get(format!("/Patient?identifier={MRN_SYSTEM}%7C{mrn}")).await,
                     200,

@@ -124,7 +124,8 @@ pub(super) async fn expect(
     }
 }
 
-fn pick<T>(items: &[T], n: u64) -> &T {
+/// The `n`th of `items`, round and round.
+pub(super) fn pick<T>(items: &[T], n: u64) -> &T {
     &items[(n as usize) % items.len()]
 }
 
