@@ -34,19 +34,26 @@ async fn trail_db(db: &TestDatabase) -> Db {
     db
 }
 
+/// Every other record with every optional field set, so that each column is read back.
 fn records(tenant: &str, count: usize) -> Vec<AuditRecord> {
     (0..count)
-        .map(|n| AuditRecord {
-            tenant: TenantId::parse(tenant).unwrap(),
-            actor: "relay-test".to_owned(),
-            roles: vec!["DOCTOR".to_owned()],
-            action: AuditAction::Read,
-            resource_type: "Patient".to_owned(),
-            resource_id: Some(n.to_string()),
-            patient_id: None,
-            outcome: AuditOutcome::Success,
-            at: chrono::Utc::now(),
-            origin: Origin::default(),
+        .map(|n| {
+            let full = n % 2 == 0;
+            AuditRecord {
+                tenant: TenantId::parse(tenant).unwrap(),
+                actor: "relay-test".to_owned(),
+                roles: vec!["DOCTOR".to_owned(), "NURSE".to_owned()],
+                action: AuditAction::Read,
+                resource_type: "Patient".to_owned(),
+                resource_id: full.then(|| n.to_string()),
+                patient_id: full.then(uuid::Uuid::now_v7),
+                outcome: AuditOutcome::Success,
+                at: chrono::Utc::now(),
+                origin: Origin {
+                    request_id: full.then(|| uuid::Uuid::now_v7().to_string()),
+                    source_ip: full.then(|| "203.0.113.7".to_owned()),
+                },
+            }
         })
         .collect()
 }
@@ -151,6 +158,23 @@ async fn each_chain_goes_out_in_order_once_and_again_with_the_same_ids_after_a_f
         by_chain
     };
     assert_eq!(sink.published(), expected, "each chain in order");
+    let mut stored = appended.clone();
+    stored.sort_by(|a, b| (&a.tenant, a.seq).cmp(&(&b.tenant, b.seq)));
+    let payloads: Vec<String> = sink
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.payload.clone())
+        .collect();
+    let expected: Vec<String> = stored
+        .iter()
+        .map(|e| audit::store::event_json(e).unwrap())
+        .collect();
+    assert_eq!(
+        payloads, expected,
+        "each event is the entry as it was appended, every field read back"
+    );
     assert_eq!(
         relay.publish_pending().await.unwrap(),
         0,

@@ -46,25 +46,39 @@ impl TrailRelay {
 
     /// Publishes one batch of entries, of one or more chains; returns how many.
     pub async fn publish_pending(&self) -> Result<usize, BusError> {
+        if let Db::Sqlite(db) = &self.db {
+            // One hub process per SQLite database: no other relay publishes meanwhile, so the
+            // batch is read beside the writers, on the relay's thread in one snapshot, and
+            // marked by a direct write, and nobody waits for the sink.
+            let (entries, purged) = {
+                let snapshot = db.snapshot()?;
+                let behind = trail::behind_direct(&snapshot)?;
+                if self.backlog(&behind) == 0 {
+                    return Ok(0);
+                }
+                let mut batch = Batch::new(self.batch);
+                for chain in behind {
+                    let Some(room) = batch.room() else { break };
+                    let found = trail::entries_after_direct(
+                        &snapshot,
+                        &chain.tenant_id,
+                        chain.published,
+                        room,
+                    )?;
+                    batch.add(chain, found);
+                }
+                batch.into_parts()
+            };
+            self.sink.publish(&records(&entries)?).await?;
+            trail::mark_published_direct(db, marks(&entries, purged)).await?;
+            return Ok(self.published(&entries));
+        }
         // A plain read first: an idle relay must not take a lock every 100 ms.
         let mut read = self.db.read_in(Scope::AllTenants).await?;
         let behind = trail::behind(&mut read).await?;
         read.commit().await?;
-        let waiting: i64 = behind.iter().map(|b| b.head - b.published).sum();
-        metrics::gauge!(BACKLOG, "service" => NAME).set(waiting as f64);
-        if behind.is_empty() {
+        if self.backlog(&behind) == 0 {
             return Ok(0);
-        }
-        if let Db::Sqlite(db) = &self.db {
-            // One hub process per SQLite database: no other relay publishes meanwhile, so the
-            // batch is read beside the writers and marked by a direct write, and nobody
-            // waits for the sink.
-            let mut read = self.db.read_in(Scope::AllTenants).await?;
-            let (entries, purged) = self.pending(&mut read, behind).await?;
-            read.commit().await?;
-            self.sink.publish(&records(&entries)?).await?;
-            trail::mark_published_direct(db, marks(&entries, purged)).await?;
-            return Ok(self.published(&entries));
         }
         let mut tx = self.db.begin_in(Scope::AllTenants).await?;
         if !lead(&mut tx, "audit-trail").await? {
@@ -84,28 +98,27 @@ impl TrailRelay {
         Ok(self.published(&entries))
     }
 
-    /// Up to a batch of the unpublished entries of the chains `behind`, chain by chain; and
-    /// the chains with nothing after their mark, at their heads. Those entries were purged
-    /// (retention) before they were published: a head is committed with its entries, so
-    /// they are not merely unseen yet, and the mark moves past them.
+    /// Up to a batch of the unpublished entries of the chains `behind`, chain by chain
+    /// (see [`Batch`]).
     async fn pending(
         &self,
         tx: &mut Tx,
         behind: Vec<Behind>,
     ) -> Result<(Vec<Entry>, Vec<(String, i64)>), BusError> {
-        let (mut entries, mut purged) = (Vec::new(), Vec::new());
+        let mut batch = Batch::new(self.batch);
         for chain in behind {
-            let room = self.batch - entries.len();
-            if room == 0 {
-                break;
-            }
+            let Some(room) = batch.room() else { break };
             let found = trail::entries_after(tx, &chain.tenant_id, chain.published, room).await?;
-            if found.is_empty() {
-                purged.push((chain.tenant_id, chain.head));
-            }
-            entries.extend(found);
+            batch.add(chain, found);
         }
-        Ok((entries, purged))
+        Ok(batch.into_parts())
+    }
+
+    /// How many entries wait to be published, also as a gauge.
+    fn backlog(&self, behind: &[Behind]) -> i64 {
+        let waiting: i64 = behind.iter().map(|b| b.head - b.published).sum();
+        metrics::gauge!(BACKLOG, "service" => NAME).set(waiting as f64);
+        waiting
     }
 
     fn published(&self, entries: &[Entry]) -> usize {
@@ -124,6 +137,42 @@ impl Relay for TrailRelay {
 
     fn publish_batch(&self) -> BoxFuture<'_, Result<usize, BusError>> {
         Box::pin(self.publish_pending())
+    }
+}
+
+/// One batch as it is gathered: entries of one chain after another up to the batch size,
+/// and the chains with nothing after their mark, at their heads. Those entries were purged
+/// (retention) before they were published: a head is committed with its entries, so they
+/// are not merely unseen yet, and the mark moves past them.
+struct Batch {
+    size: usize,
+    entries: Vec<Entry>,
+    purged: Vec<(String, i64)>,
+}
+
+impl Batch {
+    fn new(size: usize) -> Self {
+        Self {
+            size,
+            entries: Vec::new(),
+            purged: Vec::new(),
+        }
+    }
+
+    /// How many more entries fit, if any.
+    fn room(&self) -> Option<usize> {
+        Some(self.size - self.entries.len()).filter(|r| *r > 0)
+    }
+
+    fn add(&mut self, chain: Behind, found: Vec<Entry>) {
+        if found.is_empty() {
+            self.purged.push((chain.tenant_id, chain.head));
+        }
+        self.entries.extend(found);
+    }
+
+    fn into_parts(self) -> (Vec<Entry>, Vec<(String, i64)>) {
+        (self.entries, self.purged)
     }
 }
 
