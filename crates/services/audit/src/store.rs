@@ -491,6 +491,14 @@ pub fn behind_direct(c: &rusqlite::Connection) -> Result<Vec<Behind>, DbError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The statement of [`entries_after`] and [`entries_after_direct`] (SQLite reads `$n` as
+/// the n-th parameter too).
+static ENTRIES_AFTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    )
+});
+
 /// Up to `limit` of `tenant`'s entries after `seq`, in chain order.
 pub async fn entries_after(
     tx: &mut Tx,
@@ -498,15 +506,14 @@ pub async fn entries_after(
     seq: i64,
     limit: usize,
 ) -> Result<Vec<Entry>, DbError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-    );
-    let rows: Vec<Row> = on_tx!(tx, |c| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-        .bind(tenant)
-        .bind(seq)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(c)
-        .await)?;
+    let rows: Vec<Row> = on_tx!(tx, |c| sqlx::query_as(AssertSqlSafe(
+        ENTRIES_AFTER.as_str()
+    ))
+    .bind(tenant)
+    .bind(seq)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(c)
+    .await)?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
@@ -520,12 +527,7 @@ pub fn entries_after_direct(
     seq: i64,
     limit: usize,
 ) -> Result<Vec<Entry>, DbError> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-        )
-    });
-    let mut statement = c.prepare_cached(&SQL)?;
+    let mut statement = c.prepare_cached(&ENTRIES_AFTER)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = statement.query_map(rusqlite::params![tenant, seq, limit], |r| {
         Ok(Entry {
