@@ -136,4 +136,17 @@ impl DbError {
             _ => None,
         }
     }
+
+    /// Whether PostgreSQL gave up on the transaction because it lost a race with another:
+    /// a deadlock (`40P01`: two transactions changing the same rows in different orders)
+    /// or a serialization failure (`40001`). Nothing of it was kept, and taking the same
+    /// work again, in smaller pieces, can succeed.
+    pub fn lost_race(&self) -> bool {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
 }

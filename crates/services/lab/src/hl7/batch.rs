@@ -15,9 +15,10 @@
 //! batch again. On SQLite, orders (ORM, OML) are created as they are read, in a writer's
 //! turn, so each is taken alone, between runs, where it stands in the batch. On PostgreSQL
 //! a run (any kind of message) is one transaction, committed once. Should an order
-//! change under it there (another connection's result), or a message of it be committed
-//! meanwhile by another connection, the run is rolled back and its messages are taken one
-//! at a time, each starting over or finding the first answer as it does alone.
+//! change under it there (another connection's result), a message of it be committed
+//! meanwhile by another connection, or the run deadlock with another connection's over
+//! the same orders, the run is rolled back and its messages are taken one at a time, each
+//! starting over or finding the first answer as it does alone.
 
 use super::{Applied, Header, Intake, MESSAGES, refusal_counted, write_in};
 use crate::app::CRITICAL_RESULTS;
@@ -132,10 +133,13 @@ impl Intake {
         let taken = match taken {
             Ok(Some(taken)) => taken,
             // An order changed under the run, or a message of it was committed meanwhile
-            // by another connection: one at a time, each starts over or finds the first
-            // answer.
+            // by another connection, or (on PostgreSQL) the run deadlocked with another
+            // connection's over the same orders taken in another order: one at a time,
+            // each starts over or finds the first answer.
             Ok(None) => return self.one_by_one(texts).await,
-            Err(e) if e.unique_violation().is_some() => return self.one_by_one(texts).await,
+            Err(e) if e.unique_violation().is_some() || e.lost_race() => {
+                return self.one_by_one(texts).await;
+            }
             Err(e) => return Err(e),
         };
         Ok(taken.into_iter().map(counted).collect())
