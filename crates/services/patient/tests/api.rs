@@ -40,6 +40,7 @@ testkit::on_both_backends!(
     lab_results_and_filled_prescriptions_from_other_services_join_the_timeline,
     a_redelivered_event_takes_effect_once,
     poison_events_are_dead_lettered_and_the_consumer_moves_on,
+    results_published_together_join_their_timelines_and_a_stranger_among_them_alone_is_refused,
     a_lab_order_racing_a_deletion_is_refused,
 );
 
@@ -1019,14 +1020,7 @@ async fn publish<P: events::EventPayload>(
     patient: &Value,
     payload: &P,
 ) -> events::EventEnvelope {
-    let meta = events::EventMeta {
-        source: "test",
-        tenant: kernel::TenantId::parse(testkit::TEST_TENANT).unwrap(),
-        correlation_id: kernel::ids::CorrelationId::new(),
-        causation_id: None,
-        occurred_at: chrono::Utc::now(),
-    };
-    let envelope = events::EventEnvelope::new(&meta, patient["id"].as_str().unwrap(), payload);
+    let envelope = envelope_of(patient, payload);
     publish_raw(
         app,
         P::TOPIC.name(),
@@ -1034,6 +1028,18 @@ async fn publish<P: events::EventPayload>(
     )
     .await;
     envelope
+}
+
+/// `payload` in its envelope, as its source would send it.
+fn envelope_of<P: events::EventPayload>(patient: &Value, payload: &P) -> events::EventEnvelope {
+    let meta = events::EventMeta {
+        source: "test",
+        tenant: kernel::TenantId::parse(testkit::TEST_TENANT).unwrap(),
+        correlation_id: kernel::ids::CorrelationId::new(),
+        causation_id: None,
+        occurred_at: chrono::Utc::now(),
+    };
+    events::EventEnvelope::new(&meta, patient["id"].as_str().unwrap(), payload)
 }
 
 async fn publish_raw(app: &TestApp, topic: &str, payload: &str) {
@@ -1246,6 +1252,82 @@ async fn poison_events_are_dead_lettered_and_the_consumer_moves_on(app: TestApp)
         letters[1].error
     );
     assert_eq!(letters[1].attempts, 1, "a permanent failure is not retried");
+}
+
+/// Publishes `envelopes` on `lab-events` in one append.
+async fn publish_together(
+    log: &eventbus::embedded::EmbeddedLog,
+    envelopes: &[events::EventEnvelope],
+) {
+    let records: Vec<eventbus::Record> = envelopes
+        .iter()
+        .map(|e| eventbus::Record {
+            topic: "lab-events".into(),
+            key: e.key.clone(),
+            event_id: e.event_id.as_uuid(),
+            payload: serde_json::to_string(e).unwrap(),
+        })
+        .collect();
+    eventbus::EventSink::publish(log, &records).await.unwrap();
+}
+
+/// Events published in one go reach the consumer as one batch, applied in one
+/// transaction; one for a patient the tenant does not have fails that batch, which is then
+/// taken one event at a time: the stranger's is dead-lettered, the others land.
+async fn results_published_together_join_their_timelines_and_a_stranger_among_them_alone_is_refused(
+    app: TestApp,
+) {
+    let patients = [
+        create(&app, minimal_patient("Bat", "One")).await,
+        create(&app, minimal_patient("Bat", "Two")).await,
+    ];
+    let stranger = json!({"id": "01900000-0000-7000-8000-000000000001"});
+    let log = app.event_log().await;
+    let [one, two] = &patients;
+    publish_together(
+        &log,
+        &[
+            envelope_of(one, &lab_results(one)),
+            envelope_of(two, &lab_results(two)),
+            envelope_of(one, &lab_results(one)),
+        ],
+    )
+    .await;
+    assert_eq!(timeline_types(&app, one, 3).await.len(), 3);
+    assert_eq!(timeline_types(&app, two, 2).await.len(), 2);
+
+    let refused = envelope_of(&stranger, &lab_results(&stranger));
+    publish_together(
+        &log,
+        &[
+            envelope_of(two, &lab_results(two)),
+            refused.clone(),
+            envelope_of(one, &lab_results(one)),
+        ],
+    )
+    .await;
+    assert_eq!(timeline_types(&app, one, 4).await.len(), 4);
+    assert_eq!(timeline_types(&app, two, 3).await.len(), 3);
+    let dead = testkit::eventually("a dead letter", || async {
+        let d = log.records("dlq-events", 0, 100).await.unwrap();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let letter: eventbus::consumer::DeadLetter = serde_json::from_str(&dead[0].payload).unwrap();
+    assert!(letter.error.contains("no such patient"), "{}", letter.error);
+    assert_eq!(
+        serde_json::from_str::<events::EventEnvelope>(&letter.payload).unwrap(),
+        refused
+    );
+    assert_eq!(
+        count_rows(
+            &app,
+            "patient_timeline WHERE entry_type = 'LAB_RESULTS_AVAILABLE'"
+        )
+        .await,
+        5
+    );
 }
 
 async fn a_lab_order_racing_a_deletion_is_refused(app: TestApp) {
