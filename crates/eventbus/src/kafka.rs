@@ -325,15 +325,22 @@ impl EventSource for KafkaSource {
         Box::pin(async move {
             let consumer = self.consumer(group, topics).await?;
             let mut out = Vec::new();
-            // Wait for the first, then take what is already there without waiting long.
+            // Wait for the first, then take what comes within a few milliseconds of it: a
+            // wait per message would hold a large batch as long as events kept trickling in.
             let mut timeout = wait.max(Duration::from_millis(1));
+            let mut until = None;
             while out.len() < max {
                 let message = match tokio::time::timeout(timeout, consumer.recv()).await {
                     Err(_) => break,
                     Ok(m) => m.map_err(broker)?,
                 };
                 out.push(self.settings.delivery(&message));
-                timeout = Duration::from_millis(5);
+                let until = *until
+                    .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(10));
+                timeout = until.saturating_duration_since(tokio::time::Instant::now());
+                if timeout.is_zero() {
+                    break;
+                }
             }
             Ok(out)
         })

@@ -61,6 +61,48 @@ impl Handler for Recorder {
     }
 }
 
+/// Applies as [`Recorder`] does, and records the runs the consumer gives it together.
+#[derive(Default)]
+struct RunRecorder {
+    inner: Recorder,
+    runs: std::sync::Mutex<Vec<Vec<Uuid>>>,
+}
+
+impl Handler for RunRecorder {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        self.handle_all_of(tx, std::slice::from_ref(event))
+    }
+
+    fn handle_all<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [&'a EventEnvelope],
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        self.handle_all_of(tx, events)
+    }
+}
+
+impl RunRecorder {
+    fn handle_all_of<'a, E: std::borrow::Borrow<EventEnvelope> + Sync>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [E],
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let ids = events.iter().map(|e| e.borrow().event_id.as_uuid());
+            self.runs.lock().unwrap().push(ids.collect());
+            for event in events {
+                self.inner.handle(tx, event.borrow()).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
 struct Setup {
     log: Arc<EmbeddedLog>,
     service: Db,
@@ -110,9 +152,13 @@ fn consumer(s: &Setup) -> Consumer {
 }
 
 async fn publish(s: &Setup, event_type: &str) -> EventEnvelope {
+    publish_as(s, event_type, "t").await
+}
+
+async fn publish_as(s: &Setup, event_type: &str, tenant: &str) -> EventEnvelope {
     let meta = EventMeta {
         source: "test",
-        tenant: kernel::TenantId::parse("t").unwrap(),
+        tenant: kernel::TenantId::parse(tenant).unwrap(),
         correlation_id: kernel::ids::CorrelationId::new(),
         causation_id: None,
         occurred_at: chrono::Utc::now(),
@@ -155,6 +201,7 @@ testkit::on_both_databases!(
     events_that_keep_failing_are_dead_lettered_and_replayable_after_a_fix,
     one_bad_event_in_a_batch_costs_the_others_nothing,
     unknown_event_types_and_undecodable_events_do_not_stop_the_consumer,
+    a_batch_reaches_a_handler_in_runs_of_one_type_and_tenant_in_order,
 );
 
 async fn each_event_takes_effect_once_even_when_delivered_again(db: TestDatabase) {
@@ -268,4 +315,41 @@ async fn unknown_event_types_and_undecodable_events_do_not_stop_the_consumer(db:
         "the undecodable one; the unknown type is skipped, not dead-lettered"
     );
     assert_eq!(dead[0].letter.payload, "{\"not\": 1");
+}
+
+async fn a_batch_reaches_a_handler_in_runs_of_one_type_and_tenant_in_order(db: TestDatabase) {
+    let s = setup(db).await;
+    let runs = Arc::new(RunRecorder::default());
+    let c = Consumer::new(
+        "test-consumer",
+        s.service.clone(),
+        s.log.clone(),
+        s.log.clone(),
+    )
+    .on("lab.a.v1", Topic::LabEvents, runs.clone())
+    .on("lab.b.v1", Topic::LabEvents, runs.clone());
+    let mut ids = Vec::new();
+    for (event_type, tenant) in [
+        ("lab.a.v1", "t"),
+        ("lab.a.v1", "t"),
+        ("lab.b.v1", "t"),
+        ("lab.unknown.v1", "t"),
+        ("lab.b.v1", "t"),
+        ("lab.b.v1", "u"),
+        ("lab.a.v1", "u"),
+    ] {
+        ids.push(publish_as(&s, event_type, tenant).await.event_id.as_uuid());
+    }
+    assert_eq!(c.process_batch(Duration::ZERO).await.unwrap(), 7);
+    assert_eq!(effects(&s).await, 6);
+    assert_eq!(
+        *runs.runs.lock().unwrap(),
+        vec![
+            vec![ids[0], ids[1]],
+            // A type the consumer skips does not end a run.
+            vec![ids[2], ids[4]],
+            vec![ids[5]],
+            vec![ids[6]],
+        ]
+    );
 }

@@ -6,7 +6,7 @@ use crate::adt::AdtError;
 use crate::app::PatientService;
 use crate::domain::timeline::{TimelineEntry, TimelineEvent};
 use crate::store::SqlPatientStore;
-use crate::store::append_external_entry;
+use crate::store::append_external_entries;
 use chrono::{DateTime, Utc};
 use eventbus::BoxFuture;
 use eventbus::consumer::{Consumer, Handler, HandlerError};
@@ -14,6 +14,7 @@ use eventbus::{EventSink, EventSource};
 use events::lab::{LabAdtReceivedV1, LabCriticalResultV1, LabResultsAvailableV1};
 use events::pharmacy::PrescriptionFilledV1;
 use events::{EventEnvelope, EventPayload};
+use kernel::TenantId;
 use kernel::ids::{PatientId, TimelineEntryId};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -81,23 +82,63 @@ fn prescription_filled(p: PrescriptionFilledV1) -> (PatientId, DateTime<Utc>, Ti
 /// Applies events of payload `P` as a timeline entry: which patient, when, and what.
 struct ToTimeline<P>(fn(P) -> (PatientId, DateTime<Utc>, TimelineEvent));
 
+impl<P: DeserializeOwned + EventPayload + Send + Sync> ToTimeline<P> {
+    /// The entry of `event`, with its tenant. The entry takes the event's id: one event,
+    /// one entry, however often it comes.
+    fn entry(&self, event: &EventEnvelope) -> Result<(TenantId, TimelineEntry), HandlerError> {
+        let (tenant, payload) = eventbus::consumer::parse::<P>(event)?;
+        let (patient, at, what) = (self.0)(payload);
+        let entry = TimelineEntry {
+            id: TimelineEntryId::from_uuid(event.event_id.as_uuid()),
+            patient_id: patient,
+            occurred_at: at,
+            event: what,
+        };
+        Ok((tenant, entry))
+    }
+}
+
 impl<P: DeserializeOwned + EventPayload + Send + Sync> Handler for ToTimeline<P> {
     fn handle<'a>(
         &'a self,
         tx: &'a mut Tx,
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        self.handle_all_of(tx, std::slice::from_ref(event))
+    }
+
+    fn handle_all<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [&'a EventEnvelope],
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        self.handle_all_of(tx, events)
+    }
+}
+
+impl<P: DeserializeOwned + EventPayload + Send + Sync> ToTimeline<P> {
+    /// The entries of `events` (one tenant's, as the consumer gives them) in one go.
+    fn handle_all_of<'a, E: std::borrow::Borrow<EventEnvelope> + Sync>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [E],
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let (tenant, payload) = eventbus::consumer::parse::<P>(event)?;
-            let (patient, at, what) = (self.0)(payload);
-            // The entry takes the event's id: one event, one entry, however often it comes.
-            let entry = TimelineEntry {
-                id: TimelineEntryId::from_uuid(event.event_id.as_uuid()),
-                patient_id: patient,
-                occurred_at: at,
-                event: what,
+            let mut tenant = None;
+            let mut entries = Vec::with_capacity(events.len());
+            for event in events {
+                let (t, entry) = self.entry(event.borrow())?;
+                if tenant.get_or_insert_with(|| t.clone()) != &t {
+                    return Err(HandlerError::Permanent(
+                        "events of several tenants in one run".to_owned(),
+                    ));
+                }
+                entries.push(entry);
+            }
+            let Some(tenant) = tenant else {
+                return Ok(());
             };
-            if append_external_entry(tx, &tenant, &entry).await? {
+            if append_external_entries(tx, &tenant, &entries).await? {
                 Ok(())
             } else {
                 Err(HandlerError::Permanent(

@@ -12,7 +12,7 @@ mod search;
 mod sql;
 
 pub use sealing::{KeyringCheckError, Reseal};
-pub use sql::{SqlPatientStore, append_external_entry};
+pub use sql::{SqlPatientStore, append_external_entries};
 
 use crate::domain::lab_order::LabOrder;
 use crate::domain::medical_record::MedicalRecord;
