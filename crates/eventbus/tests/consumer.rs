@@ -74,7 +74,7 @@ impl Handler for RunRecorder {
         tx: &'a mut Tx,
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        self.handle_all_of(tx, std::slice::from_ref(event))
+        Box::pin(async move { self.handle_all(tx, &[event]).await })
     }
 
     fn handle_all<'a>(
@@ -82,21 +82,11 @@ impl Handler for RunRecorder {
         tx: &'a mut Tx,
         events: &'a [&'a EventEnvelope],
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        self.handle_all_of(tx, events)
-    }
-}
-
-impl RunRecorder {
-    fn handle_all_of<'a, E: std::borrow::Borrow<EventEnvelope> + Sync>(
-        &'a self,
-        tx: &'a mut Tx,
-        events: &'a [E],
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let ids = events.iter().map(|e| e.borrow().event_id.as_uuid());
+            let ids = events.iter().map(|e| e.event_id.as_uuid());
             self.runs.lock().unwrap().push(ids.collect());
             for event in events {
-                self.inner.handle(tx, event.borrow()).await?;
+                self.inner.handle(tx, event).await?;
             }
             Ok(())
         })

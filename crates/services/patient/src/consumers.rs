@@ -104,30 +104,20 @@ impl<P: DeserializeOwned + EventPayload + Send + Sync> Handler for ToTimeline<P>
         tx: &'a mut Tx,
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        self.handle_all_of(tx, std::slice::from_ref(event))
+        Box::pin(async move { self.handle_all(tx, &[event]).await })
     }
 
+    /// The entries of `events` (one tenant's, as the consumer gives them) in one go.
     fn handle_all<'a>(
         &'a self,
         tx: &'a mut Tx,
         events: &'a [&'a EventEnvelope],
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        self.handle_all_of(tx, events)
-    }
-}
-
-impl<P: DeserializeOwned + EventPayload + Send + Sync> ToTimeline<P> {
-    /// The entries of `events` (one tenant's, as the consumer gives them) in one go.
-    fn handle_all_of<'a, E: std::borrow::Borrow<EventEnvelope> + Sync>(
-        &'a self,
-        tx: &'a mut Tx,
-        events: &'a [E],
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             let mut tenant = None;
             let mut entries = Vec::with_capacity(events.len());
             for event in events {
-                let (t, entry) = self.entry(event.borrow())?;
+                let (t, entry) = self.entry(event)?;
                 if tenant.get_or_insert_with(|| t.clone()) != &t {
                     return Err(HandlerError::Permanent(
                         "events of several tenants in one run".to_owned(),
