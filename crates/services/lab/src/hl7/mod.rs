@@ -172,8 +172,12 @@ impl Intake {
                 Reads::Tx(tx) => self.finish(tx, &m).await,
             };
             match finished {
-                // An order changed since it was read (a result submitted meanwhile).
+                // An order changed since it was read (a result submitted meanwhile), or,
+                // on PostgreSQL, the server chose this transaction as the one to roll back
+                // of several waiting on each other's orders (other connections' batches
+                // lock several orders each, in their own order): nothing of it was kept.
                 Ok(false) if conflicts < MAX_CONFLICTS => conflicts += 1,
+                Err(e) if e.lost_race() && conflicts < MAX_CONFLICTS => conflicts += 1,
                 // No ACK: the sender sends it again later.
                 Ok(false) => {
                     return Err(DbError::Invariant(
