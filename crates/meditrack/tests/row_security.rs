@@ -256,3 +256,43 @@ async fn a_statement_without_a_tenant_filter_reaches_only_its_transactions_tenan
     assert_eq!(status, 200);
     assert_eq!(found["items"][0]["middleName"], serde_json::Value::Null);
 }
+
+/// A read that is one statement sets its own tenant (`store::tenant_read`): it reaches only
+/// that tenant's rows, and the setting ends with the statement, so the next statement on
+/// the same connection that names no tenant finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_statement_read_reaches_only_the_tenant_it_names_and_only_itself() {
+    let Some(app) = postgres().await else { return };
+    two_tenants(&app).await;
+    let patient = app.app_db("patient").await;
+    let Db::Postgres(pool) = &patient else {
+        unreachable!()
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    // No tenant filter of its own: only the policies decide what it sees.
+    let unfiltered = "SELECT COALESCE(string_agg(DISTINCT tenant_id, ','), '') AS seen,
+        COUNT(*) AS rows FROM patients WHERE $1::text IS NOT NULL";
+    let read = store::tenant_read::in_tenant(unfiltered, 1);
+    for t in [TEST_TENANT, OTHER] {
+        let (seen, rows): (String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(read.as_str()))
+            .bind(t)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!((seen.as_str(), rows), (t, 1));
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patients")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(after, 0, "the setting outlived its statement");
+    }
+    // A tenant with no rows sees none of the others'.
+    let (seen, rows): (String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(read.as_str()))
+        .bind("tenant-c")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!((seen.as_str(), rows), ("", 0));
+    drop(conn);
+    patient.close().await;
+}

@@ -20,6 +20,7 @@ pub mod inbox;
 pub mod migrate;
 pub mod outbox;
 pub mod statistics;
+pub mod tenant_read;
 
 pub use app_role::{APP_ROLE, open};
 pub use db::{Backend, Db, Scope, SqliteDb, SqliteTx, StoreConfig, Tx};

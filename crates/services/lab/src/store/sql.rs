@@ -11,7 +11,7 @@ use kernel::ids::LabOrderId;
 use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use store::{Db, DbError, Scope, Tx, execute, on_tx, outbox};
+use store::{Db, DbError, Scope, Tx, execute, on_tenant_read, on_tx, outbox};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -78,10 +78,17 @@ impl LabStore for SqlLabStore {
             let mut reads = super::lookup::Direct(db.snapshot()?);
             return super::lookup::Lookups::order(&mut reads, tenant, id).await;
         }
-        let mut tx = self.db.read_in(Scope::Tenant(tenant)).await?;
-        let order = load_order(&mut tx, tenant, id).await?;
-        tx.commit().await?;
-        Ok(order)
+        // One statement, one round trip (`store::tenant_read`).
+        let row: Option<OrderWithChildrenRow> =
+            on_tenant_read!(&self.db, &ORDER_WITH_CHILDREN, 1, |c, sql| {
+                sqlx::query_as(AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(id.as_uuid())
+                    .fetch_optional(c)
+                    .await
+            })
+            .await?;
+        row.map(OrderWithChildrenRow::into_order).transpose()
     }
 
     async fn pending(

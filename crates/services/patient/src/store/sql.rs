@@ -25,7 +25,9 @@ use rusqlite::OptionalExtension;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use std::sync::Arc;
-use store::{Backend, Db, DbError, Scope, Tx, bulk, execute, on_read, on_tx, outbox};
+use store::{
+    Backend, Db, DbError, Scope, Tx, bulk, execute, on_read, on_tenant_read, on_tx, outbox,
+};
 use uuid::Uuid;
 
 /// Binds the search parameters in order, on whichever backend's query `$query` is.
@@ -399,9 +401,10 @@ impl PatientStore for SqlPatientStore {
             })?;
             return row.map(|r| r.into_patient(&self.cipher)).transpose();
         }
-        let sql = patient_with_lists(self.db.backend(), BY_ID);
-        let row: Option<PatientWithListsRow> = on_read!(&self.db, Scope::Tenant(tenant), |c| {
-            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| patient_with_lists(Backend::Postgres, BY_ID));
+        let row: Option<PatientWithListsRow> = on_tenant_read!(&self.db, &SQL, 1, |c, sql| {
+            sqlx::query_as(AssertSqlSafe(sql))
                 .bind(tenant.as_str())
                 .bind(id.as_uuid())
                 .fetch_optional(c)
@@ -421,8 +424,8 @@ impl PatientStore for SqlPatientStore {
             "tenant_id = $1 AND ssn_index = $2 AND deleted_at IS NULL",
         );
         let index = self.ssn_index(tenant, ssn);
-        let row: Option<PatientWithListsRow> = on_read!(&self.db, Scope::Tenant(tenant), |c| {
-            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+        let row: Option<PatientWithListsRow> = on_tenant_read!(&self.db, &sql, 1, |c, sql| {
+            sqlx::query_as(AssertSqlSafe(sql))
                 .bind(tenant.as_str())
                 .bind(index.as_str())
                 .fetch_optional(c)
@@ -623,8 +626,8 @@ impl SqlPatientStore {
         select: &str,
         id: Uuid,
     ) -> Result<Option<R>, DbError> {
-        on_read!(&self.db, Scope::Tenant(tenant), |c| {
-            sqlx::query_as::<_, R>(AssertSqlSafe(select))
+        on_tenant_read!(&self.db, select, 1, |c, sql| {
+            sqlx::query_as::<_, R>(AssertSqlSafe(sql))
                 .bind(tenant.as_str())
                 .bind(id)
                 .fetch_optional(c)
