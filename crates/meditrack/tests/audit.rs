@@ -13,6 +13,7 @@ testkit::on_both_backends!(
     access_logins_and_refusals_are_recorded_and_readable_by_admins_and_the_patient,
     verify_finds_edited_removed_and_reordered_entries_and_survives_retention,
     appends_from_two_processes_at_once_keep_one_whole_chain,
+    a_process_whose_head_another_moved_appends_after_the_others_entries,
 );
 
 const PATIENTS: &str = "/api/v1/patients";
@@ -334,6 +335,51 @@ async fn verify_finds_edited_removed_and_reordered_entries_and_survives_retentio
         .unwrap();
     assert_eq!(verdict.broken, None, "{verdict:?}");
     assert_eq!(verdict.checked, 1);
+}
+
+/// A process appends after the head it last wrote (on PostgreSQL in one statement); when
+/// another process has appended since, its next batch follows the other's entries, not
+/// its own last, and nothing of it is lost.
+async fn a_process_whose_head_another_moved_appends_after_the_others_entries(app: TestApp) {
+    let tenant = kernel::TenantId::parse(testkit::TEST_TENANT).unwrap();
+    let record = |n: usize| kernel::audit::AuditRecord {
+        tenant: tenant.clone(),
+        actor: "writer".to_owned(),
+        roles: vec!["DOCTOR".to_owned()],
+        action: kernel::audit::AuditAction::Read,
+        resource_type: "Patient".to_owned(),
+        resource_id: Some(format!("turn-{n}")),
+        patient_id: None,
+        outcome: kernel::audit::AuditOutcome::Success,
+        at: chrono::Utc::now(),
+        origin: kernel::audit::Origin::default(),
+    };
+    let one = audit::store::AuditStore::new(app.app_db("audit").await);
+    let two = audit::store::AuditStore::new(app.app_db("audit").await);
+    let first = one.append(&[record(1), record(2)]).await.unwrap();
+    let second = one.append(&[record(3)]).await.unwrap();
+    assert_eq!(second[0].seq, first[1].seq + 1);
+    assert_eq!(second[0].prev_hash, first[1].hash);
+    let others = two.append(&[record(4), record(5)]).await.unwrap();
+    assert_eq!(others[0].prev_hash, second[0].hash);
+    // `one` last left the head at its own entry; it has moved on since.
+    let after = one.append(&[record(6)]).await.unwrap();
+    assert_eq!(after[0].seq, others[1].seq + 1);
+    assert_eq!(after[0].prev_hash, others[1].hash);
+    let verdict = one.verify(&tenant).await.unwrap();
+    assert_eq!(verdict.broken, None);
+    let owner = app.db("audit").await;
+    let turns: Vec<String> = on_pool!(&owner, |c| sqlx::query_scalar(
+        "SELECT resource_id FROM audit_log WHERE resource_id LIKE 'turn-%' ORDER BY seq"
+    )
+    .fetch_all(c)
+    .await)
+    .unwrap();
+    assert_eq!(
+        turns,
+        ["turn-1", "turn-2", "turn-3", "turn-4", "turn-5", "turn-6"]
+    );
+    owner.close().await;
 }
 
 /// Two processes appending to one tenant's chain at once take turns on its head: every

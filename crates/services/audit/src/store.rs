@@ -11,8 +11,12 @@ use kernel::audit::{AuditAction, AuditRecord};
 use kernel::ids::{CorrelationId, EventId};
 use kernel::paging::{Page, PageRequest};
 use sqlx::AssertSqlSafe;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use store::{Db, DbError, Scope, Tx, execute, on_tx};
 use uuid::Uuid;
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 const COLUMNS: &str = "tenant_id, seq, entry_id, recorded_at, actor, roles, action, resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash";
 
@@ -94,23 +98,79 @@ enum Bind {
 #[derive(Debug, Clone)]
 pub struct AuditStore {
     db: Db,
+    /// On PostgreSQL, each tenant's head as this store last moved it: an append that
+    /// starts from it is one statement ([`append_from_known_head`]).
+    heads: Arc<Mutex<HashMap<String, (i64, String)>>>,
 }
 
 impl AuditStore {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            heads: Arc::default(),
+        }
     }
 
     /// Chains and stores `records` in one transaction. Appends from several processes to one
     /// tenant take turns on the tenant's head row. On SQLite the transaction is one direct
     /// write ([`store::direct`]): every audited request waits for it. Each entry's
     /// `audit.entry.recorded.v1` is published from the trail afterwards ([`crate::relay`]).
+    /// On PostgreSQL a batch of one tenant whose head this store moved last is one
+    /// statement ([`append_from_known_head`]).
     pub async fn append(&self, records: &[AuditRecord]) -> Result<Vec<Entry>, DbError> {
         if let Db::Sqlite(db) = &self.db {
             let records = records.to_vec();
             return db.write_direct(move |tx| append_direct(tx, &records)).await;
         }
-        append_postgres(&self.db, records).await
+        let tenants = tenants_of(records);
+        if let ([tenant], Db::Postgres(pool)) = (tenants.as_slice(), &self.db) {
+            let known = self.known_head(tenant);
+            if let Some((seq, prev)) = known {
+                let mut entries = Vec::with_capacity(records.len());
+                let head = chain(records, tenant, seq, prev, &mut entries);
+                match append_from_known_head(pool, tenant.as_str(), seq, &entries).await {
+                    Ok(true) => {
+                        self.remember_head(tenant.as_str(), head);
+                        return Ok(entries);
+                    }
+                    // Another process moved the head: take turns on it, below.
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.forget_heads();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let appended = append_postgres(&self.db, records).await;
+        match &appended {
+            Ok(entries) => {
+                for tenant in tenants {
+                    let last = entries.iter().rev().find(|e| e.tenant == tenant.as_str());
+                    if let Some(last) = last {
+                        self.remember_head(tenant.as_str(), (last.seq, last.hash.clone()));
+                    }
+                }
+            }
+            Err(_) => self.forget_heads(),
+        }
+        appended
+    }
+
+    fn known_head(&self, tenant: &TenantId) -> Option<(i64, String)> {
+        let heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        heads.get(tenant.as_str()).cloned()
+    }
+
+    fn remember_head(&self, tenant: &str, head: (i64, String)) {
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        heads.insert(tenant.to_owned(), head);
+    }
+
+    /// After a failed append, whose outcome may be unknown (a commit cut off), every head
+    /// is read again before it is built on.
+    fn forget_heads(&self) {
+        self.heads.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// One page of a tenant's entries, newest first.
@@ -398,6 +458,47 @@ async fn append_postgres(db: &Db, records: &[AuditRecord]) -> Result<Vec<Entry>,
     Ok(entries)
 }
 
+/// `entries` of one chain, which follow its head at `from`, stored and the head moved to
+/// the last of them by one statement in a transaction of its own: one round trip, where
+/// [`append_postgres`] takes four (`BEGIN` in the tenant's scope, the head locked and
+/// read, the entries, `COMMIT`), and every audited request waits for its batch. The head
+/// moves only if it is still at `from`: `false`, and nothing stored, when another process
+/// appended since this one last did. The statement enters the tenant itself: its first
+/// step, a condition without columns that PostgreSQL checks once before it reads a row,
+/// sets the tenant for row-level security, local to the statement's transaction (should it
+/// ever run later, the policies would match no head, and the append would take the other
+/// way).
+async fn append_from_known_head(
+    pool: &sqlx::PgPool,
+    tenant: &str,
+    from: i64,
+    entries: &[Entry],
+) -> Result<bool, DbError> {
+    const STORE_AT_HEAD: &str = "WITH head AS (
+            UPDATE audit_heads SET seq = $16, hash = $17
+            WHERE tenant_id = $1 AND seq = $18
+              AND (SELECT set_config('app.current_tenant', $1, true) IS NOT NULL
+                   AND set_config('app.all_tenants', 'off', true) IS NOT NULL)
+            RETURNING seq),
+        entries AS (
+            INSERT INTO audit_log (tenant_id, seq, entry_id, recorded_at, actor, roles, action,
+                resource_type, resource_id, patient_id, outcome, request_id, source_ip, prev_hash, hash)
+            SELECT $1, u.* FROM head, unnest($2::int8[], $3::uuid[], $4::timestamptz[], $5::text[],
+                $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::text[],
+                $12::text[], $13::text[], $14::text[], $15::text[]) AS u)
+        SELECT COUNT(*) FROM head";
+    let Some(last) = entries.last() else {
+        return Ok(true);
+    };
+    let row = bind_entries(sqlx::query(STORE_AT_HEAD), tenant, entries)
+        .bind(last.seq)
+        .bind(&last.hash)
+        .bind(from)
+        .fetch_one(pool)
+        .await?;
+    Ok(sqlx::Row::try_get::<i64, _>(&row, 0)? == 1)
+}
+
 /// The tenant's head, created at the chain's start if missing, and locked until the
 /// transaction ends (the no-op update of an upsert takes the row's lock), so appends from
 /// several processes to one tenant take turns.
@@ -434,11 +535,21 @@ async fn store_chain(
     let Some(last) = entries.last() else {
         return Ok(());
     };
+    bind_entries(sqlx::query(STORE_ENTRIES), tenant, entries)
+        .bind(last.seq)
+        .bind(&last.hash)
+        .execute(t)
+        .await?;
+    Ok(())
+}
+
+/// Binds `$1` to `$15` of the statements that store a chain's entries: the tenant, then
+/// one array per column.
+fn bind_entries<'q>(q: PgQuery<'q>, tenant: &'q str, entries: &'q [Entry]) -> PgQuery<'q> {
     let column = |f: fn(&Entry) -> &str| entries.iter().map(f).collect::<Vec<&str>>();
     let optional =
         |f: fn(&Entry) -> Option<&str>| entries.iter().map(f).collect::<Vec<Option<&str>>>();
-    sqlx::query(STORE_ENTRIES)
-        .bind(tenant)
+    q.bind(tenant)
         .bind(entries.iter().map(|e| e.seq).collect::<Vec<i64>>())
         .bind(entries.iter().map(|e| e.entry_id).collect::<Vec<Uuid>>())
         .bind(entries.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
@@ -453,11 +564,6 @@ async fn store_chain(
         .bind(optional(|e| e.source_ip.as_deref()))
         .bind(column(|e| &e.prev_hash))
         .bind(column(|e| &e.hash))
-        .bind(last.seq)
-        .bind(&last.hash)
-        .execute(t)
-        .await?;
-    Ok(())
 }
 
 /// A chain with entries not yet published: its tenant, the last entry published and the
