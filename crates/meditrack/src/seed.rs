@@ -18,6 +18,7 @@ use patient::domain::medical_record::MedicalRecord;
 use patient::domain::patient::DemographicsInput;
 use patient::domain::{Demographics, Mrn, Patient};
 use std::time::Instant;
+use store::bulk::Batch as Prepared;
 use store::{Db, DeferredIndexes, Scope, Tx};
 
 const FIRST: [&str; 40] = [
@@ -322,6 +323,27 @@ pub struct Seeded {
 /// writer on a thread of its own.
 type Share<B> = (u64, tokio::task::JoinHandle<B>);
 
+/// What a writer sends next, given the batch that arrived (`None` once there are no more):
+/// batches are gathered in `gathered` while they can go as one ([`Prepared::gather`]); the
+/// gathered ones are handed back when the next cannot join them, and at the end. `None`
+/// when there is nothing to send yet, or nothing left.
+fn gather<R>(
+    gathered: &mut Option<(u64, Prepared<R>)>,
+    next: Option<(u64, Prepared<R>)>,
+) -> Option<(u64, Prepared<R>)> {
+    match (gathered.as_mut(), next) {
+        (None, Some(next)) => {
+            *gathered = Some(next);
+            None
+        }
+        (Some((_, batch)), Some((at, next))) => match batch.gather(next) {
+            None => None,
+            Some(next) => gathered.replace((at, next)),
+        },
+        (_, None) => gathered.take(),
+    }
+}
+
 /// A batch of synthetic data, made on one thread while others are written.
 struct Batch {
     /// The index of its first patient.
@@ -440,9 +462,18 @@ pub async fn seed(
     let prepared = |e: tokio::task::JoinError| format!("preparing a batch failed: {e}");
     let tenant = o.tenant.clone();
     let patient_store = store.clone();
+    // Consecutive batches' `COPY` rows go as one (`store::bulk::COPY_BYTES`).
     let patient_writer = tokio::spawn(async move {
-        while let Some((at, batch)) = patient_queue.recv().await {
-            let batch = batch.await.map_err(prepared)?;
+        let mut gathered: Option<(u64, patient::store::BulkBatch)> = None;
+        loop {
+            let next = match patient_queue.recv().await {
+                Some((at, batch)) => Some((at, batch.await.map_err(prepared)?)),
+                None => None,
+            };
+            let last = next.is_none();
+            let Some((at, batch)) = gather(&mut gathered, next) else {
+                continue;
+            };
             patient_store
                 .bulk_write(&mut tx, &tenant, &batch)
                 .await
@@ -451,16 +482,30 @@ pub async fn seed(
                         "batch at {at}: {e} (seeding twice into one tenant? use --tenant or --seed)"
                     )
                 })?;
+            if last {
+                break;
+            }
         }
         Ok::<_, String>(tx)
     });
     let tenant = o.tenant.clone();
     let lab_writer = tokio::spawn(async move {
-        while let Some((at, batch)) = lab_queue.recv().await {
-            let batch = batch.await.map_err(prepared)?;
+        let mut gathered: Option<(u64, lab::store::BulkBatch)> = None;
+        loop {
+            let next = match lab_queue.recv().await {
+                Some((at, batch)) => Some((at, batch.await.map_err(prepared)?)),
+                None => None,
+            };
+            let last = next.is_none();
+            let Some((at, batch)) = gather(&mut gathered, next) else {
+                continue;
+            };
             lab::store::SqlLabStore::bulk_write(&mut lab_tx, &tenant, &batch, now)
                 .await
                 .map_err(|e| format!("lab batch at {at}: {e}"))?;
+            if last {
+                break;
+            }
         }
         Ok::<_, String>(lab_tx)
     });

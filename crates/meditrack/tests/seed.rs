@@ -39,6 +39,15 @@ async fn seeded_patients_are_real_patients_to_the_api(app: TestApp) {
     );
     assert_eq!(seen.last(), Some(&Progress::BuildingIndexes), "{seen:?}");
 
+    // The last batch's people landed too (on PostgreSQL both batches went as one `COPY`
+    // per table, `store::bulk::COPY_BYTES`).
+    let (status, last) =
+        testkit::json(app.get("/api/v1/patients/search?mrn=SD07000002499").await).await;
+    assert_eq!(
+        (status, last["items"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{last}"
+    );
     let (status, page) =
         testkit::json(app.get("/api/v1/patients/search?mrn=SD07000000004").await).await;
     assert_eq!(status, 200, "{page}");

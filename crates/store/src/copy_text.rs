@@ -51,6 +51,12 @@ impl CopyRows {
         self.rows
     }
 
+    /// The rows of `other` after these (each ends its last row, so they follow on).
+    fn append(&mut self, other: CopyRows) {
+        self.buf.extend_from_slice(&other.buf);
+        self.rows += other.rows;
+    }
+
     /// Sends the rows with `statement` (`COPY table (columns) FROM STDIN`), on `conn`.
     /// Returns the rows the server took; nothing when there are none.
     pub async fn send(&self, conn: &mut PgConnection, statement: &str) -> Result<u64, sqlx::Error> {
@@ -72,6 +78,25 @@ pub struct CopyLoad(Vec<(CopyRows, &'static str)>);
 impl CopyLoad {
     pub fn new(tables: impl IntoIterator<Item = (CopyRows, &'static str)>) -> Self {
         Self(tables.into_iter().collect())
+    }
+
+    /// Adds `other`'s rows to this load's, table by table; `other` back, untouched, when
+    /// its tables are not these.
+    pub fn append(&mut self, other: CopyLoad) -> Result<(), CopyLoad> {
+        let same =
+            self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| a.1 == b.1);
+        if !same {
+            return Err(other);
+        }
+        for ((rows, _), (more, _)) in self.0.iter_mut().zip(other.0) {
+            rows.append(more);
+        }
+        Ok(())
+    }
+
+    /// The encoded size of every table's rows.
+    pub fn bytes(&self) -> usize {
+        self.0.iter().map(|(rows, _)| rows.buf.len()).sum()
     }
 
     /// Sends each table's rows, in order, on `conn`.
@@ -183,6 +208,31 @@ mod tests {
             "a\\tb\\\\c\\nd\\re\t\\N\tt\t-7\t1990-02-03\t00000000-0000-0000-0000-000000000000\t[\"x\\\\ty\"]\nf\n"
         );
         assert_eq!(rows.rows(), 2);
+    }
+
+    #[test]
+    fn loads_of_the_same_tables_append_row_for_row_and_others_are_handed_back() {
+        let load = |first: &str, second: i16| {
+            let mut a = CopyRows::with_capacity(16);
+            a.value(first);
+            a.end_row();
+            let mut b = CopyRows::with_capacity(16);
+            b.value(second);
+            b.end_row();
+            CopyLoad::new([(a, "COPY a FROM STDIN"), (b, "COPY b FROM STDIN")])
+        };
+        let mut gathered = load("x", 1);
+        gathered.append(load("y", 2)).unwrap();
+        let text = |i: usize| String::from_utf8(gathered.0[i].0.buf.clone()).unwrap();
+        assert_eq!((text(0).as_str(), text(1).as_str()), ("x\ny\n", "1\n2\n"));
+        assert_eq!((gathered.0[0].0.rows(), gathered.0[1].0.rows()), (2, 2));
+        assert_eq!(gathered.bytes(), 8);
+        let mut other = CopyRows::with_capacity(4);
+        other.value(true);
+        other.end_row();
+        let refused = gathered.append(CopyLoad::new([(other, "COPY c FROM STDIN")]));
+        assert!(refused.is_err());
+        assert_eq!(gathered.bytes(), 8);
     }
 
     #[test]
