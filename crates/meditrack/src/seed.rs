@@ -323,24 +323,34 @@ pub struct Seeded {
 /// writer on a thread of its own.
 type Share<B> = (u64, tokio::task::JoinHandle<B>);
 
-/// What a writer sends next, given the batch that arrived (`None` once there are no more):
-/// batches are gathered in `gathered` while they can go as one ([`Prepared::gather`]); the
-/// gathered ones are handed back when the next cannot join them, and at the end. `None`
-/// when there is nothing to send yet, or nothing left.
-fn gather<R>(
-    gathered: &mut Option<(u64, Prepared<R>)>,
-    next: Option<(u64, Prepared<R>)>,
-) -> Option<(u64, Prepared<R>)> {
-    match (gathered.as_mut(), next) {
-        (None, Some(next)) => {
-            *gathered = Some(next);
-            None
+/// The batches of a writer's queue as it writes them: consecutive ones gathered while they
+/// can go as one ([`Prepared::gather`]: on PostgreSQL one `COPY` per table for several).
+struct Gathered<R> {
+    queue: tokio::sync::mpsc::Receiver<Share<Prepared<R>>>,
+    held: Option<(u64, Prepared<R>)>,
+}
+
+impl<R> Gathered<R> {
+    fn new(queue: tokio::sync::mpsc::Receiver<Share<Prepared<R>>>) -> Self {
+        Self { queue, held: None }
+    }
+
+    /// The next batch to write, with the position of its first patient; `None` once the
+    /// queue is closed and everything has been handed out.
+    async fn next(&mut self) -> Result<Option<(u64, Prepared<R>)>, String> {
+        while let Some((at, batch)) = self.queue.recv().await {
+            let batch = batch
+                .await
+                .map_err(|e| format!("preparing a batch failed: {e}"))?;
+            let Some((_, held)) = self.held.as_mut() else {
+                self.held = Some((at, batch));
+                continue;
+            };
+            if let Some(next) = held.gather(batch) {
+                return Ok(self.held.replace((at, next)));
+            }
         }
-        (Some((_, batch)), Some((at, next))) => match batch.gather(next) {
-            None => None,
-            Some(next) => gathered.replace((at, next)),
-        },
-        (_, None) => gathered.take(),
+        Ok(self.held.take())
     }
 }
 
@@ -456,24 +466,14 @@ pub async fn seed(
     // by a task of its own, so the patient service's load and the lab's, each one
     // transaction on one connection, wait neither for each other nor for the encoding; a
     // writer that fails drops its queue, and its error is reported.
-    let (patient_shares, mut patient_queue) =
+    let (patient_shares, patient_queue) =
         tokio::sync::mpsc::channel::<Share<patient::store::BulkBatch>>(1);
-    let (lab_shares, mut lab_queue) = tokio::sync::mpsc::channel::<Share<lab::store::BulkBatch>>(1);
-    let prepared = |e: tokio::task::JoinError| format!("preparing a batch failed: {e}");
+    let (lab_shares, lab_queue) = tokio::sync::mpsc::channel::<Share<lab::store::BulkBatch>>(1);
     let tenant = o.tenant.clone();
     let patient_store = store.clone();
-    // Consecutive batches' `COPY` rows go as one (`store::bulk::COPY_BYTES`).
     let patient_writer = tokio::spawn(async move {
-        let mut gathered: Option<(u64, patient::store::BulkBatch)> = None;
-        loop {
-            let next = match patient_queue.recv().await {
-                Some((at, batch)) => Some((at, batch.await.map_err(prepared)?)),
-                None => None,
-            };
-            let last = next.is_none();
-            let Some((at, batch)) = gather(&mut gathered, next) else {
-                continue;
-            };
+        let mut batches = Gathered::new(patient_queue);
+        while let Some((at, batch)) = batches.next().await? {
             patient_store
                 .bulk_write(&mut tx, &tenant, &batch)
                 .await
@@ -482,30 +482,16 @@ pub async fn seed(
                         "batch at {at}: {e} (seeding twice into one tenant? use --tenant or --seed)"
                     )
                 })?;
-            if last {
-                break;
-            }
         }
         Ok::<_, String>(tx)
     });
     let tenant = o.tenant.clone();
     let lab_writer = tokio::spawn(async move {
-        let mut gathered: Option<(u64, lab::store::BulkBatch)> = None;
-        loop {
-            let next = match lab_queue.recv().await {
-                Some((at, batch)) => Some((at, batch.await.map_err(prepared)?)),
-                None => None,
-            };
-            let last = next.is_none();
-            let Some((at, batch)) = gather(&mut gathered, next) else {
-                continue;
-            };
+        let mut batches = Gathered::new(lab_queue);
+        while let Some((at, batch)) = batches.next().await? {
             lab::store::SqlLabStore::bulk_write(&mut lab_tx, &tenant, &batch, now)
                 .await
                 .map_err(|e| format!("lab batch at {at}: {e}"))?;
-            if last {
-                break;
-            }
         }
         Ok::<_, String>(lab_tx)
     });

@@ -403,14 +403,7 @@ impl PatientStore for SqlPatientStore {
         }
         static SQL: std::sync::LazyLock<String> =
             std::sync::LazyLock::new(|| patient_with_lists(Backend::Postgres, BY_ID));
-        let row: Option<PatientWithListsRow> = on_tenant_read!(&self.db, &SQL, 1, |c, sql| {
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(tenant.as_str())
-                .bind(id.as_uuid())
-                .fetch_optional(c)
-                .await
-        })
-        .await?;
+        let row: Option<PatientWithListsRow> = self.by_id(tenant, &SQL, id.as_uuid()).await?;
         row.map(|r| r.into_patient(&self.cipher)).transpose()
     }
 
