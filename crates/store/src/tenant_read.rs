@@ -6,9 +6,9 @@
 //! statement sets it first, in its own (implicit) transaction: [`in_tenant`] puts the
 //! read on the inner side of a lateral join whose outer row is the setting, so the executor
 //! has it in place before it scans a table. A pgbench of the patient read (16 connections,
-//! 100,000 patients, row-level security on, alternating runs) did 12,700–15,500 reads a
-//! second so against 6,000–6,600 in a transaction. Sending the setting and the statement
-//! as one query string is one round trip too, but is planned every time: 7,200–7,300/s.
+//! 100,000 patients, row-level security on, alternating runs) did 12,700–15,500 such reads
+//! a second against 6,000–6,600 in a transaction. Sending the setting and the statement as
+//! one query string is one round trip too, but is planned every time: 7,200–7,300/s.
 //!
 //! Should the order ever differ, the read would see no rows rather than another tenant's:
 //! the setting is local to the statement's transaction, and until it is made the policies
