@@ -337,23 +337,32 @@ async fn verify_finds_edited_removed_and_reordered_entries_and_survives_retentio
     assert_eq!(verdict.checked, 1);
 }
 
+/// A successful read of a patient by `actor`, as the trail records it.
+fn read_of(
+    tenant: &kernel::TenantId,
+    actor: String,
+    resource_id: String,
+) -> kernel::audit::AuditRecord {
+    kernel::audit::AuditRecord {
+        tenant: tenant.clone(),
+        actor,
+        roles: vec!["DOCTOR".to_owned()],
+        action: kernel::audit::AuditAction::Read,
+        resource_type: "Patient".to_owned(),
+        resource_id: Some(resource_id),
+        patient_id: None,
+        outcome: kernel::audit::AuditOutcome::Success,
+        at: chrono::Utc::now(),
+        origin: kernel::audit::Origin::default(),
+    }
+}
+
 /// A process appends after the head it last wrote (on PostgreSQL in one statement); when
 /// another process has appended since, its next batch follows the other's entries, not
 /// its own last, and nothing of it is lost.
 async fn a_process_whose_head_another_moved_appends_after_the_others_entries(app: TestApp) {
     let tenant = kernel::TenantId::parse(testkit::TEST_TENANT).unwrap();
-    let record = |n: usize| kernel::audit::AuditRecord {
-        tenant: tenant.clone(),
-        actor: "writer".to_owned(),
-        roles: vec!["DOCTOR".to_owned()],
-        action: kernel::audit::AuditAction::Read,
-        resource_type: "Patient".to_owned(),
-        resource_id: Some(format!("turn-{n}")),
-        patient_id: None,
-        outcome: kernel::audit::AuditOutcome::Success,
-        at: chrono::Utc::now(),
-        origin: kernel::audit::Origin::default(),
-    };
+    let record = |n: usize| read_of(&tenant, "writer".to_owned(), format!("turn-{n}"));
     let one = audit::store::AuditStore::new(app.app_db("audit").await);
     let two = audit::store::AuditStore::new(app.app_db("audit").await);
     let first = one.append(&[record(1), record(2)]).await.unwrap();
@@ -386,18 +395,7 @@ async fn a_process_whose_head_another_moved_appends_after_the_others_entries(app
 /// entry is chained once, in one unbroken chain.
 async fn appends_from_two_processes_at_once_keep_one_whole_chain(app: TestApp) {
     let tenant = kernel::TenantId::parse(testkit::TEST_TENANT).unwrap();
-    let record = |n: usize| kernel::audit::AuditRecord {
-        tenant: tenant.clone(),
-        actor: format!("writer-{}", n % 2),
-        roles: vec!["DOCTOR".to_owned()],
-        action: kernel::audit::AuditAction::Read,
-        resource_type: "Patient".to_owned(),
-        resource_id: Some(n.to_string()),
-        patient_id: None,
-        outcome: kernel::audit::AuditOutcome::Success,
-        at: chrono::Utc::now(),
-        origin: kernel::audit::Origin::default(),
-    };
+    let record = |n: usize| read_of(&tenant, format!("writer-{}", n % 2), n.to_string());
     let (one, two) = (app.app_db("audit").await, app.app_db("audit").await);
     let mut appends = Vec::new();
     for (w, db) in [one.clone(), two.clone()].into_iter().enumerate() {

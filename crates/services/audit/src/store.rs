@@ -142,7 +142,7 @@ impl AuditStore {
                 }
             }
         }
-        let appended = append_postgres(&self.db, records).await;
+        let appended = append_postgres(&self.db, &tenants, records).await;
         match &appended {
             Ok(entries) => {
                 for tenant in tenants {
@@ -433,14 +433,17 @@ fn append_direct(
 /// waits for it: a batch of one tenant begins in its scope; each tenant's head is created,
 /// locked and read in one statement; its entries and its new head are stored in one
 /// statement per chunk.
-async fn append_postgres(db: &Db, records: &[AuditRecord]) -> Result<Vec<Entry>, DbError> {
-    let tenants = tenants_of(records);
-    let mut tx = match tenants.as_slice() {
+async fn append_postgres(
+    db: &Db,
+    tenants: &[&TenantId],
+    records: &[AuditRecord],
+) -> Result<Vec<Entry>, DbError> {
+    let mut tx = match tenants {
         [one] => db.begin_in(Scope::Tenant(one)).await?,
         _ => db.begin().await?,
     };
     let mut entries = Vec::with_capacity(records.len());
-    for tenant in &tenants {
+    for tenant in tenants {
         if tenants.len() > 1 {
             // One tenant at a time: row-level security holds each chain's rows to its
             // own tenant even inside a batch of several.
