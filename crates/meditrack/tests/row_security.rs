@@ -75,16 +75,9 @@ async fn tenants_seen(db: &Db, scope: Option<Scope<'_>>, table: &str) -> Vec<Str
         Some(s) => db.read_in(s).await.unwrap(),
         None => db.begin().await.unwrap(),
     };
-    let sql = match table {
-        // No tenant column: seen through their patient.
-        "patient_addresses" | "patient_insurance" => format!(
-            "SELECT COALESCE(string_agg(DISTINCT p.tenant_id, ',' ORDER BY p.tenant_id), '')
-             FROM {table} t JOIN patients p USING (patient_id)"
-        ),
-        _ => format!(
-            "SELECT COALESCE(string_agg(DISTINCT tenant_id, ',' ORDER BY tenant_id), '') FROM {table}"
-        ),
-    };
+    let sql = format!(
+        "SELECT COALESCE(string_agg(DISTINCT tenant_id, ',' ORDER BY tenant_id), '') FROM {table}"
+    );
     let seen: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_one(pg(&mut tx))
         .await
@@ -139,9 +132,8 @@ async fn the_hub_acts_as_a_role_that_row_security_applies_to_on_every_tenant_tab
     let unprotected: Vec<String> = sqlx::query_scalar(
         "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind = 'r' AND n.nspname IN ('patient', 'audit', 'lab')
-           AND (EXISTS (SELECT 1 FROM information_schema.columns k
-                        WHERE k.table_schema = n.nspname AND k.table_name = c.relname AND k.column_name = 'tenant_id')
-                OR c.relname IN ('patient_addresses', 'patient_insurance'))
+           AND EXISTS (SELECT 1 FROM information_schema.columns k
+                       WHERE k.table_schema = n.nspname AND k.table_name = c.relname AND k.column_name = 'tenant_id')
            AND NOT (c.relrowsecurity AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))
          ORDER BY 1",
     )
@@ -293,6 +285,77 @@ async fn a_one_statement_read_reaches_only_the_tenant_it_names_and_only_itself()
         .await
         .unwrap();
     assert_eq!((seen.as_str(), rows), ("", 0));
+    drop(conn);
+    patient.close().await;
+}
+
+/// A write that is one statement sets its own tenant (`store::tenant_read::insert_in_tenant`):
+/// its INSERTs all land in that tenant, a row of any other tenant is refused with every
+/// other row of the statement, and the setting ends with the statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_statement_write_lands_only_in_the_tenant_it_names_all_or_nothing() {
+    let Some(app) = postgres().await else { return };
+    let patient = app.app_db("patient").await;
+    let Db::Postgres(pool) = &patient else {
+        unreachable!()
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    let write = store::tenant_read::insert_in_tenant(
+        &[
+            (
+                "INSERT INTO mrn_counters (tenant_id, last_value)",
+                "($1, 7)".to_owned(),
+            ),
+            (
+                "INSERT INTO idempotency_keys (tenant_id, idempotency_key, operation,
+                 request_digest, resource_id, created_at)",
+                "($2, 'key-1', 'op', repeat('0', 64), gen_random_uuid(), now())".to_owned(),
+            ),
+        ],
+        3,
+    );
+    let run = |counter: &'static str, key: &'static str, tenant: &'static str| {
+        sqlx::query(sqlx::AssertSqlSafe(write.clone()))
+            .bind(counter)
+            .bind(key)
+            .bind(tenant)
+    };
+    let seen = |t: &'static str| {
+        let read = store::tenant_read::in_tenant(
+            "SELECT (SELECT COUNT(*) FROM mrn_counters) + (SELECT COUNT(*) FROM idempotency_keys)
+             AS n WHERE $1::text IS NOT NULL",
+            1,
+        );
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(read))
+                .bind(t)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            n
+        }
+    };
+
+    run("tenant-c", "tenant-c", "tenant-c")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(seen("tenant-c").await, 2);
+    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mrn_counters")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(after, 0, "the setting outlived its statement");
+
+    // One row of another tenant: refused, and the statement's other row with it.
+    for (counter, key) in [("tenant-e", "tenant-d"), ("tenant-d", "tenant-e")] {
+        let refused = run(counter, key, "tenant-d").execute(&mut *conn).await;
+        assert!(refused.is_err(), "{counter} {key}");
+        for t in ["tenant-d", "tenant-e"] {
+            assert_eq!(seen(t).await, 0, "{counter} {key}: {t}");
+        }
+    }
     drop(conn);
     patient.close().await;
 }

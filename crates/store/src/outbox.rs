@@ -70,16 +70,20 @@ pub async fn append(tx: &mut Tx, events: &[EventEnvelope]) -> Result<(), DbError
 /// Parameters of each event's row.
 pub const COLUMNS: usize = 7;
 
-/// The INSERT of `count` events, its parameters numbered from the `first`th; [`bind`]
-/// binds them.
+/// The INSERT of events, up to `VALUES`: [`COLUMNS`] parameters a row, which [`bind`]
+/// binds. For a writer that stores its own rows and their events in one statement.
+pub const INSERT: &str =
+    "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at)";
+
+/// The INSERT of `count` events, its parameters numbered from the `first`th.
 fn insert_sql(backend: crate::Backend, first: usize, count: usize) -> String {
     format!(
-        "INSERT INTO outbox (event_id, event_type, topic, tenant_id, event_key, envelope, created_at) VALUES {}",
+        "{INSERT} VALUES {}",
         crate::bulk::placeholders_from(backend, first, count, COLUMNS)
     )
 }
 
-/// Binds `events` to the parameters of [`insert_sql`] (or [`insert_postgres`]).
+/// Binds `events` to the parameters of [`insert_sql`] (or of [`INSERT`]).
 pub fn bind<'q, DB>(
     mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
     events: &'q [EventEnvelope],
@@ -151,13 +155,6 @@ pub async fn mark_published_direct(
         tx.prepare(&sql)?.execute(params.as_slice()).map(|_| ())
     })
     .await
-}
-
-/// The INSERT of [`append`] for `count` events on PostgreSQL, its parameters numbered
-/// from `$first` ([`bind`] binds them): for a writer that stores its own rows and their
-/// events in one statement (a data-modifying `WITH`), one round trip.
-pub fn insert_postgres(first: usize, count: usize) -> String {
-    insert_sql(crate::Backend::Postgres, first, count)
 }
 
 fn topic_of(event: &EventEnvelope) -> &str {

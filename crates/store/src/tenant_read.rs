@@ -13,6 +13,10 @@
 //! Should the order ever differ, the read would see no rows rather than another tenant's:
 //! the setting is local to the statement's transaction, and until it is made the policies
 //! match nothing.
+//!
+//! Writes can do the same ([`insert_in_tenant`]): several INSERTs as one statement that
+//! sets its tenant first, committed on its own, where a transaction took a `BEGIN` with the
+//! setting, a statement each and a `COMMIT`.
 
 /// `select` made to set its own tenant on PostgreSQL, from its parameter `$tenant_param`.
 /// Its rows come back as `select` gives them, columns by the same names; for statements
@@ -24,6 +28,40 @@ pub fn in_tenant(select: &str, tenant_param: usize) -> String {
          CROSS JOIN LATERAL (SELECT * FROM ({select}) q \
          WHERE s.t IS NOT NULL AND s.a IS NOT NULL OFFSET 0) r"
     )
+}
+
+/// The `WITH` part of [`insert_in_tenant`] that makes the setting, and the condition on it
+/// that each INSERT's rows wait for: an uncorrelated subquery, which PostgreSQL evaluates
+/// once, before the first row (a one-time filter).
+const SETTING: &str = "tenant_setting";
+const AFTER_SETTING: &str = "WHERE (SELECT t FROM tenant_setting WHERE a IS NOT NULL) IS NOT NULL";
+
+/// One statement of PostgreSQL that makes `inserts`, each an `INSERT INTO t (columns)` and
+/// its `VALUES` rows, in the tenant named by its parameter `$tenant_param`, all or none.
+/// Each INSERT reads its rows from behind the setting, so none of them is checked against
+/// the policies before the setting is made; if one were, the policies' `WITH CHECK` would
+/// refuse it (no tenant is set), and the whole statement with it, rather than write it.
+/// The setting ends with the statement. Rows of several tables can be written beside each
+/// other only when each table's policy is on its own tenant column: a row the statement
+/// writes is not visible to the statement itself. With no INSERTs, a statement that
+/// writes nothing.
+pub fn insert_in_tenant(inserts: &[(&str, String)], tenant_param: usize) -> String {
+    let mut parts = vec![format!(
+        "{SETTING} AS (SELECT set_config('app.current_tenant', ${tenant_param}, true) AS t, \
+         set_config('app.all_tenants', 'off', true) AS a)"
+    )];
+    let gated = |(insert, values): &(&str, String)| {
+        format!("{insert} SELECT * FROM (VALUES {values}) v {AFTER_SETTING}")
+    };
+    let Some((last, rest)) = inserts.split_last() else {
+        return format!("WITH {} SELECT 1 FROM {SETTING}", parts.join(", "));
+    };
+    parts.extend(
+        rest.iter()
+            .enumerate()
+            .map(|(n, i)| format!("w{n} AS ({})", gated(i))),
+    );
+    format!("WITH {} {}", parts.join(", "), gated(last))
 }
 
 /// Runs `$body`, a read of at most one row whose statement is `$sql` with the tenant as

@@ -34,6 +34,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             name: "sealed fields",
             sql: include_str!("../migrations/sqlite/0003_sealed_fields.sql"),
         },
+        Migration {
+            version: 4,
+            name: "tenant of addresses and insurance",
+            sql: include_str!("../migrations/sqlite/0004_child_tenant.sql"),
+        },
     ],
     postgres: &[
         Migration {
@@ -55,6 +60,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             version: 4,
             name: "row-level security",
             sql: include_str!("../migrations/postgres/0004_row_level_security.sql"),
+        },
+        Migration {
+            version: 5,
+            name: "tenant of addresses and insurance",
+            sql: include_str!("../migrations/postgres/0005_child_tenant.sql"),
         },
     ],
 };

@@ -30,9 +30,10 @@ const COPY_PATIENTS: &str = "COPY patients (patient_id, tenant_id, mrn, ssn_seal
     first_name, middle_name, last_name, first_name_norm, last_name_norm, date_of_birth, gender, phone,
     email, email_norm, created_at, updated_at, created_by, updated_by, version) FROM STDIN";
 const COPY_ADDRESSES: &str =
-    "COPY patient_addresses (address_id, patient_id, position, address_type,
+    "COPY patient_addresses (address_id, tenant_id, patient_id, position, address_type,
     street_line1, street_line2, city, state, zip_code, country, is_primary) FROM STDIN";
-const COPY_INSURANCE: &str = "COPY patient_insurance (insurance_id, patient_id, position,
+const COPY_INSURANCE: &str =
+    "COPY patient_insurance (insurance_id, tenant_id, patient_id, position,
     policy_number, payer_id, payer_name, group_number, policy_holder_name, relationship_to_insured,
     effective_date, termination_date, is_primary) FROM STDIN";
 const COPY_RECORDS: &str = "COPY medical_records (record_id, tenant_id, patient_id, record_type,
@@ -116,6 +117,7 @@ impl SqlPatientStore {
             for (position, a) in (0_i16..).zip(&p.addresses) {
                 places
                     .value(uuid::Uuid::now_v7())
+                    .value(p.tenant.as_str())
                     .value(p.id.as_uuid())
                     .value(position)
                     .value(a.address_type())
@@ -131,6 +133,7 @@ impl SqlPatientStore {
             for (position, i) in (0_i16..).zip(&p.insurance) {
                 cover
                     .value(uuid::Uuid::now_v7())
+                    .value(p.tenant.as_str())
                     .value(p.id.as_uuid())
                     .value(position)
                     .value(i.policy_number())
@@ -260,7 +263,7 @@ async fn addresses(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
     on_tx!(tx, |c| {
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for (p, position, a) in &rows {
-            q = bind_address!(q, p.id.as_uuid(), *position, a);
+            q = bind_address!(q, p.tenant.as_str(), p.id.as_uuid(), *position, a);
         }
         q.execute(c).await.map(|r| r.rows_affected())
     })
@@ -283,7 +286,7 @@ async fn insurance(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
     on_tx!(tx, |c| {
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for (p, position, i) in &rows {
-            q = bind_insurance!(q, p.id.as_uuid(), *position, i);
+            q = bind_insurance!(q, p.tenant.as_str(), p.id.as_uuid(), *position, i);
         }
         q.execute(c).await.map(|r| r.rows_affected())
     })

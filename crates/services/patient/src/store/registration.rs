@@ -111,6 +111,7 @@ fn insert(
     for (position, a) in (0_i16..).zip(&p.addresses) {
         address.execute(params![
             Uuid::now_v7().as_bytes().as_slice(),
+            p.tenant.as_str(),
             id.as_bytes().as_slice(),
             position,
             a.address_type(),
@@ -127,6 +128,7 @@ fn insert(
     for (position, i) in (0_i16..).zip(&p.insurance) {
         insurance.execute(params![
             Uuid::now_v7().as_bytes().as_slice(),
+            p.tenant.as_str(),
             id.as_bytes().as_slice(),
             position,
             i.policy_number(),

@@ -71,7 +71,7 @@ macro_rules! bind_addresses {
     ($query:expr, $p:expr) => {{
         let mut q = $query;
         for (position, a) in (0_i16..).zip(&$p.addresses) {
-            q = bind_address!(q, $p.id.as_uuid(), position, a);
+            q = bind_address!(q, $p.tenant.as_str(), $p.id.as_uuid(), position, a);
         }
         q
     }};
@@ -82,7 +82,7 @@ macro_rules! bind_insurances {
     ($query:expr, $p:expr) => {{
         let mut q = $query;
         for (position, i) in (0_i16..).zip(&$p.insurance) {
-            q = bind_insurance!(q, $p.id.as_uuid(), position, i);
+            q = bind_insurance!(q, $p.tenant.as_str(), $p.id.as_uuid(), position, i);
         }
         q
     }};
@@ -133,23 +133,18 @@ impl SqlPatientStore {
         Self { db, cipher }
     }
 
-    /// A registration's rows in a transaction of the tenant's, on PostgreSQL: one statement
-    /// ([`insert_registration`]), and one for each kind of child row it has.
+    /// A registration's rows on PostgreSQL, as one statement ([`insert_registration`]).
     async fn write_registration(
         &self,
-        tenant: &TenantId,
         r: &Registration,
         idempotency: Option<IdempotencyRecord<'_>>,
     ) -> Result<(), WriteError> {
-        let mut tx = self.db.begin_in(Scope::Tenant(tenant)).await?;
-        let Tx::Postgres(t) = &mut tx else {
+        let Db::Postgres(pool) = &self.db else {
             return Err(WriteError::Db(DbError::Invariant(
                 "a registration statement for PostgreSQL on another backend",
             )));
         };
-        insert_registration(t, r, self.stored_ssn(&r.patient), idempotency).await?;
-        insert_children(&mut tx, &r.patient).await?;
-        tx.commit().await.map_err(translate)
+        insert_registration(pool, r, self.stored_ssn(&r.patient), idempotency).await
     }
 
     pub(super) fn stored_ssn(&self, p: &Patient) -> StoredSsn {
@@ -352,7 +347,6 @@ impl PatientStore for SqlPatientStore {
             });
             let written = self
                 .write_registration(
-                    tenant,
                     &r,
                     idempotency.as_ref().map(OwnedIdempotencyRecord::borrowed),
                 )
@@ -739,46 +733,47 @@ async fn require_live(tx: &mut Tx, tenant: &TenantId, id: PatientId) -> Result<(
     found.map(|_| ()).ok_or(WriteError::NotFound)
 }
 
-/// A registration's own rows on PostgreSQL as one data-modifying statement: the patient,
-/// its timeline entry, its events and its idempotency key, each a part of one `WITH`,
-/// where a statement each was a round trip to the server apiece. Its addresses and
-/// insurance come after ([`insert_children`]): their row-level security admits a row whose
-/// patient is visible, and a row of the same statement is not.
+/// A registration on PostgreSQL as one statement, committed on its own: the patient, its
+/// addresses, insurance, timeline entry, events and idempotency key, each an INSERT of
+/// one `WITH`, in the patient's tenant, which the statement sets itself
+/// ([`store::tenant_read::insert_in_tenant`]). A transaction of its own took six round
+/// trips: `BEGIN` with the tenant, a statement for the patient's rows, one each for
+/// addresses and insurance, and `COMMIT`.
 async fn insert_registration(
-    t: &mut sqlx::PgConnection,
+    pool: &sqlx::PgPool,
     r: &Registration,
     ssn: StoredSsn,
     idempotency: Option<IdempotencyRecord<'_>>,
 ) -> Result<(), WriteError> {
     let p = &r.patient;
     let mut next = 1;
-    // The VALUES of `rows` rows of `cols` parameters each, numbered on from the last.
+    // The VALUES of `rows` rows of `cols` parameters each, numbered on from the last; in
+    // the order the parameters are bound below.
     let mut values = |rows: usize, cols: usize| {
         let v = bulk::placeholders_from(Backend::Postgres, next, rows, cols);
         next += rows * cols;
         v
     };
-    let mut parts = vec![format!(
-        "{INSERT_PATIENT} VALUES {}",
-        values(1, PATIENT_PARAMS)
-    )];
-    let v = values(1, TIMELINE_PARAMS);
-    parts.push(format!("{INSERT_TIMELINE} VALUES {v}"));
-    let idempotency_values = idempotency.as_ref().map(|_| values(1, IDEMPOTENCY_PARAMS));
+    let mut inserts = vec![
+        (INSERT_PATIENT, values(1, PATIENT_PARAMS)),
+        (INSERT_TIMELINE, values(1, TIMELINE_PARAMS)),
+    ];
+    if !p.addresses.is_empty() {
+        inserts.push((INSERT_ADDRESS, values(p.addresses.len(), ADDRESS_PARAMS)));
+    }
+    if !p.insurance.is_empty() {
+        inserts.push((
+            INSERT_INSURANCE,
+            values(p.insurance.len(), INSURANCE_PARAMS),
+        ));
+    }
+    if idempotency.is_some() {
+        inserts.push((INSERT_IDEMPOTENCY, values(1, IDEMPOTENCY_PARAMS)));
+    }
     if !r.events.is_empty() {
-        // Last, numbered after all the others: the outbox builds its own INSERT.
-        parts.push(outbox::insert_postgres(next, r.events.len()));
+        inserts.push((outbox::INSERT, values(r.events.len(), outbox::COLUMNS)));
     }
-    if let Some(v) = idempotency_values {
-        parts.push(format!("{INSERT_IDEMPOTENCY} VALUES {v}"));
-    }
-    let last = parts.pop().unwrap_or_default();
-    let with: Vec<String> = parts
-        .iter()
-        .enumerate()
-        .map(|(n, part)| format!("part{n} AS ({part})"))
-        .collect();
-    let sql = format!("WITH {} {last}", with.join(", "));
+    let sql = store::tenant_read::insert_in_tenant(&inserts, next);
 
     let q = bind_demographics!(sqlx::query(AssertSqlSafe(sql.as_str())), p, ssn)
         .bind(p.id.as_uuid())
@@ -789,12 +784,14 @@ async fn insert_registration(
         .bind(&p.created_by)
         .bind(&p.updated_by)
         .bind(p.version);
-    let mut q = bind_timeline!(q, p.tenant.as_str(), r.timeline);
+    let q = bind_timeline!(q, p.tenant.as_str(), r.timeline);
+    let q = bind_addresses!(q, p);
+    let mut q = bind_insurances!(q, p);
     if let Some(k) = idempotency {
         q = bind_idempotency!(q, p.tenant.as_str(), k);
     }
-    let q = outbox::bind(q, &r.events);
-    q.execute(t).await.map_err(db)?;
+    let q = outbox::bind(q, &r.events).bind(p.tenant.as_str());
+    q.execute(pool).await.map_err(db)?;
     Ok(())
 }
 

@@ -2,11 +2,12 @@
 //! for a whole registration on PostgreSQL), the seed's bulk load and the direct SQLite
 //! registration; and the binding of an address and an insurance row for sqlx.
 
-/// Binds one address row of patient `$id` at `$position`, in [`INSERT_ADDRESS`]'s order.
+/// Binds one address row of patient `$id` of `$tenant` at `$position`, in [`INSERT_ADDRESS`]'s order.
 macro_rules! bind_address {
-    ($query:expr, $id:expr, $position:expr, $a:expr) => {
+    ($query:expr, $tenant:expr, $id:expr, $position:expr, $a:expr) => {
         $query
             .bind(uuid::Uuid::now_v7())
+            .bind($tenant)
             .bind($id)
             .bind($position)
             .bind($a.address_type())
@@ -20,11 +21,12 @@ macro_rules! bind_address {
     };
 }
 
-/// Binds one insurance row of patient `$id` at `$position`, in [`INSERT_INSURANCE`]'s order.
+/// Binds one insurance row of patient `$id` of `$tenant` at `$position`, in [`INSERT_INSURANCE`]'s order.
 macro_rules! bind_insurance {
-    ($query:expr, $id:expr, $position:expr, $i:expr) => {
+    ($query:expr, $tenant:expr, $id:expr, $position:expr, $i:expr) => {
         $query
             .bind(uuid::Uuid::now_v7())
+            .bind($tenant)
             .bind($id)
             .bind($position)
             .bind($i.policy_number())
@@ -46,15 +48,15 @@ pub(super) const INSERT_PATIENT: &str =
 pub(super) const PATIENT_PARAMS: usize = 20;
 
 pub(super) const INSERT_ADDRESS: &str =
-    "INSERT INTO patient_addresses (address_id, patient_id, position, address_type,
+    "INSERT INTO patient_addresses (address_id, tenant_id, patient_id, position, address_type,
     street_line1, street_line2, city, state, zip_code, country, is_primary)";
-pub(super) const ADDRESS_PARAMS: usize = 11;
+pub(super) const ADDRESS_PARAMS: usize = 12;
 
 pub(super) const INSERT_INSURANCE: &str =
-    "INSERT INTO patient_insurance (insurance_id, patient_id, position, policy_number,
+    "INSERT INTO patient_insurance (insurance_id, tenant_id, patient_id, position, policy_number,
     payer_id, payer_name, group_number, policy_holder_name, relationship_to_insured, effective_date,
     termination_date, is_primary)";
-pub(super) const INSURANCE_PARAMS: usize = 12;
+pub(super) const INSURANCE_PARAMS: usize = 13;
 
 pub(super) const INSERT_TIMELINE: &str = "INSERT INTO patient_timeline (entry_id, tenant_id, patient_id, occurred_at, entry_type, details)";
 pub(super) const TIMELINE_PARAMS: usize = 6;
