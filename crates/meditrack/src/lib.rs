@@ -23,6 +23,7 @@ use eventbus::relay::{OutboxRelay, Relay};
 use eventbus::{EventSink, EventSource};
 use kernel::SystemClock;
 use patient::app::PatientService;
+use patient::store::SqlPatientStore;
 use std::sync::Arc;
 use store::{Db, DbError, MigrationSet, StoreConfig};
 use tokio::sync::watch;
@@ -54,6 +55,8 @@ pub struct Hub {
     consumers: Vec<Consumer>,
     /// The lab service's HL7 listener, bound.
     mllp: Option<lab::mllp::MllpServer>,
+    /// The patient store, which gives back the MRNs it reserved when the hub stops.
+    patients: Option<SqlPatientStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +181,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
     let mut databases = Vec::new();
     let mut relays: Vec<Box<dyn Relay>> = Vec::new();
     let mut consumers = Vec::new();
+    let mut patients = None;
     let mut checks: Vec<Box<dyn ReadinessCheck>> = Vec::new();
     let mut trail: Option<Arc<dyn kernel::audit::AuditTrail>> = None;
     let mut mllp = None;
@@ -215,8 +219,10 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
                 patient_db.clone(),
                 backbone.sink.clone(),
             )));
+            let store = fields::patient_store(config, patient_db.clone()).await?;
+            patients = Some(store.clone());
             let service = Arc::new(PatientService::new(
-                fields::patient_store(config, patient_db.clone()).await?,
+                store,
                 Arc::new(SystemClock),
                 trail.clone(),
             ));
@@ -362,6 +368,7 @@ pub async fn build(config: &Config) -> Result<Hub, StartError> {
         relays,
         consumers,
         mllp,
+        patients,
     })
 }
 
@@ -569,6 +576,12 @@ impl Hub {
         let _ = stop.send(true);
         for worker in workers {
             let _ = worker.await;
+        }
+        if let Some(store) = &self.patients
+            && let Err(e) = store.give_back_mrns().await
+        {
+            // Only a gap in the generated MRNs: nothing is lost.
+            tracing::warn!(error = %e, "unused MRNs not given back");
         }
         for db in &self.databases {
             db.close().await;

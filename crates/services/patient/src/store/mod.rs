@@ -5,6 +5,7 @@
 mod statements;
 mod bulk;
 pub use bulk::{BULK_TABLES, BulkBatch};
+mod mrn_blocks;
 mod registration;
 mod rows;
 mod sealing;

@@ -1,6 +1,7 @@
 //! The patient store over SQLite or PostgreSQL. Each statement is written once and runs on
 //! both (see the `store` crate); the migrations carry the dialect differences.
 
+use super::mrn_blocks::MrnBlocks;
 use super::rows::*;
 use super::search::{After, Bind, SearchStatement};
 use super::statements::{
@@ -119,6 +120,7 @@ macro_rules! bind_idempotency {
 pub struct SqlPatientStore {
     db: Db,
     pub(super) cipher: Arc<FieldCipher>,
+    mrns: MrnBlocks,
 }
 
 /// A patient's SSN as stored: sealed, and its blind index.
@@ -130,7 +132,11 @@ pub(super) struct StoredSsn {
 
 impl SqlPatientStore {
     pub fn new(db: Db, cipher: Arc<FieldCipher>) -> Self {
-        Self { db, cipher }
+        Self {
+            db,
+            cipher,
+            mrns: MrnBlocks::default(),
+        }
     }
 
     /// A registration's rows on PostgreSQL, as one statement ([`insert_registration`]).
@@ -145,6 +151,12 @@ impl SqlPatientStore {
             )));
         };
         insert_registration(pool, r, self.stored_ssn(&r.patient), idempotency).await
+    }
+
+    /// Gives back the generated MRNs this store reserved and did not hand out, for a
+    /// process that stops (`mrn_blocks.rs`); how many tenants' counters were moved back.
+    pub async fn give_back_mrns(&self) -> Result<usize, DbError> {
+        self.mrns.give_back(&self.db).await
     }
 
     pub(super) fn stored_ssn(&self, p: &Patient) -> StoredSsn {
@@ -361,11 +373,11 @@ impl PatientStore for SqlPatientStore {
     }
 
     async fn next_mrn(&self, tenant: &TenantId) -> Result<Mrn, DbError> {
-        // A registration waits for its own commit, which cannot be durable before this
-        // one; and should a crash lose both, a value handed out again is refused by the
-        // unique MRN index and registration retries. Waiting here too would cost every
-        // registration without an MRN a second fsync. The tenant id is inlined: it is
-        // letters, digits, `-` and `_` (`TenantId::parse`).
+        if let Db::Postgres(_) = &self.db {
+            return Ok(Mrn::generated(self.mrns.next(&self.db, tenant).await?));
+        }
+        // On SQLite a registration takes its MRN inside its own write (`registration.rs`);
+        // this serves the store's callers that ask for one alone.
         let statement = format!(
             "INSERT INTO mrn_counters (tenant_id, last_value) VALUES ('{}', 1)
              ON CONFLICT (tenant_id) DO UPDATE SET last_value = mrn_counters.last_value + 1

@@ -21,6 +21,8 @@ testkit::on_both_backends!(
     state_and_events_commit_or_roll_back_together,
     generated_mrns_never_repeat_within_a_tenant,
     a_generated_mrn_a_client_took_is_passed_over_and_never_handed_out_again,
+    stores_that_share_a_database_never_hand_out_the_same_mrn,
+    a_store_gives_back_only_the_mrns_no_other_store_reserved_after_it,
     stale_versions_and_missing_patients_are_told_apart,
     searches_use_indexes_not_table_scans,
     an_idempotency_key_is_recorded_with_its_change_or_not_at_all,
@@ -217,6 +219,44 @@ async fn a_generated_mrn_a_client_took_is_passed_over_and_never_handed_out_again
     );
     let next = Mrn::generated(first_taken + MRN_ATTEMPTS as i64);
     assert_eq!(register_generated(&store).await.unwrap(), next.as_str());
+}
+
+/// Two processes over one database (two stores here), each registering many patients at
+/// once: every generated MRN is handed out once, however the stores reserve them.
+async fn stores_that_share_a_database_never_hand_out_the_same_mrn(app: TestApp) {
+    let stores = [store_of(&app).await, store_of(&app).await];
+    let mut running = tokio::task::JoinSet::new();
+    // More than one block of each store's (patient::store reserves 64 at a time on
+    // PostgreSQL).
+    for n in 0..300 {
+        let store = stores[n % 2].clone();
+        running.spawn(async move { register_generated(&store).await.unwrap() });
+    }
+    let mut mrns = running.join_all().await;
+    assert_eq!(mrns.len(), 300);
+    mrns.sort();
+    mrns.dedup();
+    assert_eq!(mrns.len(), 300, "an MRN was handed out twice");
+}
+
+/// A process that stops gives back the MRNs it reserved and did not hand out, unless
+/// another has reserved since: the next process continues right after the last MRN handed
+/// out, and none is handed out twice.
+async fn a_store_gives_back_only_the_mrns_no_other_store_reserved_after_it(app: TestApp) {
+    let number = |m: Mrn| m.as_str()[3..].parse::<i64>().unwrap();
+    let (a, b) = (store_of(&app).await, store_of(&app).await);
+    let first = number(a.next_mrn(&tenant()).await.unwrap());
+    let second = number(b.next_mrn(&tenant()).await.unwrap());
+    assert!(second > first);
+    // `a` stops first: `b` reserved after it, so `a`'s rest stays unused.
+    a.give_back_mrns().await.unwrap();
+    b.give_back_mrns().await.unwrap();
+    let next = number(store_of(&app).await.next_mrn(&tenant()).await.unwrap());
+    assert_eq!(
+        next,
+        second + 1,
+        "the next process continues after the last"
+    );
 }
 
 async fn stale_versions_and_missing_patients_are_told_apart(app: TestApp) {
