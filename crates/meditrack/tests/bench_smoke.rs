@@ -128,6 +128,10 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
     }
     let scaling = &report["searchScaling"];
     assert_eq!(scaling["largePatients"], 300);
+    assert!(
+        scaling["largeSeedRatePerSecond"].as_f64().unwrap() > 0.0,
+        "{scaling}"
+    );
     assert_eq!(scaling["pairs"].as_array().unwrap().len(), 2, "{scaling}");
     let hub = &report["hub"];
     assert!(hub["coldStartMs"].as_f64().unwrap() > 0.0, "{hub}");

@@ -572,6 +572,7 @@ async fn scaling(
     Ok(SearchScaling {
         small_patients: o.patients,
         large_patients: large.done.patients,
+        large_seed_rate_per_second: large.done.patients as f64 / large.done.seconds.max(1e-9),
         pairs,
     })
 }

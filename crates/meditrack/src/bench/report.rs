@@ -162,6 +162,10 @@ impl ScalingPair {
 pub struct SearchScaling {
     pub small_patients: u64,
     pub large_patients: u64,
+    /// How fast `meditrack seed` loaded the large hub: bulk seeding at scale, where the
+    /// main hub's rate is a small load's, of which fixed costs (`VACUUM`, index builds)
+    /// are a larger share.
+    pub large_seed_rate_per_second: f64,
     pub pairs: Vec<ScalingPair>,
 }
 
@@ -432,6 +436,12 @@ impl Report {
                 "\n## Search scaling: {} vs {} patients\n\nBoth hubs otherwise idle, measured in alternating rounds (open loop, the scenario's offered rate); each p95 is the median of the rounds, their range in brackets.\n\n| scenario | p95 ms at {} | p95 ms at {} | ratio | target | pass |\n|---|---|---|---|---|---|\n",
                 s.small_patients, s.large_patients, s.small_patients, s.large_patients
             ));
+            let scale_seeding = format!(
+                "\nThe {} patients were seeded at {:.0} patients/s (target ≥ 20,000/s: {}).\n\n",
+                s.large_patients,
+                s.large_seed_rate_per_second,
+                yes_no(Some(s.large_seed_rate_per_second >= 20_000.0))
+            );
             for p in &s.pairs {
                 md.push_str(&format!(
                     "| {} | {:.2}{} | {:.2}{} | {:.2} | ≤ {} | {} |\n",
@@ -445,6 +455,7 @@ impl Report {
                     yes_no(Some(p.pass))
                 ));
             }
+            md.push_str(&scale_seeding);
         }
         if let Some(peer) = &self.peer {
             peer.markdown(&mut md);
