@@ -437,7 +437,7 @@ impl Report {
                 s.small_patients, s.large_patients, s.small_patients, s.large_patients
             ));
             let scale_seeding = format!(
-                "\nThe {} patients were seeded at {:.0} patients/s (target ≥ 20,000/s: {}).\n\n",
+                "\nThe {} patients were seeded at {:.0} patients/s (target ≥ 20,000/s: {}).\n",
                 s.large_patients,
                 s.large_seed_rate_per_second,
                 yes_no(Some(s.large_seed_rate_per_second >= 20_000.0))
