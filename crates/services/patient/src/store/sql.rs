@@ -748,7 +748,7 @@ async fn require_live(tx: &mut Tx, tenant: &TenantId, id: PatientId) -> Result<(
 /// A registration on PostgreSQL as one statement, committed on its own: the patient, its
 /// addresses, insurance, timeline entry, events and idempotency key, each an INSERT of
 /// one `WITH`, in the patient's tenant, which the statement sets itself
-/// ([`store::tenant_read::insert_in_tenant`]). A transaction of its own took six round
+/// ([`store::tenant_read::insert_in_tenant`]). A transaction of its own took five round
 /// trips: `BEGIN` with the tenant, a statement for the patient's rows, one each for
 /// addresses and insurance, and `COMMIT`.
 async fn insert_registration(
