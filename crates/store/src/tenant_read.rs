@@ -23,17 +23,25 @@
 /// that return at most one row (an `ORDER BY` inside would not be kept by the outer query).
 pub fn in_tenant(select: &str, tenant_param: usize) -> String {
     format!(
-        "SELECT r.* FROM (SELECT set_config('app.current_tenant', ${tenant_param}, true) AS t, \
-         set_config('app.all_tenants', 'off', true) AS a) s \
+        "SELECT r.* FROM ({}) s \
          CROSS JOIN LATERAL (SELECT * FROM ({select}) q \
-         WHERE s.t IS NOT NULL AND s.a IS NOT NULL OFFSET 0) r"
+         WHERE s.t IS NOT NULL AND s.a IS NOT NULL OFFSET 0) r",
+        setting(tenant_param)
     )
 }
 
-/// The `WITH` part of [`insert_in_tenant`] that makes the setting, and the condition on it
-/// that each INSERT's rows wait for: an uncorrelated subquery, which PostgreSQL evaluates
+/// The one row that makes the setting from parameter `$tenant_param`: the tenant as `t`,
+/// and `a`, every tenant switched off (the statement's connection may not have set it).
+fn setting(tenant_param: usize) -> String {
+    format!(
+        "SELECT set_config('app.current_tenant', ${tenant_param}, true) AS t, \
+         set_config('app.all_tenants', 'off', true) AS a"
+    )
+}
+
+/// The condition on [`setting`] (a `WITH` part named `tenant_setting`) that each INSERT
+/// of [`insert_in_tenant`] waits for: an uncorrelated subquery, which PostgreSQL evaluates
 /// once, before the first row (a one-time filter).
-const SETTING: &str = "tenant_setting";
 const AFTER_SETTING: &str = "WHERE (SELECT t FROM tenant_setting WHERE a IS NOT NULL) IS NOT NULL";
 
 /// One statement of PostgreSQL that makes `inserts`, each an `INSERT INTO t (columns)` and
@@ -43,25 +51,20 @@ const AFTER_SETTING: &str = "WHERE (SELECT t FROM tenant_setting WHERE a IS NOT 
 /// refuse it (no tenant is set), and the whole statement with it, rather than write it.
 /// The setting ends with the statement. Rows of several tables can be written beside each
 /// other only when each table's policy is on its own tenant column: a row the statement
-/// writes is not visible to the statement itself. With no INSERTs, a statement that
-/// writes nothing.
+/// writes is not visible to the statement itself.
 pub fn insert_in_tenant(inserts: &[(&str, String)], tenant_param: usize) -> String {
-    let mut parts = vec![format!(
-        "{SETTING} AS (SELECT set_config('app.current_tenant', ${tenant_param}, true) AS t, \
-         set_config('app.all_tenants', 'off', true) AS a)"
-    )];
-    let gated = |(insert, values): &(&str, String)| {
-        format!("{insert} SELECT * FROM (VALUES {values}) v {AFTER_SETTING}")
-    };
-    let Some((last, rest)) = inserts.split_last() else {
-        return format!("WITH {} SELECT 1 FROM {SETTING}", parts.join(", "));
-    };
-    parts.extend(
-        rest.iter()
-            .enumerate()
-            .map(|(n, i)| format!("w{n} AS ({})", gated(i))),
+    let parts = std::iter::once(format!("tenant_setting AS ({})", setting(tenant_param))).chain(
+        inserts.iter().enumerate().map(|(n, (insert, values))| {
+            format!("w{n} AS ({insert} SELECT * FROM (VALUES {values}) v {AFTER_SETTING})")
+        }),
     );
-    format!("WITH {} {}", parts.join(", "), gated(last))
+    // Each INSERT is a part of the `WITH`, and the statement itself only reads the
+    // setting: PostgreSQL runs every data-modifying part of a `WITH` to its end, whether
+    // or not the statement reads it.
+    format!(
+        "WITH {} SELECT 1 FROM tenant_setting",
+        parts.collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// Runs `$body`, a read of at most one row whose statement is `$sql` with the tenant as

@@ -37,7 +37,7 @@ impl MrnBlocks {
         if let Some(n) = blocks.get_mut(tenant).and_then(Iterator::next) {
             return Ok(n);
         }
-        let last = reserve(db, tenant).await?;
+        let last = advance(db, tenant, BLOCK).await?;
         let mut block = (last - BLOCK + 1)..(last + 1);
         let n = block
             .next()
@@ -73,16 +73,17 @@ impl MrnBlocks {
     }
 }
 
-/// Moves the tenant's counter on by a block; the block's last value.
-async fn reserve(db: &Db, tenant: &TenantId) -> Result<i64, DbError> {
-    // Committed without waiting for durability: a registration that uses a value of the
-    // block waits for its own commit, which cannot be durable before this one; should a
-    // crash lose both, a value handed out again is refused by the unique MRN index and
+/// Moves the tenant's counter on by `step`; its new value. Here by a block; on SQLite by
+/// one, for callers that ask for a single MRN outside a registration.
+pub(super) async fn advance(db: &Db, tenant: &TenantId, step: i64) -> Result<i64, DbError> {
+    // Committed without waiting for durability: a registration that uses a value it gave
+    // waits for its own commit, which cannot be durable before this one; should a crash
+    // lose both, a value handed out again is refused by the unique MRN index and
     // registration retries. The tenant id is inlined: it is letters, digits, `-` and `_`
     // (`TenantId::parse`).
     let statement = format!(
-        "INSERT INTO mrn_counters (tenant_id, last_value) VALUES ('{tenant}', {BLOCK})
-         ON CONFLICT (tenant_id) DO UPDATE SET last_value = mrn_counters.last_value + {BLOCK}
+        "INSERT INTO mrn_counters (tenant_id, last_value) VALUES ('{tenant}', {step})
+         ON CONFLICT (tenant_id) DO UPDATE SET last_value = mrn_counters.last_value + {step}
          RETURNING last_value",
         tenant = tenant.as_str()
     );

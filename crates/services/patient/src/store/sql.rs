@@ -1,7 +1,7 @@
 //! The patient store over SQLite or PostgreSQL. Each statement is written once and runs on
 //! both (see the `store` crate); the migrations carry the dialect differences.
 
-use super::mrn_blocks::MrnBlocks;
+use super::mrn_blocks::{self, MrnBlocks};
 use super::rows::*;
 use super::search::{After, Bind, SearchStatement};
 use super::statements::{
@@ -378,17 +378,9 @@ impl PatientStore for SqlPatientStore {
         }
         // On SQLite a registration takes its MRN inside its own write (`registration.rs`);
         // this serves the store's callers that ask for one alone.
-        let statement = format!(
-            "INSERT INTO mrn_counters (tenant_id, last_value) VALUES ('{}', 1)
-             ON CONFLICT (tenant_id) DO UPDATE SET last_value = mrn_counters.last_value + 1
-             RETURNING last_value",
-            tenant.as_str()
-        );
-        let n = self
-            .db
-            .step_unawaited(Scope::Tenant(tenant), &statement)
-            .await?;
-        Ok(Mrn::generated(n))
+        Ok(Mrn::generated(
+            mrn_blocks::advance(&self.db, tenant, 1).await?,
+        ))
     }
 
     async fn patient(&self, tenant: &TenantId, id: PatientId) -> Result<Option<Patient>, DbError> {
