@@ -338,7 +338,7 @@ impl FieldCipher {
         let Some(cipher) = self.data_key(&keyring, id, tenant) else {
             unreachable!("the active key is in the keyring (checked when parsed)")
         };
-        let nonce = crate::random::bytes::<12>();
+        let nonce = crate::random::nonce::<12>();
         let aad = associated_data(tenant, context);
         let sealed = cipher
             .encrypt(
