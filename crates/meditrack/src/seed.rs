@@ -134,6 +134,9 @@ pub struct SeedOptions {
 
 /// Patients made per transaction.
 const BATCH: u64 = 2_000;
+/// Batches a writer's queue holds (each a few MB encoded): enough for the maker and the
+/// encoders to go on while the writer sends what it gathered.
+const QUEUED: usize = 6;
 
 /// The MRN of patient `i` of seed `seed`.
 pub fn mrn(i: u64, seed: u64) -> String {
@@ -323,8 +326,15 @@ pub struct Seeded {
 /// writer on a thread of its own.
 type Share<B> = (u64, tokio::task::JoinHandle<B>);
 
-/// The batches of a writer's queue as it writes them: consecutive ones gathered while they
-/// can go as one ([`Prepared::gather`]: on PostgreSQL one `COPY` per table for several).
+/// The batches of a writer's queue as it writes them: those already queued when it is
+/// ready to write are gathered while they can go as one ([`Prepared::gather`]: on
+/// PostgreSQL one `COPY` per table for several), and the rest wait for the next round.
+///
+/// It never waits to fill a gathering: while one is being sent the queue fills up behind
+/// it, so the next one is as large as the writer's pace needs. Waiting for more (up to
+/// 16 MiB) while its one place stood full had the maker and the encoders idle
+/// during each send and the server idle during each gathering: sampled, the patient
+/// service's connection was idle in its transaction a third of the load.
 struct Gathered<R> {
     queue: tokio::sync::mpsc::Receiver<Share<Prepared<R>>>,
     held: Option<(u64, Prepared<R>)>,
@@ -338,19 +348,25 @@ impl<R> Gathered<R> {
     /// The next batch to write, with the position of its first patient; `None` once the
     /// queue is closed and everything has been handed out.
     async fn next(&mut self) -> Result<Option<(u64, Prepared<R>)>, String> {
-        while let Some((at, batch)) = self.queue.recv().await {
-            let batch = batch
+        let prepared = |batch: tokio::task::JoinHandle<Prepared<R>>| async {
+            batch
                 .await
-                .map_err(|e| format!("preparing a batch failed: {e}"))?;
-            let Some((_, held)) = self.held.as_mut() else {
-                self.held = Some((at, batch));
-                continue;
-            };
-            if let Some(next) = held.gather(batch) {
-                return Ok(self.held.replace((at, next)));
+                .map_err(|e| format!("preparing a batch failed: {e}"))
+        };
+        let (at, mut gathered) = match self.held.take() {
+            Some(held) => held,
+            None => match self.queue.recv().await {
+                Some((at, batch)) => (at, prepared(batch).await?),
+                None => return Ok(None),
+            },
+        };
+        while let Ok((at, batch)) = self.queue.try_recv() {
+            if let Some(next) = gathered.gather(prepared(batch).await?) {
+                self.held = Some((at, next));
+                break;
             }
         }
-        Ok(self.held.take())
+        Ok(Some((at, gathered)))
     }
 }
 
@@ -467,8 +483,9 @@ pub async fn seed(
     // transaction on one connection, wait neither for each other nor for the encoding; a
     // writer that fails drops its queue, and its error is reported.
     let (patient_shares, patient_queue) =
-        tokio::sync::mpsc::channel::<Share<patient::store::BulkBatch>>(1);
-    let (lab_shares, lab_queue) = tokio::sync::mpsc::channel::<Share<lab::store::BulkBatch>>(1);
+        tokio::sync::mpsc::channel::<Share<patient::store::BulkBatch>>(QUEUED);
+    let (lab_shares, lab_queue) =
+        tokio::sync::mpsc::channel::<Share<lab::store::BulkBatch>>(QUEUED);
     let tenant = o.tenant.clone();
     let patient_store = store.clone();
     let patient_writer = tokio::spawn(async move {
@@ -563,11 +580,14 @@ pub async fn seed(
         .map_err(|e| format!("{}: {e}", lab::SERVICE))?;
     db.close().await;
     lab_db.close().await;
-    for service in [patient::SERVICE, lab::SERVICE] {
+    // Each service's tables on a connection of its own: a `VACUUM` is one backend's work.
+    let statistics = async |service| {
         store::analyze(service, &store_config)
             .await
-            .map_err(|e| format!("statistics of {service}: {e}"))?;
-    }
+            .map_err(|e| format!("statistics of {service}: {e}"))
+    };
+    let (patients, labs) = tokio::join!(statistics(patient::SERVICE), statistics(lab::SERVICE));
+    patients.and(labs)?;
     Ok(Seeded {
         patients: done,
         records: records_done,
@@ -595,5 +615,42 @@ mod tests {
         for i in 0..5_000 {
             patient(i, 42, &t, now.date_naive(), now).unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_writer_sends_what_is_queued_as_one_and_never_waits_for_more() {
+        use store::copy_text::{CopyLoad, CopyRows};
+        let load = |table: &'static str| {
+            let mut rows = CopyRows::with_capacity(8);
+            rows.value("x");
+            rows.end_row();
+            Prepared::<()>::Copy(CopyLoad::new([(rows, table)]))
+        };
+        let bytes = |batch: &Prepared<()>| match batch {
+            Prepared::Copy(load) => load.bytes(),
+            Prepared::Rows(()) => 0,
+        };
+        let (queue, rx) = tokio::sync::mpsc::channel(8);
+        let mut writer = Gathered::new(rx);
+        for (at, table) in [(0, "a"), (10, "a"), (20, "b"), (30, "b")] {
+            let share = tokio::task::spawn_blocking(move || load(table));
+            queue.send((at, share)).await.unwrap();
+        }
+        let soon = std::time::Duration::from_secs(10);
+        // Queued already: the first two as one, then the two of another table as one, and
+        // the writer does not wait for a third to join them.
+        let (at, first) = writer.next().await.unwrap().unwrap();
+        assert_eq!((at, bytes(&first)), (0, 4));
+        let next = tokio::time::timeout(soon, writer.next());
+        let (at, second) = next.await.expect("it waited").unwrap().unwrap();
+        assert_eq!((at, bytes(&second)), (20, 4));
+        // One more, alone in the queue: it goes at once.
+        let share = tokio::task::spawn_blocking(move || load("b"));
+        queue.send((40, share)).await.unwrap();
+        let next = tokio::time::timeout(soon, writer.next());
+        let (at, third) = next.await.expect("it waited").unwrap().unwrap();
+        assert_eq!((at, bytes(&third)), (40, 2));
+        drop(queue);
+        assert!(writer.next().await.unwrap().is_none());
     }
 }
