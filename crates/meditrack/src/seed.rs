@@ -134,9 +134,16 @@ pub struct SeedOptions {
 
 /// Patients made per transaction.
 const BATCH: u64 = 2_000;
-/// Batches a writer's queue holds (each a few MB encoded): enough for the maker and the
-/// encoders to go on while the writer sends what it gathered.
-const QUEUED: usize = 6;
+/// Batches a writer's queue holds on PostgreSQL (each a few MB encoded): enough for the
+/// maker and the encoders to go on while the writer sends what it gathered. On SQLite,
+/// where nothing is gathered, two are enough to keep its writer busy, and each holds
+/// more (every value bound apart): six took the seed's peak RSS to 250 MB.
+fn queued(backend: store::Backend) -> usize {
+    match backend {
+        store::Backend::Postgres => 6,
+        store::Backend::Sqlite => 2,
+    }
+}
 
 /// The MRN of patient `i` of seed `seed`.
 pub fn mrn(i: u64, seed: u64) -> String {
@@ -324,7 +331,7 @@ pub struct Seeded {
 
 /// A service's share of a batch (from its first patient's index), being prepared for its
 /// writer on a thread of its own.
-type Share<B> = (u64, tokio::task::JoinHandle<B>);
+type Share<B> = (u64, tokio::task::JoinHandle<Result<B, String>>);
 
 /// The batches of a writer's queue as it writes them: those already queued when it is
 /// ready to write are gathered while they can go as one ([`Prepared::gather`]: on
@@ -348,10 +355,10 @@ impl<R> Gathered<R> {
     /// The next batch to write, with the position of its first patient; `None` once the
     /// queue is closed and everything has been handed out.
     async fn next(&mut self) -> Result<Option<(u64, Prepared<R>)>, String> {
-        let prepared = |batch: tokio::task::JoinHandle<Prepared<R>>| async {
+        let prepared = |batch: tokio::task::JoinHandle<Result<Prepared<R>, String>>| async {
             batch
                 .await
-                .map_err(|e| format!("preparing a batch failed: {e}"))
+                .map_err(|e| format!("preparing a batch failed: {e}"))?
         };
         let (at, mut gathered) = match self.held.take() {
             Some(held) => held,
@@ -483,16 +490,15 @@ pub async fn seed(
     // transaction on one connection, wait neither for each other nor for the encoding; a
     // writer that fails drops its queue, and its error is reported.
     let (patient_shares, patient_queue) =
-        tokio::sync::mpsc::channel::<Share<patient::store::BulkBatch>>(QUEUED);
+        tokio::sync::mpsc::channel::<Share<patient::store::BulkBatch>>(queued(db.backend()));
     let (lab_shares, lab_queue) =
-        tokio::sync::mpsc::channel::<Share<lab::store::BulkBatch>>(QUEUED);
-    let tenant = o.tenant.clone();
+        tokio::sync::mpsc::channel::<Share<lab::store::BulkBatch>>(queued(db.backend()));
     let patient_store = store.clone();
     let patient_writer = tokio::spawn(async move {
         let mut batches = Gathered::new(patient_queue);
         while let Some((at, batch)) = batches.next().await? {
             patient_store
-                .bulk_write(&mut tx, &tenant, &batch)
+                .bulk_write(&mut tx, batch)
                 .await
                 .map_err(|e| {
                     format!(
@@ -506,7 +512,7 @@ pub async fn seed(
     let lab_writer = tokio::spawn(async move {
         let mut batches = Gathered::new(lab_queue);
         while let Some((at, batch)) = batches.next().await? {
-            lab::store::SqlLabStore::bulk_write(&mut lab_tx, &tenant, &batch, now)
+            lab::store::SqlLabStore::bulk_write(&mut lab_tx, &tenant, batch, now)
                 .await
                 .map_err(|e| format!("lab batch at {at}: {e}"))?;
         }
@@ -528,11 +534,16 @@ pub async fn seed(
             .map(|p| (p.id, p.mrn.as_str().to_owned()))
             .collect();
         let (store, tenant) = (store.clone(), o.tenant.clone());
-        let people =
-            tokio::task::spawn_blocking(move || store.bulk_batch(&tenant, b.patients, b.records));
+        let people = tokio::task::spawn_blocking(move || {
+            store
+                .bulk_batch(&tenant, b.patients, b.records)
+                .map_err(|e| format!("preparing a batch: {e}"))
+        });
         let tenant = o.tenant.clone();
         let orders = tokio::task::spawn_blocking(move || {
-            lab::store::SqlLabStore::bulk_batch(backend, &tenant, known, b.orders, now)
+            Ok(lab::store::SqlLabStore::bulk_batch(
+                backend, &tenant, known, b.orders, now,
+            ))
         });
         if patient_shares.send((b.first, people)).await.is_err()
             || lab_shares.send((b.first, orders)).await.is_err()
@@ -633,7 +644,7 @@ mod tests {
         let (queue, rx) = tokio::sync::mpsc::channel(8);
         let mut writer = Gathered::new(rx);
         for (at, table) in [(0, "a"), (10, "a"), (20, "b"), (30, "b")] {
-            let share = tokio::task::spawn_blocking(move || load(table));
+            let share = tokio::task::spawn_blocking(move || Ok(load(table)));
             queue.send((at, share)).await.unwrap();
         }
         let soon = std::time::Duration::from_secs(10);
@@ -645,7 +656,7 @@ mod tests {
         let (at, second) = next.await.expect("it waited").unwrap().unwrap();
         assert_eq!((at, bytes(&second)), (20, 4));
         // One more, alone in the queue: it goes at once.
-        let share = tokio::task::spawn_blocking(move || load("b"));
+        let share = tokio::task::spawn_blocking(move || Ok(load("b")));
         queue.send((40, share)).await.unwrap();
         let next = tokio::time::timeout(soon, writer.next());
         let (at, third) = next.await.expect("it waited").unwrap().unwrap();

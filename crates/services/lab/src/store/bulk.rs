@@ -47,7 +47,7 @@ impl SqlLabStore {
     pub async fn bulk_write(
         tx: &mut Tx,
         tenant: &TenantId,
-        batch: &BulkBatch,
+        batch: BulkBatch,
         at: DateTime<Utc>,
     ) -> Result<(), WriteError> {
         let Some((patients, orders)) = batch.copy_or_rows(tx).await? else {
@@ -71,7 +71,7 @@ impl SqlLabStore {
             })
             .map_err(DbError::from)?;
         }
-        for o in orders {
+        for o in &orders {
             insert_order(tx, o).await?;
         }
         Ok(())

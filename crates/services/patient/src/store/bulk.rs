@@ -13,9 +13,9 @@ use crate::domain::name::search_key;
 use kernel::TenantId;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
-use store::bulk::{Batch, placeholders as values, rows_per_statement};
+use store::bulk::{Batch, Bound, placeholders as values, rows_per_statement};
 use store::copy_text::{CopyLoad, CopyRows, JsonText};
-use store::{DbError, Tx, on_tx};
+use store::{Backend, DbError, Tx};
 
 /// The tables [`SqlPatientStore::bulk_write`] fills: a load into them while they are empty
 /// sets their indexes aside (`store::DeferredIndexes`).
@@ -40,44 +40,54 @@ const COPY_RECORDS: &str = "COPY medical_records (record_id, tenant_id, patient_
     record_date, provider_id, diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by)
     FROM STDIN";
 
-/// A batch of [`SqlPatientStore::bulk_write`]: patients and their medical records.
-pub type BulkBatch = Batch<(Vec<Patient>, Vec<MedicalRecord>)>;
+/// A batch of [`SqlPatientStore::bulk_write`]: patients and their medical records, as
+/// `COPY` rows on PostgreSQL and bound multi-row INSERTs on SQLite.
+pub type BulkBatch = Batch<Bound>;
 
 impl SqlPatientStore {
-    /// Prepares `patients` and `records` for [`Self::bulk_write`]: on PostgreSQL this seals
-    /// and encodes every row, work for a thread other than the one that writes.
+    /// Prepares `patients` and `records` for [`Self::bulk_write`]: seals and encodes every
+    /// row (`COPY` rows on PostgreSQL, bound statements on SQLite), work for a thread other
+    /// than the one that writes.
     pub fn bulk_batch(
         &self,
         tenant: &TenantId,
         patients: Vec<Patient>,
         records: Vec<MedicalRecord>,
-    ) -> BulkBatch {
-        Batch::prepare(self.db().backend(), (patients, records), |(p, r)| {
-            self.encode_copy(tenant, p, r)
+    ) -> Result<BulkBatch, DbError> {
+        Ok(match self.db().backend() {
+            Backend::Postgres => Batch::Copy(self.encode_copy(tenant, &patients, &records)),
+            Backend::Sqlite => Batch::Rows(self.bind_inserts(tenant, &patients, &records)?),
         })
     }
 
-    /// Writes `batch` in `tx`, a transaction of `tenant`'s (the caller commits it, after as
-    /// many batches as it likes).
-    pub async fn bulk_write(
-        &self,
-        tx: &mut Tx,
-        tenant: &TenantId,
-        batch: &BulkBatch,
-    ) -> Result<(), WriteError> {
-        let Some((patients, records)) = batch.copy_or_rows(tx).await? else {
-            return Ok(());
-        };
-        let rows = rows_per_statement(tx.backend());
-        for chunk in patients.chunks(rows) {
-            self.patients(tx, chunk).await?;
-            addresses(tx, chunk).await?;
-            insurance(tx, chunk).await?;
-        }
-        for chunk in records.chunks(rows) {
-            self.records(tx, tenant, chunk).await?;
+    /// Writes `batch` in `tx`, a transaction of the batch's tenant (the caller commits it,
+    /// after as many batches as it likes).
+    pub async fn bulk_write(&self, tx: &mut Tx, batch: BulkBatch) -> Result<(), WriteError> {
+        if let Some(statements) = batch.copy_or_rows(tx).await? {
+            statements.execute(tx).await?;
         }
         Ok(())
+    }
+
+    /// The multi-row INSERTs of `patients` (with their addresses and insurance) and
+    /// `records`, for SQLite.
+    fn bind_inserts(
+        &self,
+        tenant: &TenantId,
+        patients: &[Patient],
+        records: &[MedicalRecord],
+    ) -> Result<Bound, DbError> {
+        let mut bound = Bound::default();
+        let rows = rows_per_statement(Backend::Sqlite);
+        for chunk in patients.chunks(rows) {
+            self.bind_patients(&mut bound, chunk)?;
+            bind_addresses(&mut bound, chunk)?;
+            bind_insurance(&mut bound, chunk)?;
+        }
+        for chunk in records.chunks(rows) {
+            self.bind_records(&mut bound, tenant, chunk)?;
+        }
+        Ok(bound)
     }
 
     /// The `COPY` rows of `patients` and `records`, one statement per table.
@@ -173,82 +183,72 @@ impl SqlPatientStore {
         ])
     }
 
-    async fn patients(&self, tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
+    fn bind_patients(&self, bound: &mut Bound, chunk: &[Patient]) -> Result<(), DbError> {
         let sql = format!(
             "INSERT INTO patients (patient_id, tenant_id, mrn, ssn_sealed, ssn_index, first_name, middle_name, last_name,
                 first_name_norm, last_name_norm, date_of_birth, gender, phone, email, email_norm, created_at, updated_at,
                 created_by, updated_by, version) VALUES {}",
-            values(tx.backend(), chunk.len(), 20)
+            values(Backend::Sqlite, chunk.len(), 20)
         );
-        let sealed: Vec<_> = chunk.iter().map(|p| self.stored_ssn(p)).collect();
-        on_tx!(tx, |c| {
-            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-            for (p, ssn) in chunk.iter().zip(&sealed) {
-                q = q
-                    .bind(p.id.as_uuid())
-                    .bind(p.tenant.as_str())
-                    .bind(p.mrn.as_str())
-                    .bind(ssn.sealed.as_deref())
-                    .bind(ssn.index.as_deref())
-                    .bind(p.name.first())
-                    .bind(p.name.middle())
-                    .bind(p.name.last())
-                    .bind(search_key(p.name.first()))
-                    .bind(search_key(p.name.last()))
-                    .bind(p.date_of_birth.date())
-                    .bind(p.gender.map(|g| g.as_str()))
-                    .bind(p.phone.as_ref().map(|x| x.expose()))
-                    .bind(p.email.as_ref().map(|x| x.expose()))
-                    .bind(p.email.as_ref().map(|x| x.search_key()))
-                    .bind(p.created_at)
-                    .bind(p.updated_at)
-                    .bind(&p.created_by)
-                    .bind(&p.updated_by)
-                    .bind(p.version);
-            }
-            q.execute(c).await.map(|r| r.rows_affected())
-        })
-        .map_err(DbError::from)?;
-        Ok(())
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for p in chunk {
+            let ssn = self.stored_ssn(p);
+            q = q
+                .bind(p.id.as_uuid())
+                .bind(p.tenant.as_str())
+                .bind(p.mrn.as_str())
+                .bind(ssn.sealed)
+                .bind(ssn.index)
+                .bind(p.name.first())
+                .bind(p.name.middle())
+                .bind(p.name.last())
+                .bind(search_key(p.name.first()))
+                .bind(search_key(p.name.last()))
+                .bind(p.date_of_birth.date())
+                .bind(p.gender.map(|g| g.as_str()))
+                .bind(p.phone.as_ref().map(|x| x.expose()))
+                .bind(p.email.as_ref().map(|x| x.expose()))
+                .bind(p.email.as_ref().map(|x| x.search_key()))
+                .bind(p.created_at)
+                .bind(p.updated_at)
+                .bind(&p.created_by)
+                .bind(&p.updated_by)
+                .bind(p.version);
+        }
+        bound.push(sql.clone(), q)
     }
 
-    async fn records(
+    fn bind_records(
         &self,
-        tx: &mut Tx,
+        bound: &mut Bound,
         tenant: &TenantId,
         chunk: &[MedicalRecord],
-    ) -> Result<(), WriteError> {
+    ) -> Result<(), DbError> {
         let sql = format!(
             "INSERT INTO medical_records (record_id, tenant_id, patient_id, record_type, record_date, provider_id,
                 diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by) VALUES {}",
-            values(tx.backend(), chunk.len(), 11)
+            values(Backend::Sqlite, chunk.len(), 11)
         );
-        let notes: Vec<Option<String>> =
-            chunk.iter().map(|r| self.stored_notes(tenant, r)).collect();
-        on_tx!(tx, |c| {
-            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-            for (r, sealed) in chunk.iter().zip(&notes) {
-                q = q
-                    .bind(r.id.as_uuid())
-                    .bind(tenant.as_str())
-                    .bind(r.patient_id.as_uuid())
-                    .bind(r.record_type)
-                    .bind(r.record_date)
-                    .bind(&r.provider_id)
-                    .bind(Json(&r.diagnosis_codes))
-                    .bind(Json(&r.procedure_codes))
-                    .bind(sealed.as_deref())
-                    .bind(r.created_at)
-                    .bind(&r.created_by);
-            }
-            q.execute(c).await.map(|r| r.rows_affected())
-        })
-        .map_err(DbError::from)?;
-        Ok(())
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for r in chunk {
+            q = q
+                .bind(r.id.as_uuid())
+                .bind(tenant.as_str())
+                .bind(r.patient_id.as_uuid())
+                .bind(r.record_type)
+                .bind(r.record_date)
+                .bind(&r.provider_id)
+                .bind(Json(&r.diagnosis_codes))
+                .bind(Json(&r.procedure_codes))
+                .bind(self.stored_notes(tenant, r))
+                .bind(r.created_at)
+                .bind(&r.created_by);
+        }
+        bound.push(sql.clone(), q)
     }
 }
 
-async fn addresses(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
+fn bind_addresses(bound: &mut Bound, chunk: &[Patient]) -> Result<(), DbError> {
     let rows: Vec<(&Patient, i16, &crate::domain::Address)> = chunk
         .iter()
         .flat_map(|p| (0_i16..).zip(&p.addresses).map(move |(i, a)| (p, i, a)))
@@ -258,20 +258,16 @@ async fn addresses(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
     }
     let sql = format!(
         "{INSERT_ADDRESS} VALUES {}",
-        values(tx.backend(), rows.len(), ADDRESS_PARAMS)
+        values(Backend::Sqlite, rows.len(), ADDRESS_PARAMS)
     );
-    on_tx!(tx, |c| {
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-        for (p, position, a) in &rows {
-            q = bind_address!(q, p.tenant.as_str(), p.id.as_uuid(), *position, a);
-        }
-        q.execute(c).await.map(|r| r.rows_affected())
-    })
-    .map_err(DbError::from)?;
-    Ok(())
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for (p, position, a) in &rows {
+        q = bind_address!(q, p.tenant.as_str(), p.id.as_uuid(), *position, a);
+    }
+    bound.push(sql.clone(), q)
 }
 
-async fn insurance(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
+fn bind_insurance(bound: &mut Bound, chunk: &[Patient]) -> Result<(), DbError> {
     let rows: Vec<(&Patient, i16, &crate::domain::Insurance)> = chunk
         .iter()
         .flat_map(|p| (0_i16..).zip(&p.insurance).map(move |(i, x)| (p, i, x)))
@@ -281,15 +277,11 @@ async fn insurance(tx: &mut Tx, chunk: &[Patient]) -> Result<(), WriteError> {
     }
     let sql = format!(
         "{INSERT_INSURANCE} VALUES {}",
-        values(tx.backend(), rows.len(), INSURANCE_PARAMS)
+        values(Backend::Sqlite, rows.len(), INSURANCE_PARAMS)
     );
-    on_tx!(tx, |c| {
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-        for (p, position, i) in &rows {
-            q = bind_insurance!(q, p.tenant.as_str(), p.id.as_uuid(), *position, i);
-        }
-        q.execute(c).await.map(|r| r.rows_affected())
-    })
-    .map_err(DbError::from)?;
-    Ok(())
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for (p, position, i) in &rows {
+        q = bind_insurance!(q, p.tenant.as_str(), p.id.as_uuid(), *position, i);
+    }
+    bound.push(sql.clone(), q)
 }
