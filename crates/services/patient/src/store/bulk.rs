@@ -6,13 +6,15 @@
 
 use super::WriteError;
 use super::sql::SqlPatientStore;
-use super::statements::{ADDRESS_PARAMS, INSERT_ADDRESS, INSERT_INSURANCE, INSURANCE_PARAMS};
+use super::statements::{
+    ADDRESS_PARAMS, INSERT_ADDRESS, INSERT_INSURANCE, INSERT_RECORD, INSURANCE_PARAMS,
+    RECORD_PARAMS,
+};
 use crate::domain::Patient;
 use crate::domain::medical_record::MedicalRecord;
 use crate::domain::name::search_key;
 use kernel::TenantId;
 use sqlx::AssertSqlSafe;
-use sqlx::types::Json;
 use store::bulk::{Batch, Bound, placeholders as values, rows_per_statement};
 use store::copy_text::{CopyLoad, CopyRows, JsonText};
 use store::{Backend, DbError, Tx};
@@ -225,24 +227,12 @@ impl SqlPatientStore {
         chunk: &[MedicalRecord],
     ) -> Result<(), DbError> {
         let sql = format!(
-            "INSERT INTO medical_records (record_id, tenant_id, patient_id, record_type, record_date, provider_id,
-                diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by) VALUES {}",
-            values(Backend::Sqlite, chunk.len(), 11)
+            "{INSERT_RECORD} VALUES {}",
+            values(Backend::Sqlite, chunk.len(), RECORD_PARAMS)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for r in chunk {
-            q = q
-                .bind(r.id.as_uuid())
-                .bind(tenant.as_str())
-                .bind(r.patient_id.as_uuid())
-                .bind(r.record_type)
-                .bind(r.record_date)
-                .bind(&r.provider_id)
-                .bind(Json(&r.diagnosis_codes))
-                .bind(Json(&r.procedure_codes))
-                .bind(self.stored_notes(tenant, r))
-                .bind(r.created_at)
-                .bind(&r.created_by);
+            q = bind_record!(q, tenant.as_str(), r, self.stored_notes(tenant, r));
         }
         bound.push(sql.clone(), q)
     }

@@ -6,7 +6,8 @@ use super::rows::*;
 use super::search::{After, Bind, SearchStatement};
 use super::statements::{
     ADDRESS_PARAMS, IDEMPOTENCY_PARAMS, INSERT_ADDRESS, INSERT_IDEMPOTENCY, INSERT_INSURANCE,
-    INSERT_PATIENT, INSERT_TIMELINE, INSURANCE_PARAMS, PATIENT_PARAMS, TIMELINE_PARAMS,
+    INSERT_PATIENT, INSERT_RECORD, INSERT_TIMELINE, INSURANCE_PARAMS, PATIENT_PARAMS,
+    RECORD_PARAMS, TIMELINE_PARAMS,
 };
 use super::{
     Change, IdempotencyRecord, MRN_ATTEMPTS, OwnedIdempotencyRecord, PatientStore, PatientSummary,
@@ -832,24 +833,18 @@ async fn insert_medical_record(
     r: &MedicalRecord,
     sealed_notes: Option<String>,
 ) -> Result<(), WriteError> {
+    let sql = format!(
+        "{INSERT_RECORD} VALUES {}",
+        bulk::placeholders(tx.backend(), 1, RECORD_PARAMS)
+    );
     execute!(
         tx,
-        sqlx::query(
-            "INSERT INTO medical_records (record_id, tenant_id, patient_id, record_type, record_date, provider_id,
-                diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        bind_record!(
+            sqlx::query(AssertSqlSafe(sql.as_str())),
+            tenant.as_str(),
+            r,
+            sealed_notes
         )
-        .bind(r.id.as_uuid())
-        .bind(tenant.as_str())
-        .bind(r.patient_id.as_uuid())
-        .bind(r.record_type)
-        .bind(r.record_date)
-        .bind(&r.provider_id)
-        .bind(Json(&r.diagnosis_codes))
-        .bind(Json(&r.procedure_codes))
-        .bind(sealed_notes)
-        .bind(r.created_at)
-        .bind(&r.created_by)
     )
     .map_err(db)?;
     Ok(())

@@ -1,6 +1,7 @@
 //! The INSERTs of a patient's rows, up to `VALUES`, shared by the sqlx path (one statement
 //! for a whole registration on PostgreSQL), the seed's bulk load and the direct SQLite
-//! registration; and the binding of an address and an insurance row for sqlx.
+//! registration; and the binding of an address, an insurance row and a medical record for
+//! sqlx.
 
 /// Binds one address row of patient `$id` of `$tenant` at `$position`, in [`INSERT_ADDRESS`]'s order.
 macro_rules! bind_address {
@@ -41,6 +42,25 @@ macro_rules! bind_insurance {
     };
 }
 
+/// Binds medical record `$r` of `$tenant`, its notes as stored (`$notes`), in
+/// [`INSERT_RECORD`]'s order.
+macro_rules! bind_record {
+    ($query:expr, $tenant:expr, $r:expr, $notes:expr) => {
+        $query
+            .bind($r.id.as_uuid())
+            .bind($tenant)
+            .bind($r.patient_id.as_uuid())
+            .bind($r.record_type)
+            .bind($r.record_date)
+            .bind(&$r.provider_id)
+            .bind(sqlx::types::Json(&$r.diagnosis_codes))
+            .bind(sqlx::types::Json(&$r.procedure_codes))
+            .bind($notes)
+            .bind($r.created_at)
+            .bind(&$r.created_by)
+    };
+}
+
 pub(super) const INSERT_PATIENT: &str =
     "INSERT INTO patients (ssn_sealed, ssn_index, first_name, middle_name, last_name,
     first_name_norm, last_name_norm, date_of_birth, gender, phone, email, email_norm,
@@ -57,6 +77,11 @@ pub(super) const INSERT_INSURANCE: &str =
     payer_id, payer_name, group_number, policy_holder_name, relationship_to_insured, effective_date,
     termination_date, is_primary)";
 pub(super) const INSURANCE_PARAMS: usize = 13;
+
+pub(super) const INSERT_RECORD: &str =
+    "INSERT INTO medical_records (record_id, tenant_id, patient_id, record_type, record_date,
+    provider_id, diagnosis_codes, procedure_codes, notes_sealed, created_at, created_by)";
+pub(super) const RECORD_PARAMS: usize = 11;
 
 pub(super) const INSERT_TIMELINE: &str = "INSERT INTO patient_timeline (entry_id, tenant_id, patient_id, occurred_at, entry_type, details)";
 pub(super) const TIMELINE_PARAMS: usize = 6;
