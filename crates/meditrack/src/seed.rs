@@ -493,10 +493,15 @@ pub async fn seed(
         tokio::sync::mpsc::channel::<Share<patient::store::BulkBatch>>(queued(db.backend()));
     let (lab_shares, lab_queue) =
         tokio::sync::mpsc::channel::<Share<lab::store::BulkBatch>>(queued(db.backend()));
+    let frozen = |d: &Option<DeferredIndexes>| d.as_ref().is_some_and(|d| d.rows_may_be_frozen());
+    let (patient_frozen, lab_frozen) = (frozen(&deferred), frozen(&lab_deferred));
     let patient_store = store.clone();
     let patient_writer = tokio::spawn(async move {
         let mut batches = Gathered::new(patient_queue);
-        while let Some((at, batch)) = batches.next().await? {
+        while let Some((at, mut batch)) = batches.next().await? {
+            if patient_frozen {
+                batch.freeze();
+            }
             patient_store
                 .bulk_write(&mut tx, batch)
                 .await
@@ -511,7 +516,10 @@ pub async fn seed(
     let tenant = o.tenant.clone();
     let lab_writer = tokio::spawn(async move {
         let mut batches = Gathered::new(lab_queue);
-        while let Some((at, batch)) = batches.next().await? {
+        while let Some((at, mut batch)) = batches.next().await? {
+            if lab_frozen {
+                batch.freeze();
+            }
             lab::store::SqlLabStore::bulk_write(&mut lab_tx, &tenant, batch, now)
                 .await
                 .map_err(|e| format!("lab batch at {at}: {e}"))?;

@@ -49,6 +49,13 @@ impl<R> Batch<R> {
         }
     }
 
+    /// Has a `COPY` batch's rows written frozen ([`CopyLoad::freeze`]); nothing for others.
+    pub fn freeze(&mut self) {
+        if let Batch::Copy(load) = self {
+            load.freeze();
+        }
+    }
+
     /// Sends a `COPY` batch in `tx` (which only a schema owner's transaction may do:
     /// PostgreSQL refuses `COPY FROM` under row-level security) and returns `None`; returns
     /// the rows of any other batch, for the caller to insert.

@@ -96,22 +96,40 @@ impl CopyRows {
 /// one batch on a thread of its own while the previous one is being sent, so that neither
 /// the server nor the encoder waits for the other.
 #[derive(Debug, Default)]
-pub struct CopyLoad(Vec<(CopyRows, &'static str)>);
+pub struct CopyLoad {
+    tables: Vec<(CopyRows, &'static str)>,
+    frozen: bool,
+}
 
 impl CopyLoad {
     pub fn new(tables: impl IntoIterator<Item = (CopyRows, &'static str)>) -> Self {
-        Self(tables.into_iter().collect())
+        Self {
+            tables: tables.into_iter().collect(),
+            frozen: false,
+        }
+    }
+
+    /// Has the rows written frozen (`COPY … (FREEZE)`): already visible to every
+    /// transaction, as a `VACUUM` would otherwise leave them after the load by writing
+    /// every page again. PostgreSQL allows it only into tables emptied by `TRUNCATE` (or
+    /// created) in the sending transaction, which [`crate::DeferredIndexes`] tells.
+    pub fn freeze(&mut self) {
+        self.frozen = true;
     }
 
     /// Adds `other`'s rows to this load's, table by table; `other` back, untouched, when
     /// its tables are not these.
     pub fn append(&mut self, other: CopyLoad) -> Result<(), CopyLoad> {
-        let same =
-            self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| a.1 == b.1);
+        let same = self.tables.len() == other.tables.len()
+            && self
+                .tables
+                .iter()
+                .zip(&other.tables)
+                .all(|(a, b)| a.1 == b.1);
         if !same {
             return Err(other);
         }
-        for ((rows, _), (more, _)) in self.0.iter_mut().zip(other.0) {
+        for ((rows, _), (more, _)) in self.tables.iter_mut().zip(other.tables) {
             rows.append(more);
         }
         Ok(())
@@ -119,13 +137,18 @@ impl CopyLoad {
 
     /// The encoded size of every table's rows.
     pub fn bytes(&self) -> usize {
-        self.0.iter().map(|(rows, _)| rows.bytes()).sum()
+        self.tables.iter().map(|(rows, _)| rows.bytes()).sum()
     }
 
     /// Sends each table's rows, in order, on `conn`.
     pub async fn send(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        for (rows, statement) in &self.0 {
-            rows.send(&mut *conn, statement).await?;
+        for (rows, statement) in &self.tables {
+            if self.frozen {
+                rows.send(&mut *conn, &format!("{statement} (FREEZE)"))
+                    .await?;
+            } else {
+                rows.send(&mut *conn, statement).await?;
+            }
         }
         Ok(())
     }
@@ -265,12 +288,15 @@ mod tests {
         let mut more = load("z", 3);
         more.append(load("w", 4)).unwrap();
         gathered.append(more).unwrap();
-        let table = |i: usize| text(&gathered.0[i].0);
+        let table = |i: usize| text(&gathered.tables[i].0);
         assert_eq!(
             (table(0).as_str(), table(1).as_str()),
             ("x\ny\nz\nw\n", "1\n2\n3\n4\n")
         );
-        assert_eq!((gathered.0[0].0.rows(), gathered.0[1].0.rows()), (4, 4));
+        assert_eq!(
+            (gathered.tables[0].0.rows(), gathered.tables[1].0.rows()),
+            (4, 4)
+        );
         assert_eq!(gathered.bytes(), 16);
         let mut other = CopyRows::with_capacity(4);
         other.value(true);

@@ -17,6 +17,7 @@ use sqlx::AssertSqlSafe;
 #[derive(Debug)]
 pub struct DeferredIndexes {
     rebuild: Vec<String>,
+    truncated: bool,
 }
 
 /// `name` quoted as an SQL identifier (our table names, never input; quoted all the same).
@@ -30,28 +31,54 @@ impl DeferredIndexes {
     /// of the tables is empty; returns `None`, dropping nothing, if any holds a row: an
     /// index built again over rows already there would cost more than the load saves.
     /// `tables` are in the store's schema; on PostgreSQL `tx` must be its owner's.
+    ///
+    /// On PostgreSQL the empty tables are also emptied by `TRUNCATE`, with every table
+    /// whose foreign keys lead to them (all empty too, or nothing is truncated), so that
+    /// the load may write its rows frozen ([`Self::rows_may_be_frozen`]). The tables are
+    /// locked before they are found empty: a row another transaction commits meanwhile
+    /// waits for the load, and is never truncated away.
     pub async fn set_aside(tx: &mut Tx, tables: &[&str]) -> Result<Option<Self>, DbError> {
-        for table in tables {
-            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", ident(table));
-            let any: bool = on_tx!(&mut *tx, |c| sqlx::query_scalar(AssertSqlSafe(sql))
-                .fetch_one(c)
-                .await)?;
-            if any {
+        let names: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
+        // On PostgreSQL: the loaded tables, then those that lead to them, all quoted.
+        let mut every: Vec<String> = names.iter().map(|n| ident(n)).collect();
+        if let Tx::Postgres(t) = tx {
+            every.extend(referencing_tables(t, &names).await?);
+            let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", every.join(", "));
+            sqlx::raw_sql(AssertSqlSafe(lock)).execute(&mut **t).await?;
+        }
+        for table in &every[..tables.len()] {
+            if holds_rows(tx, table).await? {
                 return Ok(None);
             }
         }
-        let names: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
         let (drop, rebuild) = match tx.backend() {
             Backend::Postgres => postgres_definitions(tx, &names).await?,
             Backend::Sqlite => sqlite_definitions(tx, &names).await?,
         };
         for statement in drop {
-            on_tx!(&mut *tx, |c| sqlx::raw_sql(AssertSqlSafe(statement))
-                .execute(c)
-                .await
-                .map(|_| ()))?;
+            run(tx, statement).await?;
         }
-        Ok(Some(Self { rebuild }))
+        let mut truncated = false;
+        if let Tx::Postgres(_) = tx {
+            let mut others_empty = true;
+            for table in &every[tables.len()..] {
+                others_empty &= !holds_rows(tx, table).await?;
+            }
+            if others_empty {
+                run(tx, format!("TRUNCATE {}", every.join(", "))).await?;
+                truncated = true;
+            }
+        }
+        Ok(Some(Self { rebuild, truncated }))
+    }
+
+    /// Whether rows loaded into the tables in this transaction may be written frozen
+    /// (`COPY … (FREEZE)`, [`crate::copy_text::CopyLoad::freeze`]): on PostgreSQL, when
+    /// the tables were truncated in it. Frozen rows need no `VACUUM` after the load to be
+    /// visible to all without a lookup; PostgreSQL marks their pages so as they are written,
+    /// where a `VACUUM` would write every page of the load a second time.
+    pub fn rows_may_be_frozen(&self) -> bool {
+        self.truncated
     }
 
     /// Builds in `tx` what was dropped, indexes first, then foreign keys (each checked by
@@ -64,10 +91,7 @@ impl DeferredIndexes {
             sqlx::raw_sql(BUILD_MEMORY).execute(&mut **t).await?;
         }
         for statement in self.rebuild {
-            on_tx!(&mut *tx, |c| sqlx::raw_sql(AssertSqlSafe(statement))
-                .execute(c)
-                .await
-                .map(|_| ()))?;
+            run(tx, statement).await?;
         }
         Ok(())
     }
@@ -80,6 +104,50 @@ impl DeferredIndexes {
     pub fn is_empty(&self) -> bool {
         self.rebuild.is_empty()
     }
+}
+
+/// Runs `statement`, one of ours, in `tx`.
+async fn run(tx: &mut Tx, statement: String) -> Result<(), DbError> {
+    on_tx!(&mut *tx, |c| sqlx::raw_sql(AssertSqlSafe(statement))
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Whether `table` (an identifier, quoted) holds a row.
+async fn holds_rows(tx: &mut Tx, table: &str) -> Result<bool, DbError> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {table})");
+    let any = on_tx!(&mut *tx, |c| sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(c)
+        .await)?;
+    Ok(any)
+}
+
+/// The tables, quoted as identifiers, whose foreign keys lead to `tables`, directly or
+/// through others: those a `TRUNCATE` of `tables` must name too.
+async fn referencing_tables(
+    t: &mut sqlx::PgConnection,
+    tables: &[String],
+) -> Result<Vec<String>, DbError> {
+    let found: Vec<(String,)> = sqlx::query_as(
+        "WITH RECURSIVE loaded AS (
+             SELECT oid FROM pg_class
+             WHERE relname = ANY($1)
+               AND relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+         ), referencing(oid) AS (
+             SELECT oid FROM loaded
+             UNION
+             SELECT c.conrelid FROM pg_constraint c JOIN referencing r ON c.confrelid = r.oid
+             WHERE c.contype = 'f'
+         )
+         SELECT oid::regclass::text FROM referencing
+         WHERE oid NOT IN (SELECT oid FROM loaded) ORDER BY 1",
+    )
+    .bind(tables)
+    .fetch_all(t)
+    .await?;
+    Ok(found.into_iter().map(|(name,)| name).collect())
 }
 
 /// What each index build may sort in memory on PostgreSQL, for the loading transaction.

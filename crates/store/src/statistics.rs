@@ -11,6 +11,8 @@ use crate::{Db, DbError, StoreConfig};
 /// without statistics, under 4 ms with them). The first reads of a just-loaded row also set its hint bits, dirtying pages,
 /// and autovacuum and the checkpoint then write gigabytes back: work that would land in
 /// the middle of whatever is measured next. `VACUUM (ANALYZE)` and `CHECKPOINT` do it now.
+/// Rows loaded frozen into emptied tables ([`crate::DeferredIndexes`]) are on pages
+/// marked visible to all as they were written: the `VACUUM` skips those pages.
 /// `CHECKPOINT` needs a privileged role; without one it is skipped.
 ///
 /// SQLite's planner works without statistics (it assumes an index narrows well, which is
