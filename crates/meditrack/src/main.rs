@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// mimalloc rather than the C library's allocator: a profile of the hub under POST load put
 /// a fifth of its CPU in glibc's malloc and free (chunk coalescing among them), spread over
 /// HTTP, JSON, the drivers and the event path, with no one caller to fix. Alternating runs
-/// on SQLite: GET and POST about 10 % faster, HL7 batches 14-17 %; see bench/README.md.
+/// on SQLite: GET and POST 10-13 % faster, HL7 batches 9-17 %; see bench/README.md.
 /// Transparent huge pages are turned off for the process ([`main`]).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
