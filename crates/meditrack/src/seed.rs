@@ -345,11 +345,18 @@ type Share<B> = (u64, tokio::task::JoinHandle<Result<B, String>>);
 struct Gathered<R> {
     queue: tokio::sync::mpsc::Receiver<Share<Prepared<R>>>,
     held: Option<(u64, Prepared<R>)>,
+    /// Whether the batches go out to be written frozen ([`Prepared::freeze`]): the load's
+    /// tables were emptied in its transaction ([`DeferredIndexes::rows_may_be_frozen`]).
+    frozen: bool,
 }
 
 impl<R> Gathered<R> {
-    fn new(queue: tokio::sync::mpsc::Receiver<Share<Prepared<R>>>) -> Self {
-        Self { queue, held: None }
+    fn new(queue: tokio::sync::mpsc::Receiver<Share<Prepared<R>>>, frozen: bool) -> Self {
+        Self {
+            queue,
+            held: None,
+            frozen,
+        }
     }
 
     /// The next batch to write, with the position of its first patient; `None` once the
@@ -372,6 +379,9 @@ impl<R> Gathered<R> {
                 self.held = Some((at, next));
                 break;
             }
+        }
+        if self.frozen {
+            gathered.freeze();
         }
         Ok(Some((at, gathered)))
     }
@@ -497,11 +507,8 @@ pub async fn seed(
     let (patient_frozen, lab_frozen) = (frozen(&deferred), frozen(&lab_deferred));
     let patient_store = store.clone();
     let patient_writer = tokio::spawn(async move {
-        let mut batches = Gathered::new(patient_queue);
-        while let Some((at, mut batch)) = batches.next().await? {
-            if patient_frozen {
-                batch.freeze();
-            }
+        let mut batches = Gathered::new(patient_queue, patient_frozen);
+        while let Some((at, batch)) = batches.next().await? {
             patient_store
                 .bulk_write(&mut tx, batch)
                 .await
@@ -515,11 +522,8 @@ pub async fn seed(
     });
     let tenant = o.tenant.clone();
     let lab_writer = tokio::spawn(async move {
-        let mut batches = Gathered::new(lab_queue);
-        while let Some((at, mut batch)) = batches.next().await? {
-            if lab_frozen {
-                batch.freeze();
-            }
+        let mut batches = Gathered::new(lab_queue, lab_frozen);
+        while let Some((at, batch)) = batches.next().await? {
             lab::store::SqlLabStore::bulk_write(&mut lab_tx, &tenant, batch, now)
                 .await
                 .map_err(|e| format!("lab batch at {at}: {e}"))?;
@@ -650,7 +654,7 @@ mod tests {
             Prepared::Rows(()) => 0,
         };
         let (queue, rx) = tokio::sync::mpsc::channel(8);
-        let mut writer = Gathered::new(rx);
+        let mut writer = Gathered::new(rx, false);
         for (at, table) in [(0, "a"), (10, "a"), (20, "b"), (30, "b")] {
             let share = tokio::task::spawn_blocking(move || Ok(load(table)));
             queue.send((at, share)).await.unwrap();
