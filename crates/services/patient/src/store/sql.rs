@@ -671,27 +671,45 @@ impl SqlPatientStore {
         criteria: &SearchCriteria,
     ) -> Result<String, DbError> {
         let statement = SearchStatement::build(tenant, criteria, None, 21);
+        self.plan_of(tenant, &statement.sql, &statement.binds).await
+    }
+
+    /// The query plan of the check that a consumer's batch of `patients` entries names only
+    /// patients of `tenant` (see [`append_external_entries`]).
+    pub async fn known_patients_plan(
+        &self,
+        tenant: &TenantId,
+        patients: usize,
+    ) -> Result<String, DbError> {
+        let sql = known_patients_sql(self.db.backend(), patients);
+        let mut binds = vec![Bind::Text(tenant.as_str().to_owned())];
+        binds.extend((0..patients).map(|_| Bind::Uuid(Uuid::now_v7())));
+        self.plan_of(tenant, &sql, &binds).await
+    }
+
+    async fn plan_of(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        binds: &[Bind],
+    ) -> Result<String, DbError> {
         // In a tenant's transaction, so that the plan includes the row-level security filter.
         let mut tx = self.read(tenant).await?;
         let lines: Vec<String> = match &mut tx {
             Tx::Sqlite(c) => {
-                let sql = format!("EXPLAIN QUERY PLAN {}", statement.sql);
-                let rows: Vec<(i64, i64, i64, String)> = bind_all!(
-                    sqlx::query_as(AssertSqlSafe(sql.as_str())),
-                    &statement.binds
-                )
-                .fetch_all(c.conn())
-                .await?;
+                let sql = format!("EXPLAIN QUERY PLAN {sql}");
+                let rows: Vec<(i64, i64, i64, String)> =
+                    bind_all!(sqlx::query_as(AssertSqlSafe(sql.as_str())), binds)
+                        .fetch_all(c.conn())
+                        .await?;
                 rows.into_iter().map(|r| r.3).collect()
             }
             Tx::Postgres(c) => {
-                let sql = format!("EXPLAIN {}", statement.sql);
-                let rows: Vec<(String,)> = bind_all!(
-                    sqlx::query_as(AssertSqlSafe(sql.as_str())),
-                    &statement.binds
-                )
-                .fetch_all(&mut **c)
-                .await?;
+                let sql = format!("EXPLAIN {sql}");
+                let rows: Vec<(String,)> =
+                    bind_all!(sqlx::query_as(AssertSqlSafe(sql.as_str())), binds)
+                        .fetch_all(&mut **c)
+                        .await?;
                 rows.into_iter().map(|r| r.0).collect()
             }
         };
@@ -904,11 +922,7 @@ pub async fn append_external_entries(
     let backend = tx.backend();
     let rows = bulk::rows_per_statement(backend);
     for chunk in patients.chunks(rows) {
-        let sql = format!(
-            "SELECT COUNT(*) FROM patients WHERE tenant_id = {} AND patient_id IN ({})",
-            bulk::params(backend, 1, 1),
-            bulk::params(backend, 2, chunk.len())
-        );
+        let sql = known_patients_sql(backend, chunk.len());
         let known: i64 = on_tx!(&mut *tx, |c| {
             let mut q = sqlx::query_scalar(AssertSqlSafe(sql.as_str())).bind(tenant.as_str());
             for id in chunk {
@@ -938,6 +952,23 @@ pub async fn append_external_entries(
         })?;
     }
     Ok(true)
+}
+
+/// How many of `patients` ids (`$2`…) are patients of tenant `$1`. On SQLite the tenant's
+/// column is written `+tenant_id`, which keeps it off the indexes: a hub's SQLite files carry
+/// no statistics, and without them SQLite narrowed by the tenant (`idx_patients_mrn`) and
+/// read every patient of the tenant per batch of lab results, instead of one primary-key
+/// lookup per id (seen in the bench: 4 ms per check at 10k patients, 19 ms at 76k).
+fn known_patients_sql(backend: Backend, patients: usize) -> String {
+    let tenant = match backend {
+        Backend::Sqlite => "+tenant_id",
+        Backend::Postgres => "tenant_id",
+    };
+    format!(
+        "SELECT COUNT(*) FROM patients WHERE {tenant} = {} AND patient_id IN ({})",
+        bulk::params(backend, 1, 1),
+        bulk::params(backend, 2, patients)
+    )
 }
 
 async fn insert_timeline(
