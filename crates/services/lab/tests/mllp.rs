@@ -607,9 +607,12 @@ async fn batches_for_one_order_sent_at_once_on_many_connections_all_land_once(ap
 }
 
 /// Runs of results for several orders, one each, sent at once on several connections, each
-/// going round the orders from another one: on PostgreSQL two runs' transactions can
-/// deadlock over their orders (this left the loser's batch unacknowledged), and the one
-/// PostgreSQL gives up on is taken message by message; every result lands once.
+/// going round the orders from another one. On SQLite each run is read ahead in a snapshot
+/// and written later at the versions read, so a run whose snapshot another connection's
+/// run made stale must be read again inside its write; on PostgreSQL two runs'
+/// transactions can deadlock over their orders (this left the loser's batch
+/// unacknowledged), and the one PostgreSQL gives up on is taken message by message. Every
+/// result lands once.
 async fn batches_over_the_same_orders_sent_at_once_each_build_on_the_last(app: TestApp) {
     let mut ids = Vec::new();
     for _ in 0..5 {

@@ -8,11 +8,15 @@
 //! has one frame in flight per connection, so one message per frame is one commit per
 //! message per connection, however fast the hub is.
 //!
-//! Inside that write each message reads through the write's own transaction
-//! ([`Direct`]), so it sees what the messages before it wrote: a second result for the
-//! same order continues from the first, as it would had each been committed alone. The
-//! ACKs go out only after the commit; if it fails, none go out, and the sender sends the
-//! batch again. On SQLite, orders (ORM, OML) are created as they are read, in a writer's
+//! A run is first read ahead, in one snapshot beside the writers ([`Direct`] reads of a
+//! [`Snapshot`]), and its writes then made in the writer's turn at the versions read, so
+//! the one writer every connection waits for only writes. Where that cannot stand (two
+//! messages of the run for one order, or with one control id, or an order changed after
+//! the snapshot) the run is taken again inside the write, each message reading through
+//! the write's own transaction, so it sees what the messages before it wrote: a second
+//! result for the same order continues from the first, as it would had each been
+//! committed alone. The ACKs go out only after the commit; if it fails, none go out, and
+//! the sender sends the batch again. On SQLite, orders (ORM, OML) are created as they are read, in a writer's
 //! turn, so each is taken alone, between runs, where it stands in the batch. On PostgreSQL
 //! a run (any kind of message) is one transaction, committed once. Should an order
 //! change under it there (another connection's result), a message of it be committed
@@ -31,9 +35,11 @@ use hl7v2::messages::{Inbound, interpret};
 use hl7v2::{Hl7Error, Message, parse};
 use kernel::TenantId;
 use rusqlite::Transaction;
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
+use store::direct_read::Snapshot;
 use store::{Db, DbError, Scope, SqliteDb, Tx};
 use uuid::Uuid;
 
@@ -44,6 +50,24 @@ const RUN: usize = 100;
 struct Read {
     text: String,
     message: Result<(Message, Result<Inbound, Hl7Error>), Hl7Error>,
+}
+
+impl Read {
+    fn of(text: &str) -> Self {
+        let message = parse(text).map(|m| {
+            let inbound = interpret(&m);
+            (m, inbound)
+        });
+        Read {
+            text: text.to_owned(),
+            message,
+        }
+    }
+}
+
+/// The messages `texts` of a run, parsed again for a second try.
+fn reparsed(texts: &[String]) -> Vec<Read> {
+    texts.iter().map(|t| Read::of(t)).collect()
 }
 
 /// What became of a message of a run, and its ACK.
@@ -72,12 +96,9 @@ impl Intake {
         let mut acks = Vec::with_capacity(texts.len());
         let (mut run, mut start) = (Vec::new(), 0);
         for (i, text) in texts.iter().enumerate() {
-            let message = parse(text).map(|m| {
-                let inbound = interpret(&m);
-                (m, inbound)
-            });
+            let read = Read::of(text);
             if sqlite.is_some()
-                && let Ok((_, Ok(Inbound::Orders(_)))) = &message
+                && let Ok((_, Ok(Inbound::Orders(_)))) = &read.message
             {
                 let run = std::mem::take(&mut run);
                 acks.extend(self.take_run(sqlite, run, &texts[start..i]).await?);
@@ -85,10 +106,7 @@ impl Intake {
                 start = i + 1;
                 continue;
             }
-            run.push(Read {
-                text: text.clone(),
-                message,
-            });
+            run.push(read);
             if run.len() == RUN {
                 let run = std::mem::take(&mut run);
                 acks.extend(self.take_run(sqlite, run, &texts[start..=i]).await?);
@@ -112,22 +130,13 @@ impl Intake {
         }
         let now = self.clock.now();
         let taken = match sqlite {
-            Some(db) => {
-                let intake = self.clone();
-                db.write_direct(move |tx| {
-                    // The writes of one group see each other, and other writers wait: no
-                    // order can change under it.
-                    at_once(intake.take_all(&mut InWrite(tx), run, now))
-                        .and_then(|t| {
-                            t.ok_or(DbError::Invariant(
-                                "an order changed under a direct write's own transaction",
-                            ))
-                        })
-                        .map_err(into_sqlite)
-                })
-                .await
-                .map(Some)
-            }
+            Some(db) => match self.take_ahead(db, run, now).await {
+                Ok(Some(taken)) => Ok(Some(taken)),
+                // A message of the run depends on another's write, or an order changed
+                // since the snapshot: the run is read again inside the write.
+                Ok(None) => self.take_in_write(db, reparsed(texts), now).await,
+                Err(e) => Err(e),
+            },
             None => self.take_in_tx(run, now).await,
         };
         let taken = match taken {
@@ -143,6 +152,78 @@ impl Intake {
             Err(e) => return Err(e),
         };
         Ok(taken.into_iter().map(counted).collect())
+    }
+
+    /// Reads `run` in one snapshot beside the writers, then writes what each message did,
+    /// at the versions it read, in one direct write: the writer, whom every connection's
+    /// runs wait for, then only writes (the reads of an order and its children were a
+    /// third of its work). `None`, with nothing written, when that cannot stand: a
+    /// message of the run depends on what an earlier one writes (the same order, or the
+    /// same control id), or an order changed after the snapshot.
+    async fn take_ahead(
+        &self,
+        db: &SqliteDb,
+        run: Vec<Read>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<Taken>>, DbError> {
+        let mut ahead = ReadAhead {
+            reads: Direct(db.snapshot()?),
+            writes: Vec::with_capacity(run.len()),
+            orders: HashSet::new(),
+            controls: HashSet::new(),
+            dependent: false,
+        };
+        let taken = self.take_all(&mut ahead, run, now).await?;
+        let ReadAhead {
+            reads,
+            writes,
+            dependent,
+            ..
+        } = ahead;
+        drop(reads);
+        let Some(taken) = taken.filter(|_| !dependent) else {
+            return Ok(None);
+        };
+        let written = db
+            .write_direct(move |tx| {
+                for m in &writes {
+                    if !write_message(tx, m)? {
+                        // Undoes the messages before it too: the job fails as a whole.
+                        return Err(stale());
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(()) => Ok(Some(taken)),
+            Err(e) if is_stale(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes `run` in one direct write, each message reading through the write's own
+    /// transaction and so seeing what those before it wrote.
+    async fn take_in_write(
+        &self,
+        db: &SqliteDb,
+        run: Vec<Read>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<Taken>>, DbError> {
+        let intake = self.clone();
+        db.write_direct(move |tx| {
+            // The writes of one group see each other, and other writers wait: no
+            // order can change under it.
+            at_once(intake.take_all(&mut InWrite(tx), run, now))
+                .and_then(|t| {
+                    t.ok_or(DbError::Invariant(
+                        "an order changed under a direct write's own transaction",
+                    ))
+                })
+                .map_err(into_sqlite)
+        })
+        .await
+        .map(Some)
     }
 
     async fn take_in_tx(
@@ -180,9 +261,10 @@ impl Intake {
                 Ok(m) => m,
                 Err(e) => {
                     let m = MessageWrite::alone(self.refused(None, &text, &e, now));
-                    tx.write(&self.tenant, &m).await?;
+                    let ack = m.record.ack.clone();
+                    tx.write(&self.tenant, m).await?;
                     taken.push(Taken {
-                        ack: m.record.ack,
+                        ack,
                         outcome: Outcome::Refused(e),
                     });
                     continue;
@@ -223,13 +305,11 @@ impl Intake {
                     (MessageWrite::alone(record), Outcome::Refused(e))
                 }
             };
-            if !tx.write(&self.tenant, &m).await? {
+            let ack = m.record.ack.clone();
+            if !tx.write(&self.tenant, m).await? {
                 return Ok(None);
             }
-            taken.push(Taken {
-                ack: m.record.ack,
-                outcome,
-            });
+            taken.push(Taken { ack, outcome });
         }
         Ok(Some(taken))
     }
@@ -255,7 +335,7 @@ trait Run {
 
     /// `false`, with nothing written, when an order in `m.changed` is no longer at the
     /// version it was read at.
-    async fn write(&mut self, tenant: &TenantId, m: &MessageWrite) -> Result<bool, DbError>;
+    async fn write(&mut self, tenant: &TenantId, m: MessageWrite) -> Result<bool, DbError>;
 }
 
 impl Run for Tx {
@@ -279,8 +359,8 @@ impl Run for Tx {
         intake.apply_in(self, id, message, inbound, now).await
     }
 
-    async fn write(&mut self, tenant: &TenantId, m: &MessageWrite) -> Result<bool, DbError> {
-        write_in(self, tenant, m).await
+    async fn write(&mut self, tenant: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
+        write_in(self, tenant, &m).await
     }
 }
 
@@ -312,9 +392,84 @@ impl Run for InWrite<'_, '_> {
             .await
     }
 
-    async fn write(&mut self, _: &TenantId, m: &MessageWrite) -> Result<bool, DbError> {
-        Ok(write_message(self.0, m)?)
+    async fn write(&mut self, _: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
+        Ok(write_message(self.0, &m)?)
     }
+}
+
+/// A run read ahead of its write, in a snapshot: what each message would write, kept for
+/// the write, and whether a message depends on an earlier one's write.
+struct ReadAhead {
+    reads: Direct<Snapshot>,
+    writes: Vec<MessageWrite>,
+    /// The orders the run's messages changed so far, and the control ids they came with.
+    orders: HashSet<Uuid>,
+    controls: HashSet<(String, String)>,
+    dependent: bool,
+}
+
+impl Run for ReadAhead {
+    async fn earlier_ack(
+        &mut self,
+        tenant: &TenantId,
+        sender: &str,
+        control_id: &str,
+    ) -> Result<Option<String>, DbError> {
+        // A control id twice in a run: the second is answered as the first, whose record
+        // the snapshot does not hold.
+        if !self
+            .controls
+            .insert((sender.to_owned(), control_id.to_owned()))
+        {
+            self.dependent = true;
+        }
+        self.reads.earlier_ack(tenant, sender, control_id).await
+    }
+
+    async fn apply(
+        &mut self,
+        intake: &Intake,
+        id: Uuid,
+        message: &Message,
+        inbound: Inbound,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Applied, Hl7Error>, DbError> {
+        intake
+            .apply_read(&mut self.reads, id, message, inbound, now)
+            .await
+    }
+
+    async fn write(&mut self, _: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
+        for (before, _) in &m.changed {
+            // A second message for one order must build on the first's change.
+            if !self.orders.insert(before.id.as_uuid()) {
+                self.dependent = true;
+            }
+        }
+        self.writes.push(m);
+        Ok(true)
+    }
+}
+
+/// A read-ahead write's sign that an order changed after its snapshot: it fails the
+/// direct write, so that nothing of it stays, and is told apart from a real failure.
+#[derive(Debug)]
+struct Stale;
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an order changed after the batch read it")
+    }
+}
+
+impl std::error::Error for Stale {}
+
+fn stale() -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(Stale))
+}
+
+fn is_stale(e: &DbError) -> bool {
+    matches!(e, DbError::Direct(rusqlite::Error::ToSqlConversionFailure(e)) if e.is::<Stale>())
 }
 
 /// Counts what became of a message, once its run committed; its ACK.
@@ -357,5 +512,47 @@ fn into_sqlite(e: DbError) -> rusqlite::Error {
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERNAL),
             Some(other.to_string()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read-ahead that finds an order changed fails its direct write as a whole, and
+    /// comes back told apart from any other failure.
+    #[tokio::test]
+    async fn a_stale_read_ahead_fails_its_write_whole_and_is_told_apart() {
+        let dir = std::env::temp_dir().join(format!("lab-stale-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::connect_sqlite(dir.join("t.db"), 2).await.unwrap();
+        store::migrate(&db, &crate::migrations()).await.unwrap();
+        let Db::Sqlite(sqlite) = &db else {
+            unreachable!()
+        };
+        let e = sqlite
+            .write_direct(|tx| {
+                tx.execute_batch(
+                    "CREATE TABLE written (n INTEGER); INSERT INTO written VALUES (1);",
+                )?;
+                Err::<(), _>(stale())
+            })
+            .await
+            .unwrap_err();
+        assert!(is_stale(&e), "{e}");
+        assert!(!is_stale(&DbError::Invariant("another failure")));
+        let left: i64 = sqlite
+            .write_direct(|tx| {
+                tx.query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name = 'written'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "nothing of the failed write stays");
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
