@@ -144,6 +144,11 @@ enum Command {
         /// own API first (at most 20,000).
         #[arg(long)]
         fhir_peer: Option<String>,
+        /// Log each hub the bench starts at this filter (for instance
+        /// `warn,sqlx::query=debug`: every pooled statement with its elapsed time) into
+        /// `hub-<name>.log` beside the reports, to name what a slow phase spends its time on.
+        #[arg(long, conflicts_with = "url")]
+        hub_log: Option<String>,
     },
     /// HL7 v2 tools.
     Hl7 {
@@ -439,6 +444,7 @@ fn main() -> ExitCode {
                 hl7,
                 seed,
                 fhir_peer,
+                hub_log,
             } => {
                 let options = meditrack::bench::BenchOptions {
                     patients,
@@ -460,6 +466,7 @@ fn main() -> ExitCode {
                         config: config.clone(),
                     }),
                     fhir_peer,
+                    hub_log,
                 };
                 let (report, path) = meditrack::bench::run(&options).await?;
                 print!("{}", report.markdown());

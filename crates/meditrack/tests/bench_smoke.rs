@@ -60,6 +60,8 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
             "2",
             "--scale-patients",
             "300",
+            "--hub-log",
+            "warn,sqlx::query=debug",
         ])
         .args(["--out", out.to_str().unwrap()])
         .env_remove("MEDITRACK_DATABASE_URL")
@@ -77,6 +79,14 @@ fn a_tiny_benchmark_runs_every_scenario_and_writes_its_report() {
         assert!(s["p95Ms"].as_f64().unwrap() > 0.0, "{s}");
     }
     assert_eq!(report["seededPatients"], 200);
+    // The measured hub's statements, each with its time, for naming what a phase spends.
+    let log = std::fs::read_to_string(out.join("hub-main.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(r#""target":"sqlx::query""#) && l.contains("elapsed_secs")),
+        "{}",
+        &log[..log.len().min(2000)]
+    );
     // Two orders per seeded patient for the HL7 results, placed through the API.
     assert_eq!(report["hl7Orders"], 400);
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);

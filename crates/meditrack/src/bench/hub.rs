@@ -2,7 +2,7 @@
 //! database), how long it took to answer ready (cold start), and its memory.
 
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,15 @@ pub struct HubSettings {
     pub database_url: Option<String>,
     /// Kafka brokers (else the embedded log).
     pub kafka_brokers: Option<String>,
+    /// Where its log goes, at which filter (else only warnings, and nowhere).
+    pub log: Option<HubLog>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HubLog {
+    /// A `MEDITRACK_LOG_LEVEL` filter.
+    pub filter: String,
+    pub file: PathBuf,
 }
 
 /// A running hub, killed when dropped.
@@ -52,11 +61,19 @@ impl Hub {
             .env("MEDITRACK_HL7_LISTEN", &hl7)
             .env("MEDITRACK_RATE_LIMIT_PER_IP", "0")
             .env("MEDITRACK_RATE_LIMIT_PER_SUBJECT", "0")
-            .env("MEDITRACK_LOG_LEVEL", "warn")
             .env_remove("MEDITRACK_DATABASE_URL")
             .env_remove("MEDITRACK_KAFKA_BROKERS")
             .env_remove("MEDITRACK_KAFKA_PREFIX")
-            .stdout(Stdio::null());
+            .stdout(Stdio::null())
+            .env("MEDITRACK_LOG_LEVEL", "warn");
+        if let Some(log) = &s.log {
+            if let Some(dir) = log.file.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let file = std::fs::File::create(&log.file)
+                .map_err(|e| format!("{}: {e}", log.file.display()))?;
+            command.env("MEDITRACK_LOG_LEVEL", &log.filter).stdout(file);
+        }
         if let Some(url) = &s.database_url {
             command.env("MEDITRACK_DATABASE_URL", url);
         }

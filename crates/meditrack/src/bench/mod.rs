@@ -20,7 +20,7 @@ mod scenarios;
 
 use crate::Config;
 use capacity::Window;
-use hub::{Hub, HubSettings, free_port};
+use hub::{Hub, HubLog, HubSettings, free_port};
 use load::{Load, Measured};
 use report::{HubFigures, Machine, Ratio, Report, ScenarioResult, SearchScaling};
 use scenarios::{ALL, Scenario, World};
@@ -55,6 +55,8 @@ pub struct BenchOptions {
     pub given: Option<GivenHub>,
     /// The base URL of another FHIR server to measure beside the hub.
     pub fhir_peer: Option<String>,
+    /// The log filter of the hubs the harness starts, whose logs then go beside the reports.
+    pub hub_log: Option<String>,
 }
 
 /// A hub already running (`--url`), seeded beforehand with `meditrack seed --patients
@@ -127,14 +129,19 @@ fn run_databases(run_dir: &Path) -> String {
 
 /// The database of the hub whose directory is `hub_dir` (`<run dir>/<hub>`).
 fn database_of(hub_dir: &Path) -> String {
-    let hub = hub_dir
+    format!(
+        "{}_{}",
+        run_databases(hub_dir.parent().unwrap_or(hub_dir)),
+        name_of(hub_dir)
+    )
+}
+
+/// The name of the hub whose directory is `hub_dir` (`main`, or the scaling's).
+fn name_of(hub_dir: &Path) -> &str {
+    hub_dir
         .file_name()
         .and_then(|n| n.to_str())
-        .unwrap_or("hub");
-    format!(
-        "{}_{hub}",
-        run_databases(hub_dir.parent().unwrap_or(hub_dir))
-    )
+        .unwrap_or("hub")
 }
 
 /// A fresh database named `name` on the server `url` names, for one hub.
@@ -210,6 +217,10 @@ async fn seeded_hub(o: &BenchOptions, dir: &Path, patients: u64) -> Result<Seede
         &HubSettings {
             database_url,
             kafka_brokers: o.kafka_brokers.clone(),
+            log: o.hub_log.as_ref().map(|filter| HubLog {
+                filter: filter.clone(),
+                file: o.out.join(format!("hub-{}.log", name_of(dir))),
+            }),
         },
     )
     .await?;
