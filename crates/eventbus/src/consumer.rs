@@ -66,6 +66,27 @@ pub fn parse<P: serde::de::DeserializeOwned + events::EventPayload>(
     Ok((tenant, payload))
 }
 
+/// What `read` makes of each event of a run (see [`Handler::handle_all`]), with the run's
+/// one tenant; `None` for an empty run. A run that mixes tenants is refused: the consumer
+/// never hands one over, and a handler writing in one tenant's scope must not take one.
+pub fn one_tenant<T>(
+    events: &[&EventEnvelope],
+    mut read: impl FnMut(&EventEnvelope) -> Result<(TenantId, T), HandlerError>,
+) -> Result<Option<(TenantId, Vec<T>)>, HandlerError> {
+    let mut tenant = None;
+    let mut read_all = Vec::with_capacity(events.len());
+    for event in events {
+        let (t, item) = read(event)?;
+        if tenant.get_or_insert_with(|| t.clone()) != &t {
+            return Err(HandlerError::Permanent(
+                "events of several tenants in one run".to_owned(),
+            ));
+        }
+        read_all.push(item);
+    }
+    Ok(tenant.map(|t| (t, read_all)))
+}
+
 impl From<store::DbError> for HandlerError {
     fn from(e: store::DbError) -> Self {
         HandlerError::Transient(e.to_string())

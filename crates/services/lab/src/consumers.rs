@@ -9,7 +9,8 @@ use crate::app::ordered_event;
 use crate::domain::{LabOrder, NewLabOrder};
 use crate::store::hl7::patient_by_mrn;
 use crate::store::{
-    WriteError, adopt_patient_id, insert_order, load_order, remember_patient, update_order,
+    HeardOf, WriteError, adopt_patient_id, insert_order, load_order, remember_patients,
+    update_order,
 };
 use eventbus::BoxFuture;
 use eventbus::consumer::{Consumer, Handler, HandlerError};
@@ -21,8 +22,10 @@ use kernel::TenantId;
 use kernel::ids::LabOrderId;
 use kernel::lab_request::{LabOrderRequest, OrderedTest, PRIORITIES};
 use serde::de::DeserializeOwned;
+use std::collections::HashSet;
 use std::sync::Arc;
 use store::{Db, Tx};
+use uuid::Uuid;
 
 pub const CONSUMER: &str = "lab";
 
@@ -36,7 +39,7 @@ pub fn consumer(
         .on(
             PatientCreatedV1::EVENT_TYPE,
             PatientCreatedV1::TOPIC,
-            Arc::new(Apply(patient_created)),
+            Arc::new(PatientsCreated),
         )
         .on(
             PatientLabsRequestedV1::EVENT_TYPE,
@@ -85,34 +88,77 @@ fn meta_after(event: &EventEnvelope, tenant: TenantId) -> EventMeta {
     }
 }
 
-fn patient_created<'a>(
-    tx: &'a mut Tx,
-    _: &'a EventEnvelope,
-    tenant: TenantId,
-    p: PatientCreatedV1,
-) -> BoxFuture<'a, Result<(), HandlerError>> {
-    Box::pin(async move {
-        let id = p.patient_id.as_uuid();
-        if remember_patient(tx, &tenant, id, &p.mrn, p.registered_at).await? {
-            return Ok(());
-        }
-        match patient_by_mrn(tx, &tenant, &p.mrn).await? {
-            Some(minted) if minted != id => {
-                // An HL7 order for this MRN came before this event did, and the lab gave
-                // the patient an id of its own (`hl7::orders`). An MRN never changes hands,
-                // so the id is the patient service's: the lab's orders move to it, and
-                // results matched by MRN from now on land there too.
-                let moved = adopt_patient_id(tx, &tenant, minted, id, chrono::Utc::now()).await?;
-                tracing::info!(
-                    orders = moved,
-                    "orders placed over HL7 before the patient was heard of moved to the patient's id"
-                );
+/// `patient.created.v1`: a batch's patients join the projection together, in a statement
+/// or a few; each one already known is then looked at alone.
+struct PatientsCreated;
+
+impl Handler for PatientsCreated {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move { self.handle_all(tx, &[event]).await })
+    }
+
+    fn handle_all<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [&'a EventEnvelope],
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let Some((tenant, created)) = eventbus::consumer::one_tenant(
+                events,
+                eventbus::consumer::parse::<PatientCreatedV1>,
+            )?
+            else {
+                return Ok(());
+            };
+            let heard: Vec<HeardOf<'_>> = created
+                .iter()
+                .map(|p| HeardOf {
+                    id: p.patient_id.as_uuid(),
+                    mrn: &p.mrn,
+                    at: p.registered_at,
+                })
+                .collect();
+            let joined: HashSet<Uuid> = remember_patients(tx, &tenant, &heard)
+                .await?
+                .into_iter()
+                .collect();
+            for p in created
+                .iter()
+                .filter(|p| !joined.contains(&p.patient_id.as_uuid()))
+            {
+                known_already(tx, &tenant, p).await?;
             }
-            // Known already, by this id: a repeat.
-            _ => {}
-        }
-        Ok(())
-    })
+            Ok(())
+        })
+    }
+}
+
+/// A patient created whom the projection held already: by this id (a repeat, nothing to
+/// do), or by MRN under an id the lab minted.
+async fn known_already(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    p: &PatientCreatedV1,
+) -> Result<(), HandlerError> {
+    let id = p.patient_id.as_uuid();
+    if let Some(minted) = patient_by_mrn(tx, tenant, &p.mrn).await?
+        && minted != id
+    {
+        // An HL7 order for this MRN came before this event did, and the lab gave the
+        // patient an id of its own (`hl7::orders`). An MRN never changes hands, so the id
+        // is the patient service's: the lab's orders move to it, and results matched by MRN
+        // from now on land there too.
+        let moved = adopt_patient_id(tx, tenant, minted, id, chrono::Utc::now()).await?;
+        tracing::info!(
+            orders = moved,
+            "orders placed over HL7 before the patient was heard of moved to the patient's id"
+        );
+    }
+    Ok(())
 }
 
 fn labs_requested<'a>(
@@ -193,6 +239,7 @@ fn preauth_approved<'a>(
 mod tests {
     use super::*;
     use crate::store::direct::tests::placed;
+    use crate::store::remember_patient;
     use kernel::ids::PatientId;
     use store::{Scope, StoreConfig};
     use testkit::TestDatabase;
@@ -241,17 +288,31 @@ mod tests {
             occurred_at: at,
         };
         let event = EventEnvelope::new(&meta, own, &created);
-        // Twice: the second finds the patient's own id and changes nothing.
-        for _ in 0..2 {
-            let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
-            patient_created(&mut tx, &event, tenant.clone(), created.clone())
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        }
+        let newcomer = PatientId::new();
+        let newcomer_created = EventEnvelope::new(
+            &meta,
+            newcomer,
+            &PatientCreatedV1 {
+                patient_id: newcomer,
+                mrn: "MRN-NEW-1".to_owned(),
+                registered_at: at,
+            },
+        );
+        // In a batch beside a patient the lab never heard of, then again alone: the second
+        // time finds the patient's own id and changes nothing.
+        let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
+        PatientsCreated
+            .handle_all(&mut tx, &[&newcomer_created, &event])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
+        PatientsCreated.handle(&mut tx, &event).await.unwrap();
+        tx.commit().await.unwrap();
 
         let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
         let known = patient_by_mrn(&mut tx, &tenant, "MRN-LAG-1").await.unwrap();
+        let joined = patient_by_mrn(&mut tx, &tenant, "MRN-NEW-1").await.unwrap();
         let moved = load_order(&mut tx, &tenant, theirs.id)
             .await
             .unwrap()
@@ -262,6 +323,7 @@ mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(known, Some(own.as_uuid()));
+        assert_eq!(joined, Some(newcomer.as_uuid()));
         assert_eq!(
             (moved.patient_id, moved.version),
             (own, theirs.version + 1),

@@ -114,18 +114,9 @@ impl<P: DeserializeOwned + EventPayload + Send + Sync> Handler for ToTimeline<P>
         events: &'a [&'a EventEnvelope],
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let mut tenant = None;
-            let mut entries = Vec::with_capacity(events.len());
-            for event in events {
-                let (t, entry) = self.entry(event)?;
-                if tenant.get_or_insert_with(|| t.clone()) != &t {
-                    return Err(HandlerError::Permanent(
-                        "events of several tenants in one run".to_owned(),
-                    ));
-                }
-                entries.push(entry);
-            }
-            let Some(tenant) = tenant else {
+            let Some((tenant, entries)) =
+                eventbus::consumer::one_tenant(events, |e| self.entry(e))?
+            else {
                 return Ok(());
             };
             if append_external_entries(tx, &tenant, &entries).await? {

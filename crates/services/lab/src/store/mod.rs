@@ -10,7 +10,10 @@ mod rows;
 mod sql;
 
 pub use sql::SqlLabStore;
-pub(crate) use sql::{adopt_patient_id, insert_order, load_order, remember_patient, update_order};
+pub(crate) use sql::{
+    HeardOf, adopt_patient_id, insert_order, load_order, remember_patient, remember_patients,
+    update_order,
+};
 
 use crate::domain::LabOrder;
 use events::EventEnvelope;

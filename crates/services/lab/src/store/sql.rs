@@ -342,6 +342,42 @@ pub(crate) async fn remember_patient(
     Ok(n == 1)
 }
 
+/// A patient the lab hears of: id, MRN, and when they were registered.
+pub(crate) struct HeardOf<'a> {
+    pub id: Uuid,
+    pub mrn: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// [`remember_patient`] for many patients of `tenant`, a few statements for all (a
+/// consumer's batch: one statement per patient was most of what the lab's consumer cost a
+/// PostgreSQL server under registrations). The ids that joined the projection; the others
+/// were known already, by their id or by their MRN.
+pub(crate) async fn remember_patients(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    patients: &[HeardOf<'_>],
+) -> Result<Vec<Uuid>, DbError> {
+    let backend = tx.backend();
+    let mut joined = Vec::with_capacity(patients.len());
+    for chunk in patients.chunks(store::bulk::rows_per_statement(backend)) {
+        let sql = format!(
+            "INSERT INTO lab_patients (tenant_id, patient_id, mrn, registered_at) VALUES {}
+             ON CONFLICT DO NOTHING RETURNING patient_id",
+            store::bulk::placeholders(backend, chunk.len(), 4)
+        );
+        let ids: Vec<Uuid> = on_tx!(&mut *tx, |c| {
+            let mut q = sqlx::query_scalar(AssertSqlSafe(sql.as_str()));
+            for p in chunk {
+                q = q.bind(tenant.as_str()).bind(p.id).bind(p.mrn).bind(p.at);
+            }
+            q.fetch_all(c).await
+        })?;
+        joined.extend(ids);
+    }
+    Ok(joined)
+}
+
 /// Gives the patient the lab knew as `minted` their own id `id`, in the projection and on
 /// each of their orders (a new version of each); the number of orders moved.
 pub(crate) async fn adopt_patient_id(
