@@ -27,6 +27,7 @@
 use super::{Applied, Header, Intake, MESSAGES, refusal_counted, write_in};
 use crate::app::CRITICAL_RESULTS;
 use crate::store::direct::{MessageWrite, write_message};
+use crate::store::hl7::earlier_of;
 use crate::store::lookup::{Direct, Lookups};
 use chrono::{DateTime, Utc};
 use events::lab::LabCriticalResultV1;
@@ -232,7 +233,23 @@ impl Intake {
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Taken>>, DbError> {
         let mut tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
-        let Some(taken) = self.take_all(&mut tx, run, now).await? else {
+        let keys: Vec<(String, String)> = run
+            .iter()
+            .filter_map(|r| r.message.as_ref().ok())
+            .filter_map(|(m, _)| {
+                let h = Header::of(m);
+                h.sender.zip(h.control_id)
+            })
+            .collect();
+        let new = match earlier_of(&mut tx, &self.tenant, &keys).await? {
+            Some(earlier) => {
+                let earlier: HashSet<(String, String)> = earlier.into_iter().collect();
+                keys.into_iter().filter(|k| !earlier.contains(k)).collect()
+            }
+            None => HashSet::new(),
+        };
+        let mut run_tx = LookedUp { tx: &mut tx, new };
+        let Some(taken) = self.take_all(&mut run_tx, run, now).await? else {
             return Ok(None);
         };
         tx.commit().await?;
@@ -361,6 +378,44 @@ impl Run for Tx {
 
     async fn write(&mut self, tenant: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
         write_in(self, tenant, &m).await
+    }
+}
+
+/// A run's transaction on PostgreSQL, the run's earlier messages looked up for all of it
+/// first. A message whose key is in `new` (none had it before the run) needs no lookup of
+/// its own, the first time; a second message with that key in the run looks, and finds
+/// the first.
+struct LookedUp<'a> {
+    tx: &'a mut Tx,
+    new: HashSet<(String, String)>,
+}
+
+impl Run for LookedUp<'_> {
+    async fn earlier_ack(
+        &mut self,
+        tenant: &TenantId,
+        sender: &str,
+        control_id: &str,
+    ) -> Result<Option<String>, DbError> {
+        if self.new.remove(&(sender.to_owned(), control_id.to_owned())) {
+            return Ok(None);
+        }
+        Lookups::earlier_ack(self.tx, tenant, sender, control_id).await
+    }
+
+    async fn apply(
+        &mut self,
+        intake: &Intake,
+        id: Uuid,
+        message: &Message,
+        inbound: Inbound,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Applied, Hl7Error>, DbError> {
+        self.tx.apply(intake, id, message, inbound, now).await
+    }
+
+    async fn write(&mut self, tenant: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
+        self.tx.write(tenant, m).await
     }
 }
 
