@@ -238,10 +238,10 @@ fn preauth_approved<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::direct::tests::placed;
+    use crate::store::direct::tests::{lab_db, placed};
     use crate::store::remember_patient;
     use kernel::ids::PatientId;
-    use store::{Scope, StoreConfig};
+    use store::Scope;
     use testkit::TestDatabase;
 
     testkit::on_both_databases!(
@@ -254,13 +254,7 @@ mod tests {
     async fn orders_placed_over_hl7_under_an_id_of_the_labs_move_to_the_patients_own(
         database: TestDatabase,
     ) {
-        let config = StoreConfig {
-            data_dir: database.data_dir(),
-            database_url: database.url(),
-            max_connections: 2,
-        };
-        let db = Db::connect("lab", &config).await.unwrap();
-        store::migrate(&db, &crate::migrations()).await.unwrap();
+        let db = lab_db(&database, 2).await;
         let tenant = TenantId::parse("t").unwrap();
         let (minted, own) = (PatientId::new(), PatientId::new());
         let mut theirs = placed();

@@ -196,6 +196,18 @@ pub(crate) mod tests {
     use kernel::ids::{LabOrderId, PatientId};
     use kernel::lab_request::{LabOrderRequest, OrderedTest};
     use store::{Db, Scope};
+
+    /// The lab's store on `database` (SQLite or PostgreSQL), migrated, its pool this wide.
+    pub(crate) async fn lab_db(database: &testkit::TestDatabase, max_connections: u32) -> Db {
+        let config = store::StoreConfig {
+            data_dir: database.data_dir(),
+            database_url: database.url(),
+            max_connections,
+        };
+        let db = Db::connect("lab", &config).await.unwrap();
+        store::migrate(&db, &crate::migrations()).await.unwrap();
+        db
+    }
     use uuid::Uuid;
 
     pub(crate) fn placed() -> LabOrder {

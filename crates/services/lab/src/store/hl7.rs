@@ -424,8 +424,7 @@ pub async fn mark_reconciled(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::direct::tests::applied;
-    use store::StoreConfig;
+    use crate::store::direct::tests::{applied, lab_db};
     use testkit::TestDatabase;
 
     testkit::on_both_databases!(a_runs_earlier_messages_are_found_in_one_look);
@@ -433,13 +432,7 @@ mod tests {
     /// Only messages of the tenant, from the sender, with the control id, count as earlier;
     /// SQLite, whose runs read ahead instead, is told it has no such look.
     async fn a_runs_earlier_messages_are_found_in_one_look(database: TestDatabase) {
-        let config = StoreConfig {
-            data_dir: database.data_dir(),
-            database_url: database.url(),
-            max_connections: 2,
-        };
-        let db = Db::connect("lab", &config).await.unwrap();
-        store::migrate(&db, &crate::migrations()).await.unwrap();
+        let db = lab_db(&database, 2).await;
         let (tenant, other) = (TenantId::parse("t").unwrap(), TenantId::parse("u").unwrap());
         for (t, control) in [(&tenant, "C1"), (&tenant, "C2"), (&other, "C3")] {
             let mut tx = db.begin_in(Scope::Tenant(t)).await.unwrap();
@@ -471,13 +464,7 @@ mod tests {
         let Some(database) = TestDatabase::postgres().await else {
             return;
         };
-        let config = StoreConfig {
-            data_dir: database.data_dir(),
-            database_url: database.url(),
-            max_connections: 1,
-        };
-        let db = Db::connect("lab", &config).await.unwrap();
-        store::migrate(&db, &crate::migrations()).await.unwrap();
+        let db = lab_db(&database, 1).await;
         let tenant = TenantId::parse("t").unwrap();
         let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
         for n in 0..8 {
