@@ -328,18 +328,12 @@ pub(crate) async fn remember_patient(
     mrn: &str,
     at: DateTime<Utc>,
 ) -> Result<bool, DbError> {
-    let n = execute!(
-        tx,
-        sqlx::query(
-            "INSERT INTO lab_patients (tenant_id, patient_id, mrn, registered_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(tenant.as_str())
-        .bind(patient)
-        .bind(mrn)
-        .bind(at)
-    )?;
-    Ok(n == 1)
+    let heard = HeardOf {
+        id: patient,
+        mrn,
+        at,
+    };
+    Ok(!remember_patients(tx, tenant, &[heard]).await?.is_empty())
 }
 
 /// A patient the lab hears of: id, MRN, and when they were registered.
