@@ -4,6 +4,7 @@
 
 use crate::{BoxFuture, BusError, Delivery, EventSink, EventSource, Lag, Record};
 use chrono::Utc;
+use rusqlite::OptionalExtension;
 use sqlx::Row;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,35 @@ fn read_statement(topics: usize) -> String {
         "SELECT log_offset, topic, event_key, payload FROM ({}) AS merged ORDER BY log_offset LIMIT $2",
         merged.join(" UNION ALL ")
     )
+}
+
+/// [`EmbeddedLog::read_from`] on SQLite: a direct read (`SqliteDb::read_blocking`). Its
+/// placeholders become `?N`, which SQLite binds by number; `$N` it takes for names,
+/// numbered in the order they first appear.
+async fn read_sqlite(
+    db: &store::SqliteDb,
+    sql: String,
+    from: i64,
+    topics: &[&str],
+    max: usize,
+) -> Result<Vec<Delivery>, DbError> {
+    let sql = sql.replace('$', "?");
+    let mut params: Vec<rusqlite::types::Value> = vec![from.into(), (max as i64).into()];
+    params.extend(topics.iter().map(|t| t.to_string().into()));
+    db.read_blocking(move |c| {
+        c.prepare_cached(&sql)?
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                Ok(Delivery {
+                    offset: r.get(0)?,
+                    topic: r.get(1)?,
+                    partition: 0,
+                    key: r.get(2)?,
+                    payload: r.get(3)?,
+                })
+            })?
+            .collect()
+    })
+    .await
 }
 
 /// One waker per set of topics that consumers wait on. An append wakes only the sets it
@@ -184,12 +214,17 @@ impl EmbeddedLog {
 
     /// The next offset `group` reads (0 for a group that never committed).
     async fn position(&self, group: &str) -> Result<i64, BusError> {
-        let next: Option<i64> = on_pool!(&self.db, |c| {
-            sqlx::query_scalar("SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1")
-                .bind(group)
-                .fetch_optional(c)
-                .await
-        })?;
+        const SQL: &str = "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1";
+        let next: Option<i64> = match &self.db {
+            Db::Sqlite(db) => db.read_direct(|c| {
+                c.prepare_cached(SQL)?
+                    .query_row([group], |r| r.get(0))
+                    .optional()
+            })?,
+            Db::Postgres(_) => on_pool!(&self.db, |c| {
+                sqlx::query_scalar(SQL).bind(group).fetch_optional(c).await
+            })?,
+        };
         Ok(next.unwrap_or(0))
     }
 
@@ -214,6 +249,9 @@ impl EmbeddedLog {
             return Ok(Vec::new());
         }
         let sql = read_statement(topics.len());
+        if let Db::Sqlite(db) = &self.db {
+            return Ok(read_sqlite(db, sql, from, topics, max).await?);
+        }
         let rows: Vec<(i64, String, String, String)> = on_pool!(&self.db, |c| {
             let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(from)

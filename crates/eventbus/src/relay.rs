@@ -20,6 +20,12 @@ pub const PURGED: &str = "meditrack_outbox_purged_total";
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 const PURGE_WINDOW: i64 = 1_000;
 
+/// The oldest unpublished outbox rows, `$1` of them. The envelope is read as text on both
+/// backends (JSONB on PostgreSQL).
+const PENDING: &str =
+    "SELECT position, topic, event_key, event_id, CAST(envelope AS TEXT), created_at FROM outbox
+     WHERE published_at IS NULL ORDER BY position LIMIT $1";
+
 /// An outbox row to publish: position, topic, key, event id, envelope, created at.
 type Pending = (i64, String, String, Uuid, String, DateTime<Utc>);
 
@@ -158,16 +164,30 @@ impl OutboxRelay {
             .unwrap_or_else(PoisonError::into_inner) = next;
     }
 
-    /// [`Self::publish_pending`] on SQLite: the batch is read beside the writers and marked
-    /// by a direct write ([`store::direct`]). In a writer's turn, as on PostgreSQL, the
+    /// [`Self::publish_pending`] on SQLite: the batch is read beside the writers (a direct
+    /// read, `SqliteDb::read_blocking`) and marked by a direct write ([`store::direct`]). In a writer's turn, as on PostgreSQL, the
     /// relay held the database's write lock while it published (the embedded log's fsync,
     /// a broker's acknowledgement), and every writer of the service waited, the audit
     /// trail's among them. A SQLite database has one hub process, with one relay per
     /// service, so no other relay publishes these rows meanwhile.
     async fn publish_sqlite(&self, db: &store::SqliteDb) -> Result<usize, BusError> {
-        let mut read = self.db.read_in(Scope::AllTenants).await?;
-        let rows = self.pending(&mut read).await?;
-        read.commit().await?;
+        let batch = self.batch;
+        let rows = db
+            .read_blocking(move |c| {
+                c.prepare_cached(PENDING)?
+                    .query_map([batch], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            store::direct_read::at(r, 5)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<Pending>>>()
+            })
+            .await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -181,14 +201,7 @@ impl OutboxRelay {
     /// The oldest unpublished rows, a batch of them.
     async fn pending(&self, tx: &mut Tx) -> Result<Vec<Pending>, BusError> {
         Ok(on_tx!(tx, |c| {
-            // The envelope is read as text on both backends (JSONB on PostgreSQL).
-            sqlx::query_as(
-                "SELECT position, topic, event_key, event_id, CAST(envelope AS TEXT), created_at FROM outbox
-                 WHERE published_at IS NULL ORDER BY position LIMIT $1",
-            )
-            .bind(self.batch)
-            .fetch_all(c)
-            .await
+            sqlx::query_as(PENDING).bind(self.batch).fetch_all(c).await
         })?)
     }
 
