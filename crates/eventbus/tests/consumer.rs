@@ -192,7 +192,39 @@ testkit::on_both_databases!(
     one_bad_event_in_a_batch_costs_the_others_nothing,
     unknown_event_types_and_undecodable_events_do_not_stop_the_consumer,
     a_batch_reaches_a_handler_in_runs_of_one_type_and_tenant_in_order,
+    the_inbox_returns_only_the_ids_a_consumer_has_not_applied,
 );
+
+/// `record_many` (each backend has its own statements) returns each new id once, however
+/// often the batch holds it, and none that the consumer recorded before, nor another
+/// consumer's ids as its own; a batch spanning several statements is recorded whole.
+async fn the_inbox_returns_only_the_ids_a_consumer_has_not_applied(db: TestDatabase) {
+    let s = setup(db).await;
+    let ids: Vec<Uuid> = (0..1_200).map(|_| Uuid::now_v7()).collect();
+    let record = |consumer: &'static str, batch: Vec<Uuid>| {
+        let service = s.service.clone();
+        async move {
+            let mut tx = service.begin().await.unwrap();
+            let fresh = store::inbox::record_many(&mut tx, consumer, &batch)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            fresh
+        }
+    };
+    let first = record("timeline", ids[..700].to_vec()).await;
+    assert_eq!(first.len(), 700);
+    let mut again = ids.clone();
+    again.push(ids[1_000]);
+    let second = record("timeline", again).await;
+    let expected: std::collections::HashSet<Uuid> = ids[700..].iter().copied().collect();
+    assert_eq!(
+        second, expected,
+        "only the ids not recorded before, each once"
+    );
+    assert!(record("timeline", ids.clone()).await.is_empty());
+    assert_eq!(record("other", ids[..3].to_vec()).await.len(), 3);
+}
 
 async fn each_event_takes_effect_once_even_when_delivered_again(db: TestDatabase) {
     let s = setup(db).await;
