@@ -78,6 +78,32 @@ fn read_statement(topics: usize) -> String {
     )
 }
 
+/// [`EmbeddedLog::append`] on SQLite: a direct write ([`store::direct`]), one prepared
+/// statement run per record. Through sqlx, a relay's batch of a few hundred records took
+/// 2.6 ms per statement under HL7 batches, binding each value into sqlx's arguments first.
+async fn append_sqlite(db: &store::SqliteDb, records: Vec<Record>) -> Result<(), DbError> {
+    let now = store::direct::time(Utc::now());
+    db.write_direct(move |tx| {
+        // Offsets follow the records' order, which is the relay's; a relay that crashed
+        // after publishing but before marking publishes again.
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO event_log (topic, event_key, event_id, payload, appended_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (event_id) DO NOTHING",
+        )?;
+        for r in &records {
+            insert.execute(rusqlite::params![
+                r.topic,
+                r.key,
+                r.event_id.as_bytes().as_slice(),
+                r.payload,
+                now,
+            ])?;
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// [`EmbeddedLog::read_from`] on SQLite: a direct read (`SqliteDb::read_blocking`). Its
 /// placeholders become `?N`, which SQLite binds by number; `$N` it takes for names,
 /// numbered in the order they first appear.
@@ -173,6 +199,11 @@ impl EmbeddedLog {
 
     async fn append(&self, records: &[Record]) -> Result<(), BusError> {
         if records.is_empty() {
+            return Ok(());
+        }
+        if let Db::Sqlite(db) = &self.db {
+            append_sqlite(db, records.to_vec()).await?;
+            self.appended.wake(records);
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
