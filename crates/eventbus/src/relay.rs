@@ -165,10 +165,10 @@ impl OutboxRelay {
     }
 
     /// [`Self::publish_pending`] on SQLite: the batch is read beside the writers (a direct
-    /// read, `SqliteDb::read_blocking`) and marked by a direct write ([`store::direct`]). In a writer's turn, as on PostgreSQL, the
-    /// relay held the database's write lock while it published (the embedded log's fsync,
-    /// a broker's acknowledgement), and every writer of the service waited, the audit
-    /// trail's among them. A SQLite database has one hub process, with one relay per
+    /// read, `SqliteDb::read_blocking`) and marked by a direct write ([`store::direct`]).
+    /// In a writer's turn, as on PostgreSQL, the relay held the database's write lock
+    /// while it published (the embedded log's fsync, a broker's acknowledgement), and
+    /// every writer of the service waited, the audit trail's among them. A SQLite database has one hub process, with one relay per
     /// service, so no other relay publishes these rows meanwhile.
     async fn publish_sqlite(&self, db: &store::SqliteDb) -> Result<usize, BusError> {
         let batch = self.batch;
