@@ -25,6 +25,7 @@ testkit::on_both_backends!(
     nothing_of_a_messages_content_reaches_the_logs,
     results_for_one_order_sent_at_once_on_many_connections_all_land_once,
     two_result_groups_for_one_order_in_one_message_both_land,
+    a_batch_of_results_stores_what_its_messages_store_one_at_a_time,
 );
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -821,5 +822,120 @@ OBX|1|NM|2823-3^Potassium^LN||4.4|mmol/L|3.5-5.1|N|||F\r"
         ),
         (Some("COMPLETED"), Some("95"), Some("4.4")),
         "{o}"
+    );
+}
+
+/// On PostgreSQL a run of results for different orders is read in two statements and
+/// written in one per table (on SQLite, read ahead in a snapshot and written in one direct
+/// write); what it stores must be what the same messages store sent one at a time: the
+/// orders, the messages' statuses, the unmatched queue and the events.
+async fn a_batch_of_results_stores_what_its_messages_store_one_at_a_time(app: TestApp) {
+    let messages = |prefix: &str, ids: &[String]| {
+        [
+            oru(&format!("{prefix}-1"), &ids[0], "612", "HH"),
+            oru(&format!("{prefix}-2"), &ids[1], "95", "N")
+                .replace("2823-3^Potassium^LN", "9999-9^Mystery^LN"),
+            oru(
+                &format!("{prefix}-3"),
+                &format!("NOT-OURS-{prefix}"),
+                "100",
+                "H",
+            ),
+            oru(&format!("{prefix}-4"), &format!("{}-1", ids[2]), "88", "N"),
+            oru(&format!("{prefix}-5"), &ids[3], "3.9", "L"),
+        ]
+    };
+    let (mut batched, mut single) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        batched.push(order(&app).await);
+        single.push(order(&app).await);
+    }
+    let before = lab_event_types(&app).await.len();
+    let batch = messages("BT", &batched);
+    let ack = send(
+        &app,
+        &format!("BHS|^~\\&|LIS\r{}BTS|{}\r", batch.concat(), batch.len()),
+    )
+    .await;
+    let (codes, _) = batch_acks(&ack);
+    assert_eq!(
+        codes,
+        ["BT-1 AA", "BT-2 AA", "BT-3 AA", "BT-4 AA", "BT-5 AA"]
+    );
+    let after_batch = lab_event_types(&app).await;
+    for message in messages("ST", &single) {
+        assert_eq!(code(&send(&app, &message).await), "AA");
+    }
+    let after_single = lab_event_types(&app).await;
+    let mut of_batch = after_batch[before..].to_vec();
+    let mut of_single = after_single[after_batch.len()..].to_vec();
+    of_batch.sort();
+    of_single.sort();
+    assert_eq!(of_batch, of_single);
+    assert!(of_batch.contains(&"lab.critical.result.v1".to_owned()));
+
+    let summary = |o: &Value| {
+        let tests: Vec<Value> = o["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                json!([
+                    t["status"],
+                    t["result"]["value"],
+                    t["result"]["final"],
+                    t["history"].as_array().map(Vec::len)
+                ])
+            })
+            .collect();
+        json!([
+            o["status"],
+            o["version"],
+            o["fillerOrder"].is_string(),
+            tests
+        ])
+    };
+    for (b, s) in batched.iter().zip(&single) {
+        let b = get(&app, &format!("/api/v1/lab/orders/{b}")).await;
+        let s = get(&app, &format!("/api/v1/lab/orders/{s}")).await;
+        assert_eq!(summary(&b), summary(&s), "{b}\n{s}");
+    }
+    let items = get(&app, "/api/v1/lab/messages?limit=50").await["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let status = |control: &str| {
+        items
+            .iter()
+            .find(|m| m["controlId"] == control)
+            .map(|m| m["status"].clone())
+    };
+    for n in 1..=5 {
+        let (b, s) = (status(&format!("BT-{n}")), status(&format!("ST-{n}")));
+        assert!(b.is_some(), "BT-{n} is stored");
+        assert_eq!(b, s, "message {n}");
+    }
+    let queue = get(&app, "/api/v1/lab/results/unmatched").await;
+    let mut parked: Vec<(String, usize)> = queue["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["reason"].as_str().unwrap().to_owned(),
+                u["observations"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    parked.sort();
+    let expected = |reason: &str, n| (reason.to_owned(), n);
+    assert_eq!(
+        parked,
+        [
+            expected("no order found", 2),
+            expected("no order found", 2),
+            expected("no such test in the order", 1),
+            expected("no such test in the order", 1),
+        ]
     );
 }

@@ -24,11 +24,12 @@
 //! the same orders, the run is rolled back and its messages are taken one at a time, each
 //! starting over or finding the first answer as it does alone.
 
-use super::{Applied, Header, Intake, MESSAGES, refusal_counted, write_in};
+use super::{Applied, Header, Intake, MESSAGES, refusal_counted, results, write_in};
 use crate::app::CRITICAL_RESULTS;
 use crate::store::direct::{MessageWrite, write_message};
 use crate::store::hl7::earlier_of;
 use crate::store::lookup::{Direct, Lookups};
+use crate::store::run::{Ahead, Prefetched, write_run};
 use chrono::{DateTime, Utc};
 use events::lab::LabCriticalResultV1;
 use events::{EventEnvelope, EventPayload};
@@ -138,7 +139,7 @@ impl Intake {
                 Ok(None) => self.take_in_write(db, reparsed(texts), now).await,
                 Err(e) => Err(e),
             },
-            None => self.take_in_tx(run, now).await,
+            None => self.take_in_tx(run, texts, now).await,
         };
         let taken = match taken {
             Ok(Some(taken)) => taken,
@@ -227,12 +228,83 @@ impl Intake {
         .map(Some)
     }
 
+    /// Takes `run` (whose messages are `texts`) in one transaction on PostgreSQL: gathered
+    /// ([`Self::take_gathered`]) unless it places orders or a message of it depends on
+    /// another's write, and otherwise message after message, each writing before the next
+    /// reads.
     async fn take_in_tx(
         &self,
         run: Vec<Read>,
+        texts: &[String],
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Taken>>, DbError> {
+        let places_orders = run
+            .iter()
+            .any(|r| matches!(&r.message, Ok((_, Ok(Inbound::Orders(_))))));
+        let run = if places_orders {
+            run
+        } else {
+            match self.take_gathered(run, now).await? {
+                Gathered::Taken(taken) => return Ok(taken),
+                Gathered::Dependent => reparsed(texts),
+            }
+        };
         let mut tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
+        let new = self.new_keys(&mut tx, &run).await?;
+        let mut run_tx = LookedUp { tx: &mut tx, new };
+        let Some(taken) = self.take_all(&mut run_tx, run, now).await? else {
+            return Ok(None);
+        };
+        tx.commit().await?;
+        Ok(Some(taken))
+    }
+
+    /// Takes `run` in one transaction of a few statements (`store::run`): the patients
+    /// and orders its messages name read first, each message applied to them, and what
+    /// they all did written at the end, at the versions read.
+    async fn take_gathered(&self, run: Vec<Read>, now: DateTime<Utc>) -> Result<Gathered, DbError> {
+        let mut tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
+        let new = self.new_keys(&mut tx, &run).await?;
+        let (mut mrns, mut orders) = (Vec::new(), Vec::new());
+        for read in &run {
+            if let Ok((_, Ok(Inbound::Results(m)))) = &read.message {
+                results::lookup_keys(m, &mut mrns, &mut orders);
+            }
+        }
+        let ahead = Prefetched::read(&mut tx, &self.tenant, mrns, orders).await?;
+        let mut gathering = Gathering {
+            tx: &mut tx,
+            new,
+            ahead,
+            writes: Vec::with_capacity(run.len()),
+            orders: HashSet::new(),
+            controls: HashSet::new(),
+            dependent: false,
+        };
+        let taken = self.take_all(&mut gathering, run, now).await?;
+        let Gathering {
+            writes, dependent, ..
+        } = gathering;
+        // Rolled back as `tx` drops.
+        if dependent {
+            return Ok(Gathered::Dependent);
+        }
+        let Some(taken) = taken else {
+            return Ok(Gathered::Taken(None));
+        };
+        if !write_run(&mut tx, &self.tenant, writes).await? {
+            return Ok(Gathered::Taken(None));
+        }
+        tx.commit().await?;
+        Ok(Gathered::Taken(Some(taken)))
+    }
+
+    /// The control ids of `run` no message had before it, looked up in one statement.
+    async fn new_keys(
+        &self,
+        tx: &mut Tx,
+        run: &[Read],
+    ) -> Result<HashSet<(String, String)>, DbError> {
         let keys: Vec<(String, String)> = run
             .iter()
             .filter_map(|r| r.message.as_ref().ok())
@@ -241,19 +313,13 @@ impl Intake {
                 h.sender.zip(h.control_id)
             })
             .collect();
-        let new = match earlier_of(&mut tx, &self.tenant, &keys).await? {
+        Ok(match earlier_of(tx, &self.tenant, &keys).await? {
             Some(earlier) => {
                 let earlier: HashSet<(String, String)> = earlier.into_iter().collect();
                 keys.into_iter().filter(|k| !earlier.contains(k)).collect()
             }
             None => HashSet::new(),
-        };
-        let mut run_tx = LookedUp { tx: &mut tx, new };
-        let Some(taken) = self.take_all(&mut run_tx, run, now).await? else {
-            return Ok(None);
-        };
-        tx.commit().await?;
-        Ok(Some(taken))
+        })
     }
 
     async fn one_by_one(&self, texts: &[String]) -> Result<Vec<Vec<u8>>, DbError> {
@@ -416,6 +482,75 @@ impl Run for LookedUp<'_> {
 
     async fn write(&mut self, tenant: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
         self.tx.write(tenant, m).await
+    }
+}
+
+/// What [`Intake::take_gathered`] came to: the run taken (or `None`: an order changed
+/// under it, and nothing of it was kept), or a message of it that depends on an earlier
+/// one's write, so that it must be taken message after message.
+enum Gathered {
+    Taken(Option<Vec<Taken>>),
+    Dependent,
+}
+
+/// A run's transaction on PostgreSQL whose writes wait for the end of the run
+/// ([`write_run`]), its messages' lookups answered from what it read ahead.
+struct Gathering<'a> {
+    tx: &'a mut Tx,
+    /// As [`LookedUp::new`].
+    new: HashSet<(String, String)>,
+    ahead: Prefetched,
+    writes: Vec<MessageWrite>,
+    /// The orders the run's messages changed so far, and the control ids they came with.
+    orders: HashSet<Uuid>,
+    controls: HashSet<(String, String)>,
+    dependent: bool,
+}
+
+impl Run for Gathering<'_> {
+    async fn earlier_ack(
+        &mut self,
+        tenant: &TenantId,
+        sender: &str,
+        control_id: &str,
+    ) -> Result<Option<String>, DbError> {
+        let key = (sender.to_owned(), control_id.to_owned());
+        // A second message with the key would find the first's record, not yet written.
+        if !self.controls.insert(key.clone()) {
+            self.dependent = true;
+        }
+        if self.new.contains(&key) {
+            return Ok(None);
+        }
+        Lookups::earlier_ack(self.tx, tenant, sender, control_id).await
+    }
+
+    async fn apply(
+        &mut self,
+        intake: &Intake,
+        id: Uuid,
+        message: &Message,
+        inbound: Inbound,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Applied, Hl7Error>, DbError> {
+        let mut reads = Ahead {
+            tx: self.tx,
+            ahead: &mut self.ahead,
+        };
+        intake
+            .apply_read(&mut reads, id, message, inbound, now)
+            .await
+    }
+
+    async fn write(&mut self, _: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
+        for (before, _) in &m.changed {
+            // A second message for one order must build on the first's change.
+            if !self.orders.insert(before.id.as_uuid()) {
+                self.dependent = true;
+            }
+        }
+        self.writes.push(m);
+        Ok(true)
     }
 }
 

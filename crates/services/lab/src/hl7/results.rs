@@ -38,16 +38,7 @@ pub(super) async fn apply(
     let (mut matched, mut unmatched) = (0usize, 0usize);
     for (position, group) in (0_i16..).zip(message.orders) {
         // Each group's own patient: a message may report on several.
-        let mrn = group
-            .patient
-            .as_ref()
-            .and_then(|p| {
-                p.identifiers
-                    .iter()
-                    .find(|i| i.kind.as_deref() == Some("MR"))
-                    .or_else(|| p.identifiers.first())
-            })
-            .map(|i| i.id.clone());
+        let mrn = mrn_of(&group);
         let patient = match &mrn {
             Some(m) => tx.patient_by_mrn(tenant, m).await?,
             None => None,
@@ -118,6 +109,37 @@ pub(super) async fn apply(
     }))
 }
 
+/// The MRN of a group's patient: the identifier of kind `MR`, or else the first.
+fn mrn_of(group: &ReportedOrder) -> Option<String> {
+    let p = group.patient.as_ref()?;
+    p.identifiers
+        .iter()
+        .find(|i| i.kind.as_deref() == Some("MR"))
+        .or_else(|| p.identifiers.first())
+        .map(|i| i.id.clone())
+}
+
+/// Our order id in a placer number: the order id, or `<order id>-<n>` as we number each
+/// test we send.
+fn ours(placer: &str) -> Option<LabOrderId> {
+    placer.get(..36).and_then(|s| s.parse::<LabOrderId>().ok())
+}
+
+/// The patients (by MRN) and orders (by our id) `message` looks up first, added to
+/// `mrns` and `orders`: what a run of messages reads before it is applied.
+pub(crate) fn lookup_keys(message: &ResultMessage, mrns: &mut Vec<String>, orders: &mut Vec<Uuid>) {
+    for group in &message.orders {
+        mrns.extend(mrn_of(group));
+        orders.extend(
+            group
+                .placer_order
+                .as_deref()
+                .and_then(ours)
+                .map(|id| id.as_uuid()),
+        );
+    }
+}
+
 /// The order a result group answers, if one can be told for sure.
 async fn find_order(
     tx: &mut impl Lookups,
@@ -126,9 +148,7 @@ async fn find_order(
     patient: Option<Uuid>,
 ) -> Result<Option<LabOrder>, DbError> {
     if let Some(placer) = &group.placer_order {
-        // Ours: the order id, or `<order id>-<n>` as we number each test we send.
-        let id = placer.get(..36).and_then(|s| s.parse::<LabOrderId>().ok());
-        if let Some(id) = id
+        if let Some(id) = ours(placer)
             && let Some(o) = tx.order(tenant, id).await?
         {
             return Ok(Some(o));

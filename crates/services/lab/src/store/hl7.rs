@@ -254,6 +254,10 @@ pub async fn order_by_number(
 pub(super) const PATIENT_BY_MRN: &str =
     "SELECT patient_id FROM lab_patients WHERE tenant_id = $1 AND mrn = $2";
 
+/// The patients the lab knows by the MRNs in the array `$2`, each as (MRN, id).
+pub(super) const PATIENT_BY_MRN_ANY: &str =
+    "SELECT mrn, patient_id FROM lab_patients WHERE tenant_id = $1 AND mrn = ANY($2)";
+
 /// The patient the lab knows by this MRN.
 pub async fn patient_by_mrn(
     tx: &mut Tx,

@@ -7,6 +7,7 @@ pub(crate) mod direct;
 pub mod hl7;
 pub(crate) mod lookup;
 mod rows;
+pub(crate) mod run;
 mod sql;
 
 pub use sql::SqlLabStore;

@@ -261,35 +261,42 @@ pub(super) static ORDER_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock
 /// On SQLite the four are direct reads (`lookup`), and an aggregate's `ORDER BY` builds a
 /// temporary b-tree per list.
 pub(super) static ORDER_WITH_CHILDREN: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| {
-        let list = |columns: &str, table: &str, order_by: &str| {
-            let pairs: Vec<String> = columns
-                .split(", ")
-                .map(|c| format!("'{c}', c.{c}"))
-                .collect();
-            format!(
-                "(SELECT COALESCE(json_agg(json_build_object({}) ORDER BY {order_by}), '[]')::text
-                  FROM {table} c WHERE c.order_id = o.order_id)",
-                pairs.join(", ")
-            )
-        };
-        let columns: Vec<String> = ORDER_COLUMNS
+    std::sync::LazyLock::new(|| with_children("o.order_id = $2"));
+
+/// [`ORDER_WITH_CHILDREN`] for the orders whose ids are in the array `$2`: those a run of
+/// HL7 results names, read before the run (`run`).
+pub(super) static ORDERS_WITH_CHILDREN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| with_children("o.order_id = ANY($2)"));
+
+fn with_children(key: &str) -> String {
+    let list = |columns: &str, table: &str, order_by: &str| {
+        let pairs: Vec<String> = columns
             .split(", ")
-            .map(|c| format!("o.{c}"))
+            .map(|c| format!("'{c}', c.{c}"))
             .collect();
         format!(
-            "SELECT {}, {} AS tests, {} AS results, {} AS specimens
-             FROM lab_orders o WHERE o.tenant_id = $1 AND o.order_id = $2",
-            columns.join(", "),
-            list(TEST_COLUMNS, "lab_tests", "c.position"),
-            list(RESULT_COLUMNS, "lab_results", "c.test_id, c.revision"),
-            list(
-                SPECIMEN_COLUMNS,
-                "specimens",
-                "c.collected_at, c.specimen_id"
-            ),
+            "(SELECT COALESCE(json_agg(json_build_object({}) ORDER BY {order_by}), '[]')::text
+              FROM {table} c WHERE c.order_id = o.order_id)",
+            pairs.join(", ")
         )
-    });
+    };
+    let columns: Vec<String> = ORDER_COLUMNS
+        .split(", ")
+        .map(|c| format!("o.{c}"))
+        .collect();
+    format!(
+        "SELECT {}, {} AS tests, {} AS results, {} AS specimens
+         FROM lab_orders o WHERE o.tenant_id = $1 AND {key}",
+        columns.join(", "),
+        list(TEST_COLUMNS, "lab_tests", "c.position"),
+        list(RESULT_COLUMNS, "lab_results", "c.test_id, c.revision"),
+        list(
+            SPECIMEN_COLUMNS,
+            "specimens",
+            "c.collected_at, c.specimen_id"
+        ),
+    )
+}
 
 /// The order with its children, read in `tx`.
 pub(crate) async fn load_order(
