@@ -168,8 +168,12 @@ impl Intake {
         run: Vec<Read>,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Taken>>, DbError> {
+        let reads = Direct(db.snapshot()?);
+        let (mrns, orders) = lookup_keys(&run);
+        let ahead = reads.prefetch(&self.tenant, mrns, orders)?;
         let mut ahead = ReadAhead {
-            reads: Direct(db.snapshot()?),
+            reads,
+            ahead,
             writes: Vec::with_capacity(run.len()),
             orders: HashSet::new(),
             controls: HashSet::new(),
@@ -265,12 +269,7 @@ impl Intake {
     async fn take_gathered(&self, run: Vec<Read>, now: DateTime<Utc>) -> Result<Gathered, DbError> {
         let mut tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
         let new = self.new_keys(&mut tx, &run).await?;
-        let (mut mrns, mut orders) = (Vec::new(), Vec::new());
-        for read in &run {
-            if let Ok((_, Ok(Inbound::Results(m)))) = &read.message {
-                results::lookup_keys(m, &mut mrns, &mut orders);
-            }
-        }
+        let (mrns, orders) = lookup_keys(&run);
         let ahead = Prefetched::read(&mut tx, &self.tenant, mrns, orders).await?;
         let mut gathering = Gathering {
             tx: &mut tx,
@@ -534,7 +533,7 @@ impl Run for Gathering<'_> {
         now: DateTime<Utc>,
     ) -> Result<Result<Applied, Hl7Error>, DbError> {
         let mut reads = Ahead {
-            tx: self.tx,
+            reads: &mut *self.tx,
             ahead: &mut self.ahead,
         };
         intake
@@ -591,6 +590,8 @@ impl Run for InWrite<'_, '_> {
 /// the write, and whether a message depends on an earlier one's write.
 struct ReadAhead {
     reads: Direct<Snapshot>,
+    /// The patients and orders the run names, read at once before it.
+    ahead: Prefetched,
     writes: Vec<MessageWrite>,
     /// The orders the run's messages changed so far, and the control ids they came with.
     orders: HashSet<Uuid>,
@@ -624,8 +625,12 @@ impl Run for ReadAhead {
         inbound: Inbound,
         now: DateTime<Utc>,
     ) -> Result<Result<Applied, Hl7Error>, DbError> {
+        let mut reads = Ahead {
+            reads: &mut self.reads,
+            ahead: &mut self.ahead,
+        };
         intake
-            .apply_read(&mut self.reads, id, message, inbound, now)
+            .apply_read(&mut reads, id, message, inbound, now)
             .await
     }
 
@@ -660,6 +665,18 @@ fn stale() -> rusqlite::Error {
 
 fn is_stale(e: &DbError) -> bool {
     matches!(e, DbError::Direct(rusqlite::Error::ToSqlConversionFailure(e)) if e.is::<Stale>())
+}
+
+/// The patients (by MRN) and orders (by our id) the results of `run` name, for the run to
+/// read at once.
+fn lookup_keys(run: &[Read]) -> (Vec<String>, Vec<Uuid>) {
+    let (mut mrns, mut orders) = (Vec::new(), Vec::new());
+    for read in run {
+        if let Ok((_, Ok(Inbound::Results(m)))) = &read.message {
+            results::lookup_keys(m, &mut mrns, &mut orders);
+        }
+    }
+    (mrns, orders)
 }
 
 /// Counts what became of a message, once its run committed; its ACK.

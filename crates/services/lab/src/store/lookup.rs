@@ -11,7 +11,8 @@ use super::hl7::{
     EARLIER_ACK, OPEN_ORDERS_OF, PATIENT_BY_MRN, earlier_ack, open_orders_of, order_by_number,
     order_by_number_sql, patient_by_mrn,
 };
-use super::rows::{OrderRow, ResultRow, SpecimenRow, TestRow};
+use super::rows::{ORDER_COLUMNS, OrderRow, ResultRow, SpecimenRow, TestRow};
+use super::run::Prefetched;
 use super::sql::{ORDER_BY_ID, assemble_all, children_sql, load_order};
 use crate::domain::LabOrder;
 use kernel::TenantId;
@@ -171,6 +172,65 @@ impl<C: Deref<Target = Connection>> Lookups for Direct<C> {
         let rows = orders(&self.0, &OPEN_ORDERS_OF, tenant, patient)?;
         hydrate(&self.0, rows)
     }
+}
+
+impl<C: Deref<Target = Connection>> Direct<C> {
+    /// The patients with `mrns` and the orders with `orders` (with their children), read
+    /// for a run of messages at once: a statement per kind of row for the whole run, where
+    /// each message's own lookups were five (the patient, the order, its tests, results
+    /// and specimens).
+    pub fn prefetch(
+        &self,
+        tenant: &TenantId,
+        mrns: Vec<String>,
+        orders: Vec<Uuid>,
+    ) -> Result<Prefetched, DbError> {
+        let c = &*self.0;
+        let (mut patients, mut rows) = (Vec::new(), Vec::new());
+        // Within SQLite's limit on a statement's parameters, and a few statement texts
+        // for its cache of prepared statements to hold.
+        for chunk in mrns.chunks(PREFETCH_CHUNK) {
+            let sql = format!(
+                "SELECT mrn, patient_id FROM lab_patients WHERE tenant_id = ?1 AND mrn IN ({})",
+                numbered(chunk.len())
+            );
+            let mut statement = c.prepare_cached(&sql)?;
+            let values = std::iter::once(tenant.as_str()).chain(chunk.iter().map(String::as_str));
+            let found = statement.query_map(params_from_iter(values), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Uuid>(1)?))
+            })?;
+            patients.extend(found.collect::<rusqlite::Result<Vec<_>>>()?);
+        }
+        for chunk in orders.chunks(PREFETCH_CHUNK) {
+            let sql = format!(
+                "SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = ?1 AND order_id IN ({})",
+                numbered(chunk.len())
+            );
+            let mut statement = c.prepare_cached(&sql)?;
+            statement.raw_bind_parameter(1, tenant.as_str())?;
+            for (i, id) in chunk.iter().enumerate() {
+                statement.raw_bind_parameter(i + 2, id)?;
+            }
+            let mut found = statement.raw_query();
+            while let Some(row) = found.next()? {
+                rows.push(OrderRow::from_sqlite(row)?);
+            }
+        }
+        let found = hydrate(c, rows)?;
+        Ok(Prefetched::of(mrns, patients, orders, found))
+    }
+}
+
+/// How many keys one statement of [`Direct::prefetch`] takes: a batch's run is at most 100
+/// messages.
+const PREFETCH_CHUNK: usize = 100;
+
+/// `?2, ?3, …`: `n` parameters after the tenant's.
+fn numbered(n: usize) -> String {
+    (2..n + 2)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The order rows `sql` selects for the tenant (`$1`) and `key` (`$2`).

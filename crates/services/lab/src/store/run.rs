@@ -11,10 +11,10 @@
 //! connection since the run read it fails the whole run (see `hl7::batch`).
 
 use super::direct::MessageWrite;
-use super::hl7::{PATIENT_BY_MRN_ANY, earlier_ack, open_orders_of, order_by_number};
+use super::hl7::PATIENT_BY_MRN_ANY;
 use super::lookup::Lookups;
 use super::rows::OrderWithChildrenRow;
-use super::sql::{ORDERS_WITH_CHILDREN, child_writes, load_order};
+use super::sql::{ORDERS_WITH_CHILDREN, child_writes};
 use crate::domain::LabOrder;
 use kernel::TenantId;
 use kernel::ids::LabOrderId;
@@ -24,7 +24,8 @@ use store::{DbError, Tx};
 use uuid::Uuid;
 
 /// The patients (by MRN) and orders (by our id) a run's messages name, read before the
-/// run in its transaction: each key asked for, with what was found.
+/// run (in its transaction on PostgreSQL, in its snapshot on SQLite): each key asked for,
+/// with what was found.
 #[derive(Debug, Default)]
 pub(crate) struct Prefetched {
     patients: HashMap<String, Option<Uuid>>,
@@ -33,8 +34,7 @@ pub(crate) struct Prefetched {
 
 impl Prefetched {
     /// Reads the patients with `mrns` and the orders with `orders` (with their children),
-    /// in `tx`. On SQLite nothing is read: there a run is read in a snapshot of direct
-    /// reads, one cheap call per lookup.
+    /// in `tx` on PostgreSQL.
     pub async fn read(
         tx: &mut Tx,
         tenant: &TenantId,
@@ -42,51 +42,73 @@ impl Prefetched {
         orders: Vec<Uuid>,
     ) -> Result<Self, DbError> {
         let Tx::Postgres(pg) = tx else {
-            return Ok(Self::default());
+            return Err(DbError::Invariant(
+                "a run on SQLite reads ahead in a snapshot",
+            ));
         };
-        let mut ahead = Self::default();
-        if !mrns.is_empty() {
-            let found: Vec<(String, Uuid)> = sqlx::query_as(PATIENT_BY_MRN_ANY)
-                .bind(tenant.as_str())
-                .bind(&mrns)
-                .fetch_all(&mut **pg)
-                .await?;
-            ahead.patients = mrns.into_iter().map(|m| (m, None)).collect();
-            for (mrn, id) in found {
-                ahead.patients.insert(mrn, Some(id));
+        let patients: Vec<(String, Uuid)> = match mrns.is_empty() {
+            true => Vec::new(),
+            false => {
+                sqlx::query_as(PATIENT_BY_MRN_ANY)
+                    .bind(tenant.as_str())
+                    .bind(&mrns)
+                    .fetch_all(&mut **pg)
+                    .await?
             }
-        }
-        if !orders.is_empty() {
-            let rows: Vec<OrderWithChildrenRow> =
+        };
+        let rows: Vec<OrderWithChildrenRow> = match orders.is_empty() {
+            true => Vec::new(),
+            false => {
                 sqlx::query_as(AssertSqlSafe(ORDERS_WITH_CHILDREN.as_str()))
                     .bind(tenant.as_str())
                     .bind(&orders)
                     .fetch_all(&mut **pg)
-                    .await?;
-            ahead.orders = orders.into_iter().map(|o| (o, None)).collect();
-            for row in rows {
-                let order = row.into_order()?;
-                ahead.orders.insert(order.id.as_uuid(), Some(order));
+                    .await?
             }
+        };
+        let found = rows
+            .into_iter()
+            .map(OrderWithChildrenRow::into_order)
+            .collect::<Result<_, _>>()?;
+        Ok(Self::of(mrns, patients, orders, found))
+    }
+
+    /// What was asked for (`mrns`, `orders`) and what of it was found.
+    pub fn of(
+        mrns: Vec<String>,
+        patients: Vec<(String, Uuid)>,
+        orders: Vec<Uuid>,
+        found: Vec<LabOrder>,
+    ) -> Self {
+        let mut ahead = Self {
+            patients: mrns.into_iter().map(|m| (m, None)).collect(),
+            orders: orders.into_iter().map(|o| (o, None)).collect(),
+        };
+        for (mrn, id) in patients {
+            ahead.patients.insert(mrn, Some(id));
         }
-        Ok(ahead)
+        for order in found {
+            ahead.orders.insert(order.id.as_uuid(), Some(order));
+        }
+        ahead
     }
 }
 
-/// Lookups that answer from what a run read ahead and read the rest in its transaction.
-pub(crate) struct Ahead<'a> {
-    pub tx: &'a mut Tx,
+/// Lookups that answer from what a run read ahead, and read the rest from `reads`: the
+/// run's transaction on PostgreSQL, its snapshot on SQLite.
+pub(crate) struct Ahead<'a, L> {
+    pub reads: &'a mut L,
     pub ahead: &'a mut Prefetched,
 }
 
-impl Lookups for Ahead<'_> {
+impl<L: Lookups> Lookups for Ahead<'_, L> {
     async fn earlier_ack(
         &mut self,
         tenant: &TenantId,
         sender: &str,
         control_id: &str,
     ) -> Result<Option<String>, DbError> {
-        earlier_ack(self.tx, tenant, sender, control_id).await
+        self.reads.earlier_ack(tenant, sender, control_id).await
     }
 
     async fn patient_by_mrn(
@@ -96,7 +118,7 @@ impl Lookups for Ahead<'_> {
     ) -> Result<Option<Uuid>, DbError> {
         match self.ahead.patients.get(mrn) {
             Some(found) => Ok(*found),
-            None => super::hl7::patient_by_mrn(self.tx, tenant, mrn).await,
+            None => self.reads.patient_by_mrn(tenant, mrn).await,
         }
     }
 
@@ -106,10 +128,10 @@ impl Lookups for Ahead<'_> {
         id: LabOrderId,
     ) -> Result<Option<LabOrder>, DbError> {
         // Taken, not copied: a run that reads an order twice depends on its own writes
-        // and is taken again message by message; a second read goes to the database.
+        // and is taken again message by message; a second read goes to `reads`.
         match self.ahead.orders.remove(&id.as_uuid()) {
             Some(found) => Ok(found),
-            None => load_order(self.tx, tenant, id).await,
+            None => self.reads.order(tenant, id).await,
         }
     }
 
@@ -119,7 +141,7 @@ impl Lookups for Ahead<'_> {
         column: &'static str,
         number: &str,
     ) -> Result<Option<LabOrder>, DbError> {
-        order_by_number(self.tx, tenant, column, number).await
+        self.reads.order_by_number(tenant, column, number).await
     }
 
     async fn open_orders_of(
@@ -127,7 +149,7 @@ impl Lookups for Ahead<'_> {
         tenant: &TenantId,
         patient: Uuid,
     ) -> Result<Vec<LabOrder>, DbError> {
-        open_orders_of(self.tx, tenant, patient).await
+        self.reads.open_orders_of(tenant, patient).await
     }
 }
 
@@ -357,10 +379,114 @@ mod tests {
     use crate::domain::{AbnormalFlag, CriticalLimits, SubmittedResult};
     use crate::store::direct::tests::{applied, collected, lab_db, placed};
     use crate::store::hl7::{Unmatched, UnmatchedObservation, open_unmatched};
-    use crate::store::{LabStore, SqlLabStore};
+    use crate::store::lookup::Direct;
+    use crate::store::{LabStore, SqlLabStore, remember_patient};
     use chrono::Utc;
-    use store::{Scope, on_tx};
+    use store::{Db, Scope, on_tx};
     use testkit::TestDatabase;
+
+    testkit::on_both_databases!(a_run_reads_the_patients_and_orders_it_names_at_once);
+
+    /// Lookups that are never to be needed.
+    struct Nowhere;
+
+    impl Lookups for Nowhere {
+        async fn earlier_ack(
+            &mut self,
+            _: &TenantId,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<String>, DbError> {
+            Err(DbError::Invariant("read past what was read ahead"))
+        }
+
+        async fn patient_by_mrn(&mut self, _: &TenantId, _: &str) -> Result<Option<Uuid>, DbError> {
+            Err(DbError::Invariant("read past what was read ahead"))
+        }
+
+        async fn order(
+            &mut self,
+            _: &TenantId,
+            _: LabOrderId,
+        ) -> Result<Option<LabOrder>, DbError> {
+            Err(DbError::Invariant("read past what was read ahead"))
+        }
+
+        async fn order_by_number(
+            &mut self,
+            _: &TenantId,
+            _: &'static str,
+            _: &str,
+        ) -> Result<Option<LabOrder>, DbError> {
+            Err(DbError::Invariant("read past what was read ahead"))
+        }
+
+        async fn open_orders_of(
+            &mut self,
+            _: &TenantId,
+            _: Uuid,
+        ) -> Result<Vec<LabOrder>, DbError> {
+            Err(DbError::Invariant("read past what was read ahead"))
+        }
+    }
+
+    /// Read ahead, in a transaction on PostgreSQL and a snapshot on SQLite: the patients
+    /// and orders (whole, children in their order) a run names are answered without
+    /// another read, those not found too; only what it did not name is read.
+    async fn a_run_reads_the_patients_and_orders_it_names_at_once(database: TestDatabase) {
+        let db = lab_db(&database, 2).await;
+        let lab = SqlLabStore::new(db.clone());
+        let (a, b) = (placed(), placed());
+        lab.insert(&a, &[]).await.unwrap();
+        lab.insert(&b, &[]).await.unwrap();
+        lab.update(&a, &resulted(&a), &[]).await.unwrap();
+        let tenant = a.tenant.clone();
+        let patient = a.patient_id.as_uuid();
+        let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
+        remember_patient(&mut tx, &tenant, patient, "MRN-1", Utc::now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let stored = lab.order(&tenant, a.id).await.unwrap().unwrap();
+        let absent = LabOrderId::new();
+        let mrns = vec!["MRN-1".to_owned(), "MRN-NONE".to_owned()];
+        let orders = vec![a.id.as_uuid(), absent.as_uuid(), b.id.as_uuid()];
+        let mut ahead = match &db {
+            Db::Sqlite(sqlite) => Direct(sqlite.snapshot().unwrap())
+                .prefetch(&tenant, mrns, orders)
+                .unwrap(),
+            Db::Postgres(_) => {
+                let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
+                let ahead = Prefetched::read(&mut tx, &tenant, mrns, orders)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                ahead
+            }
+        };
+        let mut reads = Ahead {
+            reads: &mut Nowhere,
+            ahead: &mut ahead,
+        };
+        assert_eq!(
+            reads.patient_by_mrn(&tenant, "MRN-1").await.unwrap(),
+            Some(patient)
+        );
+        assert_eq!(
+            reads.patient_by_mrn(&tenant, "MRN-NONE").await.unwrap(),
+            None
+        );
+        assert_eq!(reads.order(&tenant, a.id).await.unwrap(), Some(stored));
+        assert_eq!(reads.order(&tenant, absent).await.unwrap(), None);
+        assert_eq!(
+            reads.order(&tenant, b.id).await.unwrap().map(|o| o.id),
+            Some(b.id)
+        );
+        assert!(reads.patient_by_mrn(&tenant, "MRN-2").await.is_err());
+        // Each order once: a second read of one is the run's own.
+        assert!(reads.order(&tenant, a.id).await.is_err());
+        db.close().await;
+    }
 
     fn resulted(before: &LabOrder) -> LabOrder {
         let mut after = collected(before, "nurse");
