@@ -1,10 +1,13 @@
-//! A run of a batch's HL7 results on PostgreSQL in a few statements, whatever its length:
-//! the patients and orders its messages name, read in two statements before the run, and
-//! what the messages did, written in one statement per table once every message of it has
-//! been applied. Taken one message at a time, each result was about seven statements (the
-//! patient, the order with its children, the order's update, its test, its result, the
-//! message, its events), each a round trip to a server that shares the machine's cores
-//! with the hub: a run of 100 was some 700 of them, where it is now about ten.
+//! A run of a batch's HL7 results in a few statements, whatever its length. The patients
+//! and orders its messages name are read before the run, a statement per kind of row
+//! ([`Prefetched`]: in the run's transaction on PostgreSQL, in its snapshot on SQLite,
+//! where each message read five). On PostgreSQL what the messages did is then written in
+//! one statement per table once every message of the run has been applied
+//! ([`write_run`]; SQLite writes a run in one direct write, `store::direct`). Taken one
+//! message at a time, each result was about seven statements there (the patient, the
+//! order with its children, the order's update, its test, its result, the message, its
+//! events), each a round trip to a server that shares the machine's cores with the hub:
+//! a run of 100 was some 700 of them, where it is now about ten.
 //!
 //! The writes are the same rows as [`super::sql`] and [`super::hl7`] write one at a time,
 //! and the orders are updated only at the versions read, so an order changed by another
