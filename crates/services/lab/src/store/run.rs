@@ -16,8 +16,8 @@
 use super::direct::MessageWrite;
 use super::hl7::PATIENT_BY_MRN_ANY;
 use super::lookup::Lookups;
-use super::rows::OrderWithChildrenRow;
-use super::sql::{ORDERS_WITH_CHILDREN, child_writes};
+use super::rows::{OrderRow, ResultRow, SpecimenRow, TestRow};
+use super::sql::{CHILDREN_OF_ANY, ORDERS_OF_ANY, assemble_all, child_writes};
 use crate::domain::LabOrder;
 use kernel::TenantId;
 use kernel::ids::LabOrderId;
@@ -59,20 +59,35 @@ impl Prefetched {
                     .await?
             }
         };
-        let rows: Vec<OrderWithChildrenRow> = match orders.is_empty() {
+        // Four plain statements, not one with the children as JSON arrays (as a single
+        // order is read, `sql::ORDER_WITH_CHILDREN`): for a run's hundred orders that one
+        // took 8 ms, the dearest statement of the HL7 batches, the server building a JSON
+        // object per child row.
+        let found = match orders.is_empty() {
             true => Vec::new(),
             false => {
-                sqlx::query_as(AssertSqlSafe(ORDERS_WITH_CHILDREN.as_str()))
+                let rows: Vec<OrderRow> = sqlx::query_as(AssertSqlSafe(ORDERS_OF_ANY.as_str()))
                     .bind(tenant.as_str())
                     .bind(&orders)
                     .fetch_all(&mut **pg)
-                    .await?
+                    .await?;
+                let ids: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
+                let [tests, results, specimens] = &*CHILDREN_OF_ANY;
+                let tests: Vec<TestRow> = sqlx::query_as(AssertSqlSafe(tests.as_str()))
+                    .bind(&ids)
+                    .fetch_all(&mut **pg)
+                    .await?;
+                let results: Vec<ResultRow> = sqlx::query_as(AssertSqlSafe(results.as_str()))
+                    .bind(&ids)
+                    .fetch_all(&mut **pg)
+                    .await?;
+                let specimens: Vec<SpecimenRow> = sqlx::query_as(AssertSqlSafe(specimens.as_str()))
+                    .bind(&ids)
+                    .fetch_all(&mut **pg)
+                    .await?;
+                assemble_all(rows, tests, results, specimens)?
             }
         };
-        let found = rows
-            .into_iter()
-            .map(OrderWithChildrenRow::into_order)
-            .collect::<Result<_, _>>()?;
         Ok(Self::of(mrns, patients, orders, found))
     }
 

@@ -263,11 +263,6 @@ pub(super) static ORDER_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock
 pub(super) static ORDER_WITH_CHILDREN: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| with_children("o.order_id = $2"));
 
-/// [`ORDER_WITH_CHILDREN`] for the orders whose ids are in the array `$2`: those a run of
-/// HL7 results names, read before the run (`run`).
-pub(super) static ORDERS_WITH_CHILDREN: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| with_children("o.order_id = ANY($2)"));
-
 fn with_children(key: &str) -> String {
     let list = |columns: &str, table: &str, order_by: &str| {
         let pairs: Vec<String> = columns
@@ -547,11 +542,22 @@ pub(super) async fn hydrate(tx: &mut Tx, rows: Vec<OrderRow>) -> Result<Vec<LabO
 /// as `$1` to `$n`: each in the order its rows belong in an order.
 pub(super) fn children_sql(n: usize) -> [String; 3] {
     let placeholders: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
-    let placeholders = placeholders.join(", ");
+    children_where(&format!("order_id IN ({})", placeholders.join(", ")))
+}
+
+/// On PostgreSQL, [`children_sql`] for the orders whose ids are in the array `$1`: one
+/// statement text however many there are.
+pub(super) static CHILDREN_OF_ANY: std::sync::LazyLock<[String; 3]> =
+    std::sync::LazyLock::new(|| children_where("order_id = ANY($1)"));
+
+/// On PostgreSQL, the rows of the tenant's (`$1`) orders whose ids are in the array `$2`.
+pub(super) static ORDERS_OF_ANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {ORDER_COLUMNS} FROM lab_orders WHERE tenant_id = $1 AND order_id = ANY($2)")
+});
+
+fn children_where(key: &str) -> [String; 3] {
     let select = |columns: &str, table: &str, order_by: &str| {
-        format!(
-            "SELECT {columns} FROM {table} WHERE order_id IN ({placeholders}) ORDER BY order_id, {order_by}"
-        )
+        format!("SELECT {columns} FROM {table} WHERE {key} ORDER BY order_id, {order_by}")
     };
     [
         select(TEST_COLUMNS, "lab_tests", "position"),
