@@ -27,7 +27,12 @@ pub const COUNT_CAP: i64 = 10_000;
 
 /// `SELECT COUNT(*)` of the rows `from_where` selects, stopping at [`COUNT_CAP`].
 pub(crate) fn capped_count(from_where: &str) -> String {
-    format!("SELECT COUNT(*) FROM (SELECT 1 FROM {from_where} LIMIT {COUNT_CAP}) AS capped")
+    counted_to(from_where, COUNT_CAP)
+}
+
+/// `SELECT COUNT(*)` of the rows `from_where` selects, stopping at `cap`.
+pub(crate) fn counted_to(from_where: &str, cap: i64) -> String {
+    format!("SELECT COUNT(*) FROM (SELECT 1 FROM {from_where} LIMIT {cap}) AS capped")
 }
 
 /// One event on its way to a topic. `payload` is the JSON envelope as the outbox holds it.
