@@ -29,7 +29,7 @@ use crate::app::CRITICAL_RESULTS;
 use crate::store::direct::{MessageWrite, write_message};
 use crate::store::hl7::earlier_of;
 use crate::store::lookup::{Direct, Lookups};
-use crate::store::run::{Ahead, Prefetched, write_run};
+use crate::store::run::{Ahead, Prefetched, Written, write_run};
 use chrono::{DateTime, Utc};
 use events::lab::LabCriticalResultV1;
 use events::{EventEnvelope, EventPayload};
@@ -268,12 +268,10 @@ impl Intake {
     /// they all did written at the end, at the versions read.
     async fn take_gathered(&self, run: Vec<Read>, now: DateTime<Utc>) -> Result<Gathered, DbError> {
         let mut tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
-        let new = self.new_keys(&mut tx, &run).await?;
         let (mrns, orders) = lookup_keys(&run);
         let ahead = Prefetched::read(&mut tx, &self.tenant, mrns, orders).await?;
         let mut gathering = Gathering {
             tx: &mut tx,
-            new,
             ahead,
             writes: Vec::with_capacity(run.len()),
             orders: HashSet::new(),
@@ -291,11 +289,16 @@ impl Intake {
         let Some(taken) = taken else {
             return Ok(Gathered::Taken(None));
         };
-        if !write_run(&mut tx, &self.tenant, writes).await? {
-            return Ok(Gathered::Taken(None));
+        match write_run(&mut tx, &self.tenant, writes).await? {
+            Written::Done => {
+                tx.commit().await?;
+                Ok(Gathered::Taken(Some(taken)))
+            }
+            Written::Stale => Ok(Gathered::Taken(None)),
+            // Its messages are looked up before they are taken, and those sent before
+            // answered as the first time.
+            Written::SentBefore => Ok(Gathered::Dependent),
         }
-        tx.commit().await?;
-        Ok(Gathered::Taken(Some(taken)))
     }
 
     /// The control ids of `run` no message had before it, looked up in one statement.
@@ -486,7 +489,7 @@ impl Run for LookedUp<'_> {
 
 /// What [`Intake::take_gathered`] came to: the run taken (or `None`: an order changed
 /// under it, and nothing of it was kept), or a message of it that depends on an earlier
-/// one's write, so that it must be taken message after message.
+/// one's write or was sent before, so that it must be taken message after message.
 enum Gathered {
     Taken(Option<Vec<Taken>>),
     Dependent,
@@ -496,8 +499,6 @@ enum Gathered {
 /// ([`write_run`]), its messages' lookups answered from what it read ahead.
 struct Gathering<'a> {
     tx: &'a mut Tx,
-    /// As [`LookedUp::new`].
-    new: HashSet<(String, String)>,
     ahead: Prefetched,
     writes: Vec<MessageWrite>,
     /// The orders the run's messages changed so far, and the control ids they came with.
@@ -507,21 +508,24 @@ struct Gathering<'a> {
 }
 
 impl Run for Gathering<'_> {
+    /// Every message is taken as new, without a lookup: the run's write finds any that
+    /// came before ([`Written::SentBefore`]), and the run is then taken again looking
+    /// each up. A batch sent again is rare; a lookup for every run cost a statement of a
+    /// hundred index probes.
     async fn earlier_ack(
         &mut self,
-        tenant: &TenantId,
+        _: &TenantId,
         sender: &str,
         control_id: &str,
     ) -> Result<Option<String>, DbError> {
-        let key = (sender.to_owned(), control_id.to_owned());
         // A second message with the key would find the first's record, not yet written.
-        if !self.controls.insert(key.clone()) {
+        if !self
+            .controls
+            .insert((sender.to_owned(), control_id.to_owned()))
+        {
             self.dependent = true;
         }
-        if self.new.contains(&key) {
-            return Ok(None);
-        }
-        Lookups::earlier_ack(self.tx, tenant, sender, control_id).await
+        Ok(None)
     }
 
     async fn apply(

@@ -223,7 +223,8 @@ const INSERT_MESSAGES: &str = "INSERT INTO hl7_messages (message_id, tenant_id, 
      FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
                  $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
        AS m(message_id, sender, control_id, message_type, received_at, status, ack_code,
-            error_code, error_location, error_text, raw, ack)";
+            error_code, error_location, error_text, raw, ack)
+     ON CONFLICT (tenant_id, sender, control_id) DO NOTHING";
 
 const INSERT_UNMATCHED: &str = "INSERT INTO hl7_unmatched_results (unmatched_id, tenant_id, message_id, position, reason, patient_identifier,
         placer_order, filler_order, service_code, observations, received_at, status)
@@ -239,15 +240,26 @@ fn column<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
     rows.iter().map(f).collect()
 }
 
-/// Writes what the messages of a run did, in `tx` on PostgreSQL: `false`, and `tx` to be
-/// rolled back, when an order is no longer at the version the run read it at. Each order
+/// What [`write_run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    Done,
+    /// An order is no longer at the version the run read it at.
+    Stale,
+    /// A message of the run came before, under its sender and control id (or another
+    /// connection's transaction has it): the run cannot be taken as if all were new.
+    SentBefore,
+}
+
+/// Writes what the messages of a run did, in `tx` on PostgreSQL, taking every message as
+/// new: unless [`Written::Done`], `tx` is to be rolled back. Each order and each control id
 /// must be in at most one message of the run (the run's caller checks): one statement
 /// cannot update a row twice.
 pub(crate) async fn write_run(
     tx: &mut Tx,
     tenant: &TenantId,
     writes: Vec<MessageWrite>,
-) -> Result<bool, DbError> {
+) -> Result<Written, DbError> {
     let Tx::Postgres(pg) = tx else {
         return Err(DbError::Invariant(
             "a run's writes are gathered on PostgreSQL only",
@@ -255,6 +267,29 @@ pub(crate) async fn write_run(
     };
     let c = &mut **pg;
     let tenant = tenant.as_str();
+    // The messages first: one sent before (a batch sent again, its ACKs lost) is not
+    // written again, and the run then stops here.
+    let records: Vec<_> = writes.iter().map(|m| &m.record).collect();
+    let inserted = sqlx::query(INSERT_MESSAGES)
+        .bind(tenant)
+        .bind(column(&records, |m| m.id))
+        .bind(column(&records, |m| m.sender.as_deref()))
+        .bind(column(&records, |m| m.control_id.as_deref()))
+        .bind(column(&records, |m| m.message_type.as_deref()))
+        .bind(column(&records, |m| m.received_at))
+        .bind(column(&records, |m| m.status))
+        .bind(column(&records, |m| m.ack_code))
+        .bind(column(&records, |m| m.error_code.as_deref()))
+        .bind(column(&records, |m| m.error_location.as_deref()))
+        .bind(column(&records, |m| m.error_text.as_deref()))
+        .bind(column(&records, |m| m.raw.as_str()))
+        .bind(column(&records, |m| m.ack.as_str()))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    if inserted != records.len() as u64 {
+        return Ok(Written::SentBefore);
+    }
     let orders: Vec<&(LabOrder, LabOrder)> = writes.iter().flat_map(|m| &m.changed).collect();
     if !orders.is_empty() {
         let updated = sqlx::query(UPDATE_ORDERS)
@@ -277,7 +312,7 @@ pub(crate) async fn write_run(
             .await?
             .rows_affected();
         if updated != orders.len() as u64 {
-            return Ok(false);
+            return Ok(Written::Stale);
         }
     }
     let (mut tests, mut results, mut specimens) = (Vec::new(), Vec::new(), Vec::new());
@@ -341,25 +376,6 @@ pub(crate) async fn write_run(
             .execute(&mut *c)
             .await?;
     }
-    let records: Vec<_> = writes.iter().map(|m| &m.record).collect();
-    if !records.is_empty() {
-        sqlx::query(INSERT_MESSAGES)
-            .bind(tenant)
-            .bind(column(&records, |m| m.id))
-            .bind(column(&records, |m| m.sender.as_deref()))
-            .bind(column(&records, |m| m.control_id.as_deref()))
-            .bind(column(&records, |m| m.message_type.as_deref()))
-            .bind(column(&records, |m| m.received_at))
-            .bind(column(&records, |m| m.status))
-            .bind(column(&records, |m| m.ack_code))
-            .bind(column(&records, |m| m.error_code.as_deref()))
-            .bind(column(&records, |m| m.error_location.as_deref()))
-            .bind(column(&records, |m| m.error_text.as_deref()))
-            .bind(column(&records, |m| m.raw.as_str()))
-            .bind(column(&records, |m| m.ack.as_str()))
-            .execute(&mut *c)
-            .await?;
-    }
     let unmatched: Vec<_> = writes
         .iter()
         .flat_map(|m| m.unmatched.iter().map(|u| (m.record.id, u)))
@@ -388,7 +404,7 @@ pub(crate) async fn write_run(
     }
     let events: Vec<_> = writes.into_iter().flat_map(|m| m.events).collect();
     store::outbox::append(tx, &events).await?;
-    Ok(true)
+    Ok(Written::Done)
 }
 
 #[cfg(test)]
@@ -553,7 +569,8 @@ mod tests {
 
     /// What a run gathered lands as each message would have written it (orders at their
     /// new versions with their new children, the messages, the unmatched results), and a
-    /// run with an order changed since it was read writes nothing.
+    /// run with an order changed since it was read, or with a message sent before, writes
+    /// nothing.
     #[tokio::test]
     async fn a_runs_writes_store_every_message_and_nothing_over_a_changed_order() {
         let Some(database) = TestDatabase::postgres().await else {
@@ -582,7 +599,10 @@ mod tests {
             },
         ];
         let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
-        assert!(write_run(&mut tx, &tenant, run).await.unwrap());
+        assert_eq!(
+            write_run(&mut tx, &tenant, run).await.unwrap(),
+            Written::Done
+        );
         tx.commit().await.unwrap();
 
         let stored_a = lab.order(&tenant, a.id).await.unwrap().unwrap();
@@ -648,7 +668,26 @@ mod tests {
             },
         ];
         let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
-        assert!(!write_run(&mut tx, &tenant, stale).await.unwrap());
+        assert_eq!(
+            write_run(&mut tx, &tenant, stale).await.unwrap(),
+            Written::Stale
+        );
+        tx.rollback().await.unwrap();
+        // A message sent before (R1 again), beside a new one for `b`: nothing of it either.
+        let again = vec![
+            MessageWrite {
+                changed: vec![(stored_b.clone(), collected(&stored_b, "third"))],
+                record: applied(&tenant, "R5"),
+                unmatched: vec![],
+                events: vec![],
+            },
+            MessageWrite::alone(applied(&tenant, "R1")),
+        ];
+        let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
+        assert_eq!(
+            write_run(&mut tx, &tenant, again).await.unwrap(),
+            Written::SentBefore
+        );
         tx.rollback().await.unwrap();
         let b_now = lab.order(&tenant, b.id).await.unwrap().unwrap();
         assert_eq!(b_now.version, stored_b.version, "nothing of the run stays");
