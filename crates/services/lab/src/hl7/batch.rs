@@ -233,9 +233,9 @@ impl Intake {
     }
 
     /// Takes `run` (whose messages are `texts`) in one transaction on PostgreSQL: gathered
-    /// ([`Self::take_gathered`]) unless it places orders or a message of it depends on
-    /// another's write, and otherwise message after message, each writing before the next
-    /// reads.
+    /// ([`Self::take_gathered`]) unless it places orders, a message of it depends on
+    /// another's write, or one came before; otherwise message after message, each looked
+    /// up as sent before and writing before the next reads.
     async fn take_in_tx(
         &self,
         run: Vec<Read>,
