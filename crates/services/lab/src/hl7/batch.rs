@@ -174,16 +174,14 @@ impl Intake {
         let mut ahead = ReadAhead {
             reads,
             ahead,
-            writes: Vec::with_capacity(run.len()),
-            orders: HashSet::new(),
-            controls: HashSet::new(),
-            dependent: false,
+            deferred: Deferred::default(),
         };
         let taken = self.take_all(&mut ahead, run, now).await?;
         let ReadAhead {
             reads,
-            writes,
-            dependent,
+            deferred: Deferred {
+                writes, dependent, ..
+            },
             ..
         } = ahead;
         drop(reads);
@@ -273,15 +271,12 @@ impl Intake {
         let mut gathering = Gathering {
             tx: &mut tx,
             ahead,
-            writes: Vec::with_capacity(run.len()),
-            orders: HashSet::new(),
-            controls: HashSet::new(),
-            dependent: false,
+            deferred: Deferred::default(),
         };
         let taken = self.take_all(&mut gathering, run, now).await?;
-        let Gathering {
+        let Deferred {
             writes, dependent, ..
-        } = gathering;
+        } = gathering.deferred;
         // Rolled back as `tx` drops.
         if dependent {
             return Ok(Gathered::Dependent);
@@ -487,6 +482,42 @@ impl Run for LookedUp<'_> {
     }
 }
 
+/// What the messages of a run read ahead would write, kept for the run's one write, and
+/// whether a message of it depends on an earlier one's write, which that write cannot
+/// give it.
+#[derive(Default)]
+struct Deferred {
+    writes: Vec<MessageWrite>,
+    /// The orders the run's messages changed so far, and the control ids they came with.
+    orders: HashSet<Uuid>,
+    controls: HashSet<(String, String)>,
+    dependent: bool,
+}
+
+impl Deferred {
+    /// A message's sender and control id: a second message with them is answered as the
+    /// first, whose record is not written yet.
+    fn control(&mut self, sender: &str, control_id: &str) {
+        if !self
+            .controls
+            .insert((sender.to_owned(), control_id.to_owned()))
+        {
+            self.dependent = true;
+        }
+    }
+
+    /// What a message would write: a second message for one order must build on the
+    /// first's change.
+    fn push(&mut self, m: MessageWrite) {
+        for (before, _) in &m.changed {
+            if !self.orders.insert(before.id.as_uuid()) {
+                self.dependent = true;
+            }
+        }
+        self.writes.push(m);
+    }
+}
+
 /// What [`Intake::take_gathered`] came to: the run taken (or `None`: an order changed
 /// under it, and nothing of it was kept), or a message of it that depends on an earlier
 /// one's write or was sent before, so that it must be taken message after message.
@@ -500,11 +531,7 @@ enum Gathered {
 struct Gathering<'a> {
     tx: &'a mut Tx,
     ahead: Prefetched,
-    writes: Vec<MessageWrite>,
-    /// The orders the run's messages changed so far, and the control ids they came with.
-    orders: HashSet<Uuid>,
-    controls: HashSet<(String, String)>,
-    dependent: bool,
+    deferred: Deferred,
 }
 
 impl Run for Gathering<'_> {
@@ -518,13 +545,7 @@ impl Run for Gathering<'_> {
         sender: &str,
         control_id: &str,
     ) -> Result<Option<String>, DbError> {
-        // A second message with the key would find the first's record, not yet written.
-        if !self
-            .controls
-            .insert((sender.to_owned(), control_id.to_owned()))
-        {
-            self.dependent = true;
-        }
+        self.deferred.control(sender, control_id);
         Ok(None)
     }
 
@@ -546,13 +567,7 @@ impl Run for Gathering<'_> {
     }
 
     async fn write(&mut self, _: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
-        for (before, _) in &m.changed {
-            // A second message for one order must build on the first's change.
-            if !self.orders.insert(before.id.as_uuid()) {
-                self.dependent = true;
-            }
-        }
-        self.writes.push(m);
+        self.deferred.push(m);
         Ok(true)
     }
 }
@@ -596,11 +611,7 @@ struct ReadAhead {
     reads: Direct<Snapshot>,
     /// The patients and orders the run names, read at once before it.
     ahead: Prefetched,
-    writes: Vec<MessageWrite>,
-    /// The orders the run's messages changed so far, and the control ids they came with.
-    orders: HashSet<Uuid>,
-    controls: HashSet<(String, String)>,
-    dependent: bool,
+    deferred: Deferred,
 }
 
 impl Run for ReadAhead {
@@ -610,14 +621,7 @@ impl Run for ReadAhead {
         sender: &str,
         control_id: &str,
     ) -> Result<Option<String>, DbError> {
-        // A control id twice in a run: the second is answered as the first, whose record
-        // the snapshot does not hold.
-        if !self
-            .controls
-            .insert((sender.to_owned(), control_id.to_owned()))
-        {
-            self.dependent = true;
-        }
+        self.deferred.control(sender, control_id);
         self.reads.earlier_ack(tenant, sender, control_id).await
     }
 
@@ -639,13 +643,7 @@ impl Run for ReadAhead {
     }
 
     async fn write(&mut self, _: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
-        for (before, _) in &m.changed {
-            // A second message for one order must build on the first's change.
-            if !self.orders.insert(before.id.as_uuid()) {
-                self.dependent = true;
-            }
-        }
-        self.writes.push(m);
+        self.deferred.push(m);
         Ok(true)
     }
 }

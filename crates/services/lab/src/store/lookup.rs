@@ -331,10 +331,8 @@ mod tests {
     /// through an index by tenant, which reads every order of the tenant.
     #[tokio::test]
     async fn a_runs_orders_are_read_by_their_ids() {
-        let dir = std::env::temp_dir().join(format!("lab-plan-{}", Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Db::connect_sqlite(dir.join("t.db"), 2).await.unwrap();
-        store::migrate(&db, &crate::migrations()).await.unwrap();
+        let database = testkit::TestDatabase::sqlite();
+        let db = crate::store::direct::tests::lab_db(&database, 2).await;
         let Db::Sqlite(sqlite) = &db else {
             unreachable!()
         };
@@ -375,7 +373,6 @@ mod tests {
         }
         drop(snapshot);
         db.close().await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// What a results message reads comes back the same through sqlx and through the
