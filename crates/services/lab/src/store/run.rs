@@ -474,6 +474,7 @@ mod tests {
         lab.insert(&a, &[]).await.unwrap();
         lab.insert(&b, &[]).await.unwrap();
         lab.update(&a, &resulted(&a), &[]).await.unwrap();
+        lab.update(&b, &resulted(&b), &[]).await.unwrap();
         let tenant = a.tenant.clone();
         let patient = a.patient_id.as_uuid();
         let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
@@ -482,6 +483,7 @@ mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         let stored = lab.order(&tenant, a.id).await.unwrap().unwrap();
+        let stored_b = lab.order(&tenant, b.id).await.unwrap().unwrap();
         let absent = LabOrderId::new();
         let mrns = vec!["MRN-1".to_owned(), "MRN-NONE".to_owned()];
         let orders = vec![a.id.as_uuid(), absent.as_uuid(), b.id.as_uuid()];
@@ -512,10 +514,8 @@ mod tests {
         );
         assert_eq!(reads.order(&tenant, a.id).await.unwrap(), Some(stored));
         assert_eq!(reads.order(&tenant, absent).await.unwrap(), None);
-        assert_eq!(
-            reads.order(&tenant, b.id).await.unwrap().map(|o| o.id),
-            Some(b.id)
-        );
+        // Read together, each order has its own tests, results and specimens.
+        assert_eq!(reads.order(&tenant, b.id).await.unwrap(), Some(stored_b));
         assert!(reads.patient_by_mrn(&tenant, "MRN-2").await.is_err());
         // Each order once: a second read of one is the run's own.
         assert!(reads.order(&tenant, a.id).await.is_err());
