@@ -42,6 +42,33 @@ fn records(rows: &[Pending]) -> Vec<Record> {
         .collect()
 }
 
+/// Something done at most once a period: at the first ask, then at the first ask a period
+/// after it was last done.
+#[derive(Debug)]
+struct Cadence {
+    period: Duration,
+    next: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Cadence {
+    fn new(period: Duration) -> Self {
+        Self {
+            period,
+            next: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether it is due at `now`; when it is, it is next due a period later.
+    fn take(&self, now: Instant) -> bool {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        if next.is_some_and(|next| now < next) {
+            return false;
+        }
+        *next = Some(now + self.period);
+        true
+    }
+}
+
 /// The most outbox rows one round publishes. A round waits for two commits (the sink's,
 /// then marking the rows published, which on SQLite queues behind the service's other
 /// writes), so its length, not its size, bounds the rate: under HL7 batches at 500 rows a
@@ -56,8 +83,9 @@ pub struct OutboxRelay {
     batch: i64,
     /// When published rows are next purged; at the relay's first round.
     next_purge: Arc<std::sync::Mutex<Instant>>,
-    /// When the backlog is next counted for its gauge; at the relay's first round.
-    next_count: Arc<std::sync::Mutex<Instant>>,
+    /// When the backlog is counted for its gauge: at the relay's first round, then once
+    /// a [`COUNT_EVERY`] at most.
+    count: Arc<Cadence>,
 }
 
 impl std::fmt::Debug for OutboxRelay {
@@ -77,7 +105,7 @@ impl OutboxRelay {
             sink,
             batch: BATCH,
             next_purge: Arc::new(std::sync::Mutex::new(Instant::now())),
-            next_count: Arc::new(std::sync::Mutex::new(Instant::now())),
+            count: Arc::new(Cadence::new(COUNT_EVERY)),
         }
     }
 
@@ -90,7 +118,7 @@ impl OutboxRelay {
         // gauge's count reads up to `COUNT_CAP` rows, which under HL7 batches on
         // PostgreSQL took 8 ms a round: it is counted once a second at most, and in
         // between one row tells whether there is anything to publish.
-        let counting = self.count_due();
+        let counting = self.count.take(Instant::now());
         const PENDING_ROWS: &str = "outbox WHERE published_at IS NULL";
         let sql = match counting {
             true => crate::capped_count(PENDING_ROWS),
@@ -148,20 +176,6 @@ impl OutboxRelay {
     /// comes back wholly deleted. A failure is logged and waits for the next time; it
     /// does not hold up publishing. On PostgreSQL every process's relay may do it: the
     /// deletes are of rows nobody reads again.
-    /// Whether this round counts the backlog for its gauge: a second after the last count.
-    fn count_due(&self) -> bool {
-        let now = Instant::now();
-        let mut next = self
-            .next_count
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if now < *next {
-            return false;
-        }
-        *next = now + COUNT_EVERY;
-        true
-    }
-
     async fn purge_when_due(&self) {
         let now = Instant::now();
         let due = |next: &Instant| now >= *next;
@@ -355,4 +369,26 @@ fn lock_key(service: &str) -> i64 {
     service.bytes().fold(0x6f75_7462_6f78_i64, |h, b| {
         h.wrapping_mul(31).wrapping_add(i64::from(b))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_is_counted_at_the_first_round_and_then_once_a_period() {
+        let count = Cadence::new(Duration::from_secs(1));
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        assert!(count.take(at(0)), "the first round counts");
+        assert!(!count.take(at(0)));
+        assert!(!count.take(at(999)));
+        assert!(count.take(at(1_000)), "a period later it counts again");
+        assert!(!count.take(at(1_500)));
+        assert!(
+            count.take(at(2_600)),
+            "the next period runs from the last count"
+        );
+        assert!(!count.take(at(3_500)));
+    }
 }
