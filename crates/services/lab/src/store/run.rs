@@ -412,7 +412,7 @@ mod tests {
     use super::*;
     use crate::domain::{AbnormalFlag, CriticalLimits, SubmittedResult};
     use crate::store::direct::tests::{applied, collected, lab_db, placed};
-    use crate::store::hl7::{Unmatched, UnmatchedObservation, open_unmatched};
+    use crate::store::hl7::{MessageRecord, Unmatched, UnmatchedObservation, open_unmatched};
     use crate::store::lookup::Direct;
     use crate::store::{LabStore, SqlLabStore, remember_patient};
     use chrono::Utc;
@@ -541,6 +541,14 @@ mod tests {
         after
     }
 
+    /// A message that changed `before` into `after` and parked nothing.
+    fn changing(before: &LabOrder, after: LabOrder, record: MessageRecord) -> MessageWrite {
+        MessageWrite {
+            changed: vec![(before.clone(), after)],
+            ..MessageWrite::alone(record)
+        }
+    }
+
     fn parked(message: Uuid) -> Unmatched {
         Unmatched {
             id: Uuid::now_v7(),
@@ -591,12 +599,7 @@ mod tests {
                 record: first,
                 events: vec![],
             },
-            MessageWrite {
-                changed: vec![(b.clone(), collected(&b, "porter"))],
-                record: applied(&tenant, "R2"),
-                unmatched: vec![],
-                events: vec![],
-            },
+            changing(&b, collected(&b, "porter"), applied(&tenant, "R2")),
         ];
         let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
         assert_eq!(
@@ -654,18 +657,12 @@ mod tests {
 
         // `b` read again at its new version, `a` at the one the run above changed.
         let stale = vec![
-            MessageWrite {
-                changed: vec![(stored_b.clone(), collected(&stored_b, "second"))],
-                record: applied(&tenant, "R3"),
-                unmatched: vec![],
-                events: vec![],
-            },
-            MessageWrite {
-                changed: vec![(a.clone(), collected(&a, "late"))],
-                record: applied(&tenant, "R4"),
-                unmatched: vec![],
-                events: vec![],
-            },
+            changing(
+                &stored_b,
+                collected(&stored_b, "second"),
+                applied(&tenant, "R3"),
+            ),
+            changing(&a, collected(&a, "late"), applied(&tenant, "R4")),
         ];
         let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
         assert_eq!(
@@ -675,12 +672,11 @@ mod tests {
         tx.rollback().await.unwrap();
         // A message sent before (R1 again), beside a new one for `b`: nothing of it either.
         let again = vec![
-            MessageWrite {
-                changed: vec![(stored_b.clone(), collected(&stored_b, "third"))],
-                record: applied(&tenant, "R5"),
-                unmatched: vec![],
-                events: vec![],
-            },
+            changing(
+                &stored_b,
+                collected(&stored_b, "third"),
+                applied(&tenant, "R5"),
+            ),
             MessageWrite::alone(applied(&tenant, "R1")),
         ];
         let mut tx = db.begin_in(Scope::Tenant(&tenant)).await.unwrap();
