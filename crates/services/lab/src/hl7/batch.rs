@@ -41,7 +41,6 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use store::direct_read::Snapshot;
 use store::{Db, DbError, Scope, SqliteDb, Tx};
 use uuid::Uuid;
 
@@ -168,22 +167,14 @@ impl Intake {
         run: Vec<Read>,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Taken>>, DbError> {
-        let reads = Direct(db.snapshot()?);
+        let mut reads = Direct(db.snapshot()?);
         let (mrns, orders) = lookup_keys(&run);
         let ahead = reads.prefetch(&self.tenant, mrns, orders)?;
-        let mut ahead = ReadAhead {
-            reads,
-            ahead,
-            deferred: Deferred::default(),
-        };
+        let mut ahead = Deferring::new(&mut reads, ahead, true);
         let taken = self.take_all(&mut ahead, run, now).await?;
-        let ReadAhead {
-            reads,
-            deferred: Deferred {
-                writes, dependent, ..
-            },
-            ..
-        } = ahead;
+        let Deferred {
+            writes, dependent, ..
+        } = ahead.deferred;
         drop(reads);
         let Some(taken) = taken.filter(|_| !dependent) else {
             return Ok(None);
@@ -268,11 +259,7 @@ impl Intake {
         let mut tx = self.db.begin_in(Scope::Tenant(&self.tenant)).await?;
         let (mrns, orders) = lookup_keys(&run);
         let ahead = Prefetched::read(&mut tx, &self.tenant, mrns, orders).await?;
-        let mut gathering = Gathering {
-            tx: &mut tx,
-            ahead,
-            deferred: Deferred::default(),
-        };
+        let mut gathering = Deferring::new(&mut tx, ahead, false);
         let taken = self.take_all(&mut gathering, run, now).await?;
         let Deferred {
             writes, dependent, ..
@@ -526,27 +513,46 @@ enum Gathered {
     Dependent,
 }
 
-/// A run's transaction on PostgreSQL whose writes wait for the end of the run
-/// ([`write_run`]), its messages' lookups answered from what it read ahead.
-struct Gathering<'a> {
-    tx: &'a mut Tx,
+/// A run whose writes wait for its end: each message's lookups are answered from what the
+/// run read ahead, the rest from `reads` (the run's transaction on PostgreSQL, where
+/// [`write_run`] writes them; its snapshot on SQLite, then one direct write), and what it
+/// would write is kept ([`Deferred`]).
+struct Deferring<'a, L> {
+    reads: &'a mut L,
+    /// The patients and orders the run names, read at once before it.
     ahead: Prefetched,
     deferred: Deferred,
+    /// Whether a message's control id is looked up as sent before. PostgreSQL's gathered
+    /// runs take every message as new: the run's write finds any that came before
+    /// ([`Written::SentBefore`]), and the run is then taken again looking each up. A batch
+    /// sent again is rare; a lookup for every run cost a statement of a hundred index
+    /// probes.
+    looks_up_earlier: bool,
 }
 
-impl Run for Gathering<'_> {
-    /// Every message is taken as new, without a lookup: the run's write finds any that
-    /// came before ([`Written::SentBefore`]), and the run is then taken again looking
-    /// each up. A batch sent again is rare; a lookup for every run cost a statement of a
-    /// hundred index probes.
+impl<'a, L: Lookups> Deferring<'a, L> {
+    fn new(reads: &'a mut L, ahead: Prefetched, looks_up_earlier: bool) -> Self {
+        Self {
+            reads,
+            ahead,
+            deferred: Deferred::default(),
+            looks_up_earlier,
+        }
+    }
+}
+
+impl<L: Lookups> Run for Deferring<'_, L> {
     async fn earlier_ack(
         &mut self,
-        _: &TenantId,
+        tenant: &TenantId,
         sender: &str,
         control_id: &str,
     ) -> Result<Option<String>, DbError> {
         self.deferred.control(sender, control_id);
-        Ok(None)
+        if !self.looks_up_earlier {
+            return Ok(None);
+        }
+        self.reads.earlier_ack(tenant, sender, control_id).await
     }
 
     async fn apply(
@@ -558,7 +564,7 @@ impl Run for Gathering<'_> {
         now: DateTime<Utc>,
     ) -> Result<Result<Applied, Hl7Error>, DbError> {
         let mut reads = Ahead {
-            reads: &mut *self.tx,
+            reads: &mut *self.reads,
             ahead: &mut self.ahead,
         };
         intake
@@ -602,49 +608,6 @@ impl Run for InWrite<'_, '_> {
 
     async fn write(&mut self, _: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
         Ok(write_message(self.0, &m)?)
-    }
-}
-
-/// A run read ahead of its write, in a snapshot: what each message would write, kept for
-/// the write, and whether a message depends on an earlier one's write.
-struct ReadAhead {
-    reads: Direct<Snapshot>,
-    /// The patients and orders the run names, read at once before it.
-    ahead: Prefetched,
-    deferred: Deferred,
-}
-
-impl Run for ReadAhead {
-    async fn earlier_ack(
-        &mut self,
-        tenant: &TenantId,
-        sender: &str,
-        control_id: &str,
-    ) -> Result<Option<String>, DbError> {
-        self.deferred.control(sender, control_id);
-        self.reads.earlier_ack(tenant, sender, control_id).await
-    }
-
-    async fn apply(
-        &mut self,
-        intake: &Intake,
-        id: Uuid,
-        message: &Message,
-        inbound: Inbound,
-        now: DateTime<Utc>,
-    ) -> Result<Result<Applied, Hl7Error>, DbError> {
-        let mut reads = Ahead {
-            reads: &mut self.reads,
-            ahead: &mut self.ahead,
-        };
-        intake
-            .apply_read(&mut reads, id, message, inbound, now)
-            .await
-    }
-
-    async fn write(&mut self, _: &TenantId, m: MessageWrite) -> Result<bool, DbError> {
-        self.deferred.push(m);
-        Ok(true)
     }
 }
 
