@@ -35,6 +35,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             name: "hl7 messages",
             sql: include_str!("../migrations/sqlite/0003_hl7_messages.sql"),
         },
+        Migration {
+            version: 4,
+            name: "one result key",
+            sql: include_str!("../migrations/sqlite/0004_one_result_key.sql"),
+        },
     ],
     postgres: &[
         Migration {
@@ -51,6 +56,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             version: 3,
             name: "hl7 messages",
             sql: include_str!("../migrations/postgres/0003_hl7_messages.sql"),
+        },
+        Migration {
+            version: 4,
+            name: "one result key",
+            sql: include_str!("../migrations/postgres/0004_one_result_key.sql"),
         },
     ],
 };

@@ -8,10 +8,13 @@
 //! The statements and the values' encodings are the sqlx path's (`sql.rs`, `hl7.rs`).
 
 use super::hl7::{INSERT_MESSAGE, INSERT_UNMATCHED, MessageRecord, Unmatched};
-use super::sql::{INSERT_RESULT, INSERT_SPECIMEN, INSERT_TEST, UPDATE_ORDER, child_writes};
+use super::sql::{
+    INSERT_RESULT, INSERT_SPECIMEN, INSERT_TEST, UPDATE_ORDER, UPDATE_ORDER_SAME_FILLER,
+    child_writes,
+};
 use crate::domain::LabOrder;
 use events::EventEnvelope;
-use rusqlite::{Transaction, params};
+use rusqlite::{ToSql, Transaction, params, params_from_iter};
 use store::direct::time;
 use store::outbox;
 
@@ -69,29 +72,40 @@ pub(crate) fn write_message(tx: &Transaction<'_>, m: &MessageWrite) -> rusqlite:
 }
 
 fn update_order(tx: &Transaction<'_>, before: &LabOrder, o: &LabOrder) -> rusqlite::Result<bool> {
-    let n = tx.prepare_cached(UPDATE_ORDER)?.execute(params![
-        o.status.as_str(),
-        o.collected_at.map(time),
-        o.received_at.map(time),
-        o.reported_at.map(time),
-        o.cancelled_at.map(time),
-        o.cancel_reason,
-        o.awaiting_preauthorization,
-        o.preauthorization,
-        o.filler_order,
-        o.version,
-        time(o.updated_at),
-        o.tenant.as_str(),
-        o.id.as_uuid().as_bytes().as_slice(),
-        o.priority.as_str(),
-        before.version,
-    ])?;
+    let (status, tenant, priority) = (o.status.as_str(), o.tenant.as_str(), o.priority.as_str());
+    let (collected, received) = (o.collected_at.map(time), o.received_at.map(time));
+    let (reported, cancelled) = (o.reported_at.map(time), o.cancelled_at.map(time));
+    let (updated, id) = (time(o.updated_at), o.id.as_uuid());
+    let state: [&dyn ToSql; 15] = [
+        &status,
+        &collected,
+        &received,
+        &reported,
+        &cancelled,
+        &o.cancel_reason,
+        &o.awaiting_preauthorization,
+        &o.preauthorization,
+        &o.filler_order,
+        &o.version,
+        &updated,
+        &tenant,
+        &id.as_bytes().as_slice(),
+        &priority,
+        &before.version,
+    ];
+    let n = if o.filler_order == before.filler_order {
+        // SQLite numbers `$N` parameters by where they first appear, not by N: the
+        // statement without the filler number takes the others, renumbered.
+        let others = state.iter().enumerate().filter(|(i, _)| *i != 8);
+        tx.prepare_cached(UPDATE_ORDER_SAME_FILLER)?
+            .execute(params_from_iter(others.map(|(_, v)| v)))?
+    } else {
+        tx.prepare_cached(UPDATE_ORDER)?.execute(&state[..])?
+    };
     if n == 0 {
         return Ok(false);
     }
-    let tenant = o.tenant.as_str();
-    let order = o.id.as_uuid();
-    let order = order.as_bytes().as_slice();
+    let order = id.as_bytes().as_slice();
     let writes = child_writes(o, Some(before));
     let mut test = tx.prepare_cached(INSERT_TEST)?;
     for (position, t) in writes.tests {
@@ -328,5 +342,49 @@ pub(crate) mod tests {
         assert_eq!(controls, ["ONE"]);
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    use crate::store::lookup::{Direct, Lookups};
+
+    /// The first message numbers the order; a later one leaves the number out of its update
+    /// (another statement, its parameters renumbered) and still writes everything else,
+    /// and the order is still found by its number.
+    #[tokio::test]
+    async fn a_message_to_an_order_already_numbered_writes_its_change_and_keeps_the_number() {
+        let database = testkit::TestDatabase::sqlite();
+        let db = lab_db(&database, 2).await;
+        let Db::Sqlite(sqlite) = &db else {
+            unreachable!()
+        };
+        let lab = SqlLabStore::new(db.clone());
+        let placed = placed();
+        lab.insert(&placed, &[]).await.unwrap();
+        let written = |m: MessageWrite| sqlite.write_direct(move |tx| write_message(tx, &m));
+
+        let mut numbered = collected(&placed, "first");
+        numbered.filler_order = Some("F-1".into());
+        let m = message(&placed, "ONE", &placed, numbered.clone());
+        assert!(written(m).await.unwrap());
+        let mut again = collected(&numbered, "second");
+        again
+            .cancel(Some("specimen lost".into()), Utc::now())
+            .unwrap();
+        let m = message(&placed, "TWO", &numbered, again.clone());
+        assert!(written(m).await.unwrap());
+        // At the version it was read at, not again.
+        let stale = message(&placed, "THREE", &numbered, collected(&numbered, "third"));
+        assert!(!written(stale).await.unwrap());
+
+        let stored = lab.order(&placed.tenant, placed.id).await.unwrap().unwrap();
+        assert_eq!(stored, again);
+        let snapshot = sqlite.snapshot().unwrap();
+        let mut reads = Direct(snapshot);
+        let found = reads
+            .order_by_number(&placed.tenant, "filler_order", "F-1")
+            .await
+            .unwrap();
+        assert_eq!(found.map(|o| o.id), Some(placed.id));
+        drop(reads);
+        db.close().await;
     }
 }

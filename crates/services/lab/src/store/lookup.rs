@@ -327,6 +327,55 @@ mod tests {
         after
     }
 
+    /// Migration 4 (one unique key for a result instead of two): results written before it
+    /// read back the same after it, and a revision of a test written twice is still
+    /// refused. On SQLite the migration builds the table again; PostgreSQL's test databases
+    /// are clones of one migrated before the test, so there it is the refusal alone.
+    #[tokio::test]
+    async fn results_written_before_migration_4_read_back_the_same_after_it() {
+        let mut databases = vec![testkit::TestDatabase::sqlite()];
+        databases.extend(testkit::TestDatabase::postgres().await);
+        for database in databases {
+            let config = store::StoreConfig {
+                data_dir: database.data_dir(),
+                database_url: database.url(),
+                max_connections: 2,
+            };
+            let db = Db::connect("lab", &config).await.unwrap();
+            let mut before = crate::migrations();
+            let lab_set = before.iter_mut().find(|s| s.component == crate::SERVICE);
+            let lab_set = lab_set.unwrap();
+            lab_set.sqlite = &crate::MIGRATIONS.sqlite[..3];
+            if database.url().is_none() {
+                assert_eq!(store::migrate(&db, &before).await.unwrap(), 5);
+            }
+            let lab = SqlLabStore::new(db.clone());
+            let order = worked_on(&lab).await;
+            let written = lab.order(&order.tenant, order.id).await.unwrap().unwrap();
+            assert_eq!(written.tests[0].results.len(), 2);
+
+            let applied = store::migrate(&db, &crate::migrations()).await.unwrap();
+            assert_eq!(applied, usize::from(database.url().is_none()));
+            let migrated = lab.order(&order.tenant, order.id).await.unwrap();
+            assert_eq!(migrated, Some(written));
+            let mut tx = db.begin_in(Scope::Tenant(&order.tenant)).await.unwrap();
+            let twice = store::on_tx!(&mut tx, |c| sqlx::query(
+                "INSERT INTO lab_results (result_id, tenant_id, test_id, order_id, revision,
+                     result_value, performed_by, performed_at, recorded_at, correction)
+                 SELECT $1, tenant_id, test_id, order_id, revision, result_value, performed_by,
+                     performed_at, recorded_at, correction
+                 FROM lab_results WHERE revision = 2"
+            )
+            .bind(Uuid::now_v7())
+            .execute(c)
+            .await
+            .map(|_| ()));
+            assert!(twice.is_err(), "{:?}", database.url().is_some());
+            drop(tx);
+            db.close().await;
+        }
+    }
+
     /// A run's orders are read by their ids through the primary key, however many: not
     /// through an index by tenant, which reads every order of the tenant.
     #[tokio::test]

@@ -223,6 +223,16 @@ pub(super) const UPDATE_ORDER: &str = "UPDATE lab_orders SET status = $1, collec
         filler_order = $9, version = $10, updated_at = $11
      WHERE tenant_id = $12 AND order_id = $13 AND priority = $14 AND version = $15";
 
+/// [`UPDATE_ORDER`] for an order whose filler number is the one it was read with, and its
+/// parameters without the filler number (`$9`). SQLite rewrites the entry of every index on
+/// a column the `SET` names, changed or not: naming `filler_order` dirtied a random page of
+/// `idx_lab_orders_filler` for every result to an order already numbered, a page the WAL
+/// and then the checkpoint wrote out again.
+pub(super) const UPDATE_ORDER_SAME_FILLER: &str = "UPDATE lab_orders SET status = $1, collected_at = $2, received_at = $3, reported_at = $4,
+        cancelled_at = $5, cancel_reason = $6, awaiting_preauthorization = $7, preauthorization = $8,
+        version = $9, updated_at = $10
+     WHERE tenant_id = $11 AND order_id = $12 AND priority = $13 AND version = $14";
+
 /// Writes the order as changed from `before` (as it was read, at its version), in `tx`.
 pub(crate) async fn update_order(
     tx: &mut Tx,
