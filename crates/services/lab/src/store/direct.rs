@@ -204,6 +204,7 @@ fn insert_unmatched(
 pub(crate) mod tests {
     use super::*;
     use crate::domain::{NewLabOrder, Specimen, SpecimenType};
+    use crate::store::lookup::{Direct, Lookups};
     use crate::store::{LabStore, SqlLabStore};
     use chrono::Utc;
     use kernel::TenantId;
@@ -343,8 +344,6 @@ pub(crate) mod tests {
         db.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
-
-    use crate::store::lookup::{Direct, Lookups};
 
     /// The first message numbers the order; a later one leaves the number out of its update
     /// (another statement, its parameters renumbered) and still writes everything else,
