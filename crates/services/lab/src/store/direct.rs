@@ -214,14 +214,22 @@ pub(crate) mod tests {
 
     /// The lab's store on `database` (SQLite or PostgreSQL), migrated, its pool this wide.
     pub(crate) async fn lab_db(database: &testkit::TestDatabase, max_connections: u32) -> Db {
+        let db = lab_db_unmigrated(database, max_connections).await;
+        store::migrate(&db, &crate::migrations()).await.unwrap();
+        db
+    }
+
+    /// [`lab_db`] before any migration of its own.
+    pub(crate) async fn lab_db_unmigrated(
+        database: &testkit::TestDatabase,
+        max_connections: u32,
+    ) -> Db {
         let config = store::StoreConfig {
             data_dir: database.data_dir(),
             database_url: database.url(),
             max_connections,
         };
-        let db = Db::connect("lab", &config).await.unwrap();
-        store::migrate(&db, &crate::migrations()).await.unwrap();
-        db
+        Db::connect("lab", &config).await.unwrap()
     }
     use uuid::Uuid;
 

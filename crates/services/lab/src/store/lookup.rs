@@ -336,16 +336,10 @@ mod tests {
         let mut databases = vec![testkit::TestDatabase::sqlite()];
         databases.extend(testkit::TestDatabase::postgres().await);
         for database in databases {
-            let config = store::StoreConfig {
-                data_dir: database.data_dir(),
-                database_url: database.url(),
-                max_connections: 2,
-            };
-            let db = Db::connect("lab", &config).await.unwrap();
+            let db = crate::store::direct::tests::lab_db_unmigrated(&database, 2).await;
             let mut before = crate::migrations();
-            let lab_set = before.iter_mut().find(|s| s.component == crate::SERVICE);
-            let lab_set = lab_set.unwrap();
-            lab_set.sqlite = &crate::MIGRATIONS.sqlite[..3];
+            let lab = before.iter_mut().find(|s| s.component == crate::SERVICE);
+            lab.unwrap().sqlite = &crate::MIGRATIONS.sqlite[..3];
             if database.url().is_none() {
                 assert_eq!(store::migrate(&db, &before).await.unwrap(), 5);
             }
@@ -370,7 +364,12 @@ mod tests {
             .execute(c)
             .await
             .map(|_| ()));
-            assert!(twice.is_err(), "{:?}", database.url().is_some());
+            let backend = if database.url().is_some() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            };
+            assert!(twice.is_err(), "a revision stored twice on {backend}");
             drop(tx);
             db.close().await;
         }
